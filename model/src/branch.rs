@@ -1,0 +1,116 @@
+//! One branch of the network (the paper's SRN, used as F_r and F_x):
+//! input layer f_in → recurrent layer → ResBlocks f_res → output layer f_out.
+
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
+use burn::tensor::activation::relu;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+use crate::cell::{conv3x3, CellState, ConvGru, ConvLstm};
+use crate::config::CellKind;
+
+/// Two 3x3 convolutions, each followed by ReLU, with an identity shortcut and a final ReLU.
+#[derive(Module, Debug)]
+pub struct ResBlock<B: Backend> {
+    pub conv1: Conv2d<B>,
+    pub conv2: Conv2d<B>,
+}
+
+impl<B: Backend> ResBlock<B> {
+    /// # Shapes
+    /// - `features`: `[N, C, H, W]` → `[N, C, H, W]`
+    pub fn forward(&self, features: Tensor<B, 4>) -> Tensor<B, 4> {
+        let residual = relu(
+            self.conv2
+                .forward(relu(self.conv1.forward(features.clone()))),
+        );
+        relu(residual + features)
+    }
+}
+
+/// The shape of one branch.
+#[derive(Clone, Copy, Debug)]
+pub struct BranchShape {
+    /// Image channels concatenated at the input (`cat[y, r]` = 6, `cat[y, x, r]` = 9, ...).
+    pub image_channels: usize,
+    /// Feature channels.
+    pub channels: usize,
+    /// Whether the recurrent layer also sees the other branch's hidden state.
+    pub sees_other: bool,
+    /// The recurrent layer.
+    pub cell: CellKind,
+    /// Number of ResBlocks.
+    pub resblocks: usize,
+}
+
+/// One stage of a branch; its parameters are shared by all stages.
+#[derive(Module, Debug)]
+pub struct Branch<B: Backend> {
+    /// f_in: image channels → features, followed by ReLU.
+    pub input: Conv2d<B>,
+    /// The recurrent layer, when it is an LSTM.
+    pub lstm: Option<ConvLstm<B>>,
+    /// The recurrent layer, when it is a GRU.
+    pub gru: Option<ConvGru<B>>,
+    /// f_res.
+    pub resblocks: Vec<ResBlock<B>>,
+    /// f_out: features → 3 channels.
+    pub output: Conv2d<B>,
+}
+
+impl<B: Backend> Branch<B> {
+    /// A freshly initialised branch.
+    pub fn new(shape: BranchShape, device: &B::Device) -> Self {
+        let c = shape.channels;
+        let cell_inputs = c * if shape.sees_other { 3 } else { 2 };
+        Self {
+            input: conv3x3(shape.image_channels, c, device),
+            lstm: (shape.cell == CellKind::Lstm).then(|| ConvLstm::new(cell_inputs, c, device)),
+            gru: (shape.cell == CellKind::Gru).then(|| ConvGru::new(cell_inputs, c, device)),
+            resblocks: (0..shape.resblocks)
+                .map(|_| ResBlock {
+                    conv1: conv3x3(c, c, device),
+                    conv2: conv3x3(c, c, device),
+                })
+                .collect(),
+            output: conv3x3(c, 3, device),
+        }
+    }
+
+    /// Whether the branch carries a recurrent state across stages.
+    pub fn is_recurrent(&self) -> bool {
+        self.lstm.is_some() || self.gru.is_some()
+    }
+
+    /// One stage.
+    ///
+    /// # Shapes
+    /// - `images`: `[N, image_channels, H, W]`, the concatenated image inputs of this stage
+    /// - `state`: this branch's recurrent state from the previous stage, `[N, C, H, W]`
+    /// - `other`: the other branch's hidden state, `[N, C, H, W]`, where the coupling links them
+    /// - returns the 3-channel output `[N, 3, H, W]` and the updated state
+    pub fn forward(
+        &self,
+        images: Tensor<B, 4>,
+        state: Option<CellState<B>>,
+        other: Option<Tensor<B, 4>>,
+    ) -> (Tensor<B, 4>, Option<CellState<B>>) {
+        let features = relu(self.input.forward(images));
+        let (mut features, state) = match (state, &self.lstm, &self.gru) {
+            (Some(state), Some(lstm), _) => {
+                let state = lstm.forward(features, state, other);
+                (state.hidden.clone(), Some(state))
+            }
+            (Some(state), None, Some(gru)) => {
+                let state = gru.forward(features, state, other);
+                (state.hidden.clone(), Some(state))
+            }
+            _ => (features, None),
+        };
+        for block in &self.resblocks {
+            features = block.forward(features);
+        }
+        (self.output.forward(features), state)
+    }
+}

@@ -1,0 +1,113 @@
+//! Derain a picture: tiles → network → blended planar maps. Shared by the CLI and the page.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+
+use crate::error::ModelError;
+use crate::image::Picture;
+use crate::network::Brn;
+use crate::tiling::{TilePlan, DEFAULT_OVERLAP};
+
+/// How to run the network over a picture.
+#[derive(Clone, Debug)]
+pub struct DerainOptions {
+    /// Stages T.
+    pub stages: usize,
+    /// Largest tile side in pixels; bounds peak memory.
+    pub tile: usize,
+    /// Overlap between tiles in pixels.
+    pub overlap: usize,
+    /// Also return the rain layer.
+    pub rain_layer: bool,
+    /// Also return every stage's estimates.
+    pub all_stages: bool,
+}
+
+impl DerainOptions {
+    /// Defaults for `stages`: 512-pixel tiles, no extra outputs.
+    pub fn new(stages: usize) -> Self {
+        Self {
+            stages,
+            tile: 512,
+            overlap: DEFAULT_OVERLAP,
+            rain_layer: false,
+            all_stages: false,
+        }
+    }
+}
+
+/// Planar `[3, H, W]` outputs of a derain, in [0, 1] where the network is right.
+#[derive(Clone, Debug, Default)]
+pub struct Derained {
+    pub background: Vec<f32>,
+    pub rain: Option<Vec<f32>>,
+    pub background_stages: Vec<Vec<f32>>,
+    pub rain_stages: Vec<Vec<f32>>,
+}
+
+/// Planar `[3, H, W]` pixels as a `[1, 3, H, W]` tensor.
+pub fn to_tensor<B: Backend>(
+    planar: Vec<f32>,
+    width: usize,
+    height: usize,
+    device: &B::Device,
+) -> Tensor<B, 4> {
+    Tensor::from_data(TensorData::new(planar, [1, 3, height, width]), device)
+}
+
+/// A `[1, C, H, W]` tensor as planar pixels.
+pub fn to_planar<B: Backend>(tensor: Tensor<B, 4>) -> Vec<f32> {
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .expect("a float tensor converts to f32")
+}
+
+/// Run `model` over `picture` tile by tile; `progress(done, total)` returns false to cancel.
+pub fn derain<B: Backend>(
+    model: &Brn<B>,
+    picture: &Picture,
+    options: &DerainOptions,
+    device: &B::Device,
+    progress: impl FnMut(usize, usize) -> bool,
+) -> Result<Derained, ModelError> {
+    if options.stages == 0 {
+        return Err(ModelError::InvalidConfig(
+            "the number of stages T must be at least 1".into(),
+        ));
+    }
+    let plan = TilePlan::new(picture.width, picture.height, options.tile, options.overlap);
+    let want_rain = options.rain_layer || options.all_stages;
+    let mut maps = plan.run(
+        &picture.rgb,
+        |pixels, tile| {
+            let input = to_tensor::<B>(pixels, tile.width, tile.height, device);
+            let out = model.run(input, options.stages, options.all_stages);
+            let mut maps = vec![to_planar(out.background)];
+            if want_rain {
+                maps.extend(out.rain.map(to_planar));
+            }
+            maps.extend(out.background_stages.into_iter().map(to_planar));
+            maps.extend(out.rain_stages.into_iter().map(to_planar));
+            Ok(maps)
+        },
+        progress,
+    )?;
+    let mut rest = maps.split_off(1);
+    let background = maps.pop().expect("the background map");
+    let has_rain = model.rain.is_some() || model.config.mapping == crate::config::Mapping::Residual;
+    let rain = (want_rain && has_rain).then(|| rest.remove(0));
+    let (background_stages, rain_stages) = if options.all_stages {
+        let rain_stages = rest.split_off(options.stages);
+        (rest, rain_stages)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    Ok(Derained {
+        background,
+        rain,
+        background_stages,
+        rain_stages,
+    })
+}

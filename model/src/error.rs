@@ -1,0 +1,38 @@
+//! Typed errors of the model crate; every message says what to do about it.
+
+use thiserror::Error;
+
+/// What can go wrong when building a network, loading weights or reading images.
+#[derive(Debug, Error)]
+pub enum ModelError {
+    /// The configuration describes no network (e.g. T = 0).
+    #[error("invalid model configuration: {0}")]
+    InvalidConfig(String),
+    /// The weights file could not be read or parsed.
+    #[error("cannot read weights '{path}': {reason}")]
+    WeightsUnreadable { path: String, reason: String },
+    /// The weights file was read but does not fit the chosen architecture.
+    #[error("the weights in '{path}' do not fit the {arch} architecture:\n{details}\nPick the matching --arch (and check that the file is not truncated).")]
+    WeightsMismatch {
+        path: String,
+        arch: String,
+        details: String,
+    },
+    /// The image could not be decoded.
+    #[error("cannot decode image: {0}")]
+    Decode(String),
+    /// The image is larger than we are willing to allocate.
+    #[error("image is {width}x{height} pixels, larger than the limit of {limit} pixels per side / {max_pixels} pixels in all; downscale it first")]
+    ImageTooLarge {
+        width: u64,
+        height: u64,
+        limit: u32,
+        max_pixels: u64,
+    },
+    /// The image could not be encoded or written.
+    #[error("cannot write image: {0}")]
+    Encode(String),
+    /// The caller stopped the work (e.g. a Cancel button).
+    #[error("cancelled")]
+    Cancelled,
+}

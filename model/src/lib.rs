@@ -1,0 +1,24 @@
+//! The BRN family of single-image deraining networks (Ren et al., IEEE TIP 2020) on burn,
+//! and everything the command line and the web page share: image ↔ tensor conversion,
+//! tiled inference and weight loading.
+
+pub mod branch;
+pub mod cell;
+pub mod config;
+pub mod error;
+pub mod network;
+pub mod pickle;
+
+pub use config::{BrnConfig, CellKind, Coupling, Mapping};
+pub use error::ModelError;
+pub use network::{Brn, Stages};
+pub mod io;
+pub mod weights;
+
+pub use weights::{load_weights, save_record, WeightsFormat};
+pub mod derain;
+pub mod image;
+pub mod tiling;
+
+pub use derain::{derain, DerainOptions, Derained};
+pub use image::{decode, encode_png, Picture};

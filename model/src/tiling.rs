@@ -1,0 +1,227 @@
+//! Tiled inference: any image size in bounded memory, with invisible seams.
+//!
+//! The image is cut into overlapping windows of at most `tile` pixels per side. Each window's
+//! output is weighted by a window that is zero over the quarter of the overlap nearest an inner
+//! edge (where the network's zero padding shows), ramps up linearly over the next half, and is
+//! one elsewhere; the weighted outputs are summed and normalised. Image borders are not inner
+//! edges, so they keep full weight.
+
+use crate::error::ModelError;
+
+/// One window of a [`TilePlan`], in pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tile {
+    pub x: usize,
+    pub y: usize,
+    pub width: usize,
+    pub height: usize,
+}
+
+/// Default overlap between neighbouring tiles, in pixels.
+pub const DEFAULT_OVERLAP: usize = 64;
+
+/// Window start positions along one axis of length `len`.
+fn starts(len: usize, tile: usize, overlap: usize) -> Vec<usize> {
+    if len <= tile {
+        return vec![0];
+    }
+    let stride = tile - overlap;
+    let n = (len - overlap).div_ceil(stride);
+    // Spread the windows evenly so that every overlap is at least `overlap`.
+    (0..n)
+        .map(|i| (i * (len - tile) + (n - 1) / 2) / (n - 1))
+        .collect()
+}
+
+/// Blending weight of each position of a window `[start, start + size)` on an axis of length `len`.
+fn axis_weights(start: usize, size: usize, len: usize, overlap: usize) -> Vec<f32> {
+    let discard = overlap / 4;
+    let ramp = (overlap / 2).max(1);
+    let weight = |distance: usize| {
+        if distance < discard {
+            0.0
+        } else {
+            (((distance - discard) + 1) as f32 / ramp as f32).min(1.0)
+        }
+    };
+    (0..size)
+        .map(|p| {
+            let mut w = 1.0f32;
+            if start > 0 {
+                w = w.min(weight(p));
+            }
+            if start + size < len {
+                w = w.min(weight(size - 1 - p));
+            }
+            w
+        })
+        .collect()
+}
+
+/// The tiles covering a `width` x `height` image.
+#[derive(Clone, Debug)]
+pub struct TilePlan {
+    pub width: usize,
+    pub height: usize,
+    pub overlap: usize,
+    pub tiles: Vec<Tile>,
+}
+
+impl TilePlan {
+    /// Windows of at most `tile` x `tile` pixels overlapping by at least `overlap`.
+    /// `tile` is raised to `2 * overlap` where smaller, so that tiles always advance.
+    pub fn new(width: usize, height: usize, tile: usize, overlap: usize) -> Self {
+        let tile = tile.max(2 * overlap).max(1);
+        let xs = starts(width, tile, overlap);
+        let ys = starts(height, tile, overlap);
+        let tiles = ys
+            .iter()
+            .flat_map(|&y| {
+                xs.iter().map(move |&x| Tile {
+                    x,
+                    y,
+                    width: tile.min(width),
+                    height: tile.min(height),
+                })
+            })
+            .collect();
+        Self {
+            width,
+            height,
+            overlap,
+            tiles,
+        }
+    }
+
+    /// Cut a tile out of a planar `[C, H, W]` image.
+    pub fn crop(&self, planar: &[f32], tile: &Tile) -> Vec<f32> {
+        let channels = planar.len() / (self.width * self.height);
+        let mut out = Vec::with_capacity(channels * tile.width * tile.height);
+        for c in 0..channels {
+            for y in tile.y..tile.y + tile.height {
+                let row = c * self.width * self.height + y * self.width;
+                out.extend_from_slice(&planar[row + tile.x..row + tile.x + tile.width]);
+            }
+        }
+        out
+    }
+
+    /// Run `f` on every tile of a planar `[C, H, W]` image and blend its outputs.
+    ///
+    /// `f` gets a tile's planar pixels and size and returns planar maps of that size (any
+    /// number of maps, each with any channel count, the same for every tile). `progress` is
+    /// called after each tile with (done, total) and stops the work by returning false.
+    pub fn run<F, P>(
+        &self,
+        planar: &[f32],
+        mut f: F,
+        mut progress: P,
+    ) -> Result<Vec<Vec<f32>>, ModelError>
+    where
+        F: FnMut(Vec<f32>, &Tile) -> Result<Vec<Vec<f32>>, ModelError>,
+        P: FnMut(usize, usize) -> bool,
+    {
+        let (w, h) = (self.width, self.height);
+        let mut sums: Vec<Vec<f32>> = Vec::new();
+        let mut weights = vec![0f32; w * h];
+        for (done, tile) in self.tiles.iter().enumerate() {
+            let maps = f(self.crop(planar, tile), tile)?;
+            if sums.is_empty() {
+                sums = maps
+                    .iter()
+                    .map(|m| vec![0f32; m.len() / (tile.width * tile.height) * w * h])
+                    .collect();
+            }
+            let wx = axis_weights(tile.x, tile.width, w, self.overlap);
+            let wy = axis_weights(tile.y, tile.height, h, self.overlap);
+            for (ty, &weight_y) in wy.iter().enumerate() {
+                for (tx, &weight_x) in wx.iter().enumerate() {
+                    weights[(tile.y + ty) * w + tile.x + tx] += weight_y * weight_x;
+                }
+            }
+            for (sum, map) in sums.iter_mut().zip(&maps) {
+                let tile_area = tile.width * tile.height;
+                for c in 0..map.len() / tile_area {
+                    for (ty, &weight_y) in wy.iter().enumerate() {
+                        let src = &map[c * tile_area + ty * tile.width..][..tile.width];
+                        let dst = &mut sum[c * w * h + (tile.y + ty) * w + tile.x..][..tile.width];
+                        for ((d, s), &weight_x) in dst.iter_mut().zip(src).zip(&wx) {
+                            *d += s * weight_x * weight_y;
+                        }
+                    }
+                }
+            }
+            if !progress(done + 1, self.tiles.len()) {
+                return Err(ModelError::Cancelled);
+            }
+        }
+        for sum in &mut sums {
+            for (i, v) in sum.iter_mut().enumerate() {
+                *v /= weights[i % (w * h)];
+            }
+        }
+        Ok(sums)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_cover_every_pixel_with_positive_weight() {
+        for (w, h, tile, overlap) in [
+            (1, 1, 512, 64),
+            (97, 61, 40, 16),
+            (1000, 333, 256, 64),
+            (300, 300, 128, 64),
+        ] {
+            let plan = TilePlan::new(w, h, tile, overlap);
+            let mut weight = vec![0f32; w * h];
+            for t in &plan.tiles {
+                assert!(t.x + t.width <= w && t.y + t.height <= h);
+                let wx = axis_weights(t.x, t.width, w, overlap);
+                let wy = axis_weights(t.y, t.height, h, overlap);
+                for y in 0..t.height {
+                    for x in 0..t.width {
+                        weight[(t.y + y) * w + t.x + x] += wx[x] * wy[y];
+                    }
+                }
+            }
+            assert!(weight.iter().all(|&v| v > 0.0), "{w}x{h} tile {tile}");
+        }
+    }
+
+    #[test]
+    fn a_pointwise_function_is_reproduced_exactly() {
+        let (w, h) = (97, 61);
+        let image: Vec<f32> = (0..3 * w * h).map(|i| (i % 251) as f32 / 251.0).collect();
+        let plan = TilePlan::new(w, h, 40, 16);
+        assert!(plan.tiles.len() > 4);
+        let mut calls = 0;
+        let out = plan
+            .run(
+                &image,
+                |t, _| Ok(vec![t.iter().map(|v| v * 2.0).collect()]),
+                |_, _| {
+                    calls += 1;
+                    true
+                },
+            )
+            .unwrap();
+        assert_eq!(calls, plan.tiles.len());
+        for (a, b) in out[0].iter().zip(&image) {
+            assert!((a - 2.0 * b).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn progress_can_cancel() {
+        let plan = TilePlan::new(100, 100, 40, 16);
+        let image = vec![0f32; 3 * 100 * 100];
+        let err = plan
+            .run(&image, |t, _| Ok(vec![t]), |done, _| done < 2)
+            .unwrap_err();
+        assert!(matches!(err, ModelError::Cancelled));
+    }
+}

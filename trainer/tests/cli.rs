@@ -1,0 +1,393 @@
+//! The `brn` command end to end: outputs, the paper's scores against the authors' own
+//! per-image numbers (`../shared/golden/rain100l_T*.txt`), and every kind of bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use image::{DynamicImage, ImageBuffer, LumaA, Rgb, Rgba};
+
+fn shared(relative: &str) -> Option<PathBuf> {
+    let root = std::env::var_os("BRN_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    let path = root.join(relative);
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!(
+            "SKIPPED: {} is absent (set BRN_SHARED to the shared folder)",
+            path.display()
+        );
+        None
+    }
+}
+
+fn brn(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_brn"))
+        .args(args)
+        .output()
+        .expect("brn runs");
+    eprintln!(
+        "brn {}\n--- status {:?}\n--- stderr\n{}",
+        args.join(" "),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("brn-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn save(img: DynamicImage, path: &Path) {
+    img.save(path).unwrap();
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn derain_keeps_size_depth_color_and_alpha_and_skips_bad_files() {
+    let Some(weights) = shared("weights/brn/Rain100L.pth") else {
+        return;
+    };
+    let dir = temp_dir("derain");
+    let input = dir.join("in");
+    let output = dir.join("out");
+    std::fs::create_dir_all(&input).unwrap();
+    save(
+        DynamicImage::from(ImageBuffer::from_fn(1, 1, |_, _| Rgb([200u8, 100, 50]))),
+        &input.join("one.png"),
+    );
+    save(
+        DynamicImage::from(ImageBuffer::from_fn(97, 61, |x, y| {
+            Rgb([(x * 2) as u8, (y * 4) as u8, 128u8])
+        })),
+        &input.join("odd.png"),
+    );
+    save(
+        DynamicImage::from(ImageBuffer::from_fn(33, 20, |x, y| {
+            Rgba([x as u8 * 7, y as u8 * 12, 90u8, (x * 7) as u8])
+        })),
+        &input.join("alpha.png"),
+    );
+    save(
+        DynamicImage::from(ImageBuffer::from_fn(24, 17, |x, y| {
+            LumaA([x as u16 * 2000, 60000u16 - y as u16 * 100])
+        })),
+        &input.join("gray16.png"),
+    );
+    // Bad files beside the good ones.
+    std::fs::write(input.join("empty.png"), b"").unwrap();
+    std::fs::write(input.join("text.jpg"), b"this is not a jpeg").unwrap();
+    let good = std::fs::read(input.join("odd.png")).unwrap();
+    std::fs::write(input.join("truncated.png"), &good[..good.len() / 2]).unwrap();
+
+    let out = brn(&[
+        "derain",
+        s(&input),
+        "-o",
+        s(&output),
+        "--weights",
+        s(&weights),
+        "--stages",
+        "2",
+        "--tile",
+        "64",
+        "--rain-layer",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "bad files make the exit code 1");
+    let err = stderr(&out);
+    for bad in ["empty.png", "text.jpg", "truncated.png"] {
+        assert!(err.contains(bad), "{bad} is listed");
+        assert!(
+            !output.join(bad.replace(".jpg", ".png")).exists(),
+            "nothing written for {bad}"
+        );
+    }
+    assert!(err.contains("derained 4 of 7"), "{err}");
+
+    let one = image::open(output.join("one.png")).unwrap();
+    assert_eq!((one.width(), one.height()), (1, 1));
+    let odd = image::open(output.join("odd.png")).unwrap();
+    assert_eq!(
+        (odd.width(), odd.height(), odd.color()),
+        (97, 61, image::ColorType::Rgb8)
+    );
+    assert!(output.join("odd_rain.png").is_file());
+    let alpha = image::open(output.join("alpha.png")).unwrap();
+    assert_eq!(alpha.color(), image::ColorType::Rgba8);
+    let src = image::open(input.join("alpha.png")).unwrap().to_rgba8();
+    for (a, b) in alpha.to_rgba8().pixels().zip(src.pixels()) {
+        assert_eq!(a[3], b[3], "alpha is passed through");
+    }
+    let gray = image::open(output.join("gray16.png")).unwrap();
+    assert_eq!(gray.color(), image::ColorType::La16);
+    // No temporary files are left behind.
+    for entry in std::fs::read_dir(&output).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        assert!(!name.starts_with('.'), "leftover {name}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn all_stages_writes_every_stage_estimate() {
+    let Some(weights) = shared("weights/brn/Rain100L.pth") else {
+        return;
+    };
+    let dir = temp_dir("stages");
+    let input = dir.join("rain.png");
+    save(
+        DynamicImage::from(ImageBuffer::from_fn(20, 16, |x, y| {
+            Rgb([x as u8 * 10, y as u8 * 10, 30u8])
+        })),
+        &input,
+    );
+    let out = brn(&[
+        "derain",
+        s(&input),
+        "-o",
+        s(&dir.join("o")),
+        "--weights",
+        s(&weights),
+        "--stages",
+        "3",
+        "--all-stages",
+    ]);
+    assert!(out.status.success());
+    for t in 1..=3 {
+        for layer in ["x", "r"] {
+            assert!(
+                dir.join(format!("o/rain_stage{t}_{layer}.png")).is_file(),
+                "stage {t} {layer}"
+            );
+        }
+    }
+    assert!(!dir.join("o/rain_stage4_x.png").exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn bad_arguments_and_weights_get_clear_errors() {
+    let Some(weights) = shared("weights/brn/Rain100L.pth") else {
+        return;
+    };
+    let Some(prenet) = shared("weights/prenet/Rain100L_PReNet6.pth") else {
+        return;
+    };
+    let dir = temp_dir("bad");
+    let img = dir.join("a.png");
+    save(
+        DynamicImage::from(ImageBuffer::from_fn(8, 8, |_, _| Rgb([1u8, 2, 3]))),
+        &img,
+    );
+    let out_dir = dir.join("out");
+
+    let out = brn(&[
+        "derain",
+        s(&dir.join("missing.png")),
+        "-o",
+        s(&out_dir),
+        "--weights",
+        s(&weights),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("missing.png"));
+
+    let out = brn(&[
+        "derain",
+        s(&img),
+        "-o",
+        s(&out_dir),
+        "--weights",
+        s(&weights),
+        "--stages",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("at least 1"));
+
+    let out = brn(&["derain", s(&img), "-o", s(&out_dir)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--weights"),
+        "says how to give weights"
+    );
+
+    let out = brn(&[
+        "derain",
+        s(&img),
+        "-o",
+        s(&out_dir),
+        "--weights",
+        s(&prenet),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("missing: conv0_r.0.weight"));
+
+    let cut = dir.join("cut.pth");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let out = brn(&["derain", s(&img), "-o", s(&out_dir), "--weights", s(&cut)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("cut.pth"));
+
+    let not_weights = dir.join("w.bin");
+    std::fs::write(&not_weights, b"").unwrap();
+    let out = brn(&[
+        "derain",
+        s(&img),
+        "-o",
+        s(&out_dir),
+        "--weights",
+        s(&not_weights),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // An output "folder" below a regular file cannot be created.
+    let out = brn(&[
+        "derain",
+        s(&img),
+        "-o",
+        s(&img.join("sub")),
+        "--weights",
+        s(&weights),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("output folder"));
+
+    let out = brn(&[
+        "derain",
+        s(&img),
+        "-o",
+        s(&out_dir),
+        "--weights",
+        s(&weights),
+        "--arch",
+        "resnet",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "clap refuses unknown architectures"
+    );
+    assert!(
+        !out_dir.join("a.png").exists(),
+        "nothing was written by the failed runs"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_header_claiming_60000_pixels_per_side_is_refused() {
+    let Some(weights) = shared("weights/brn/Rain100L.pth") else {
+        return;
+    };
+    let dir = temp_dir("huge");
+    let path = dir.join("huge.png");
+    std::fs::write(&path, model::image::png_claiming_size(60000, 60000)).unwrap();
+    let out = brn(&[
+        "derain",
+        s(&path),
+        "-o",
+        s(&dir.join("o")),
+        "--weights",
+        s(&weights),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("60000x60000"),
+        "names the claimed size"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Per-image Y-PSNR/SSIM of the authors' checkpoint as our `eval` computes it, against the
+/// authors' own MATLAB-metric numbers in `golden/rain100l_T{6,8}.txt`.
+#[test]
+fn eval_reproduces_the_authors_per_image_scores() {
+    let Some(weights) = shared("weights/brn/Rain100L.pth") else {
+        return;
+    };
+    let Some(data) = shared("data/rain100l") else {
+        return;
+    };
+    let limit: usize = std::env::var("BRN_EVAL_LIMIT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    for stages in [6, 8] {
+        let Some(golden) = shared(&format!("golden/rain100l_T{stages}.txt")) else {
+            return;
+        };
+        let golden = std::fs::read_to_string(golden).unwrap();
+        let out = brn(&[
+            "eval",
+            "--weights",
+            s(&weights),
+            "--data",
+            s(&data),
+            "--stages",
+            &stages.to_string(),
+            "--json",
+            "--limit",
+            &limit.to_string(),
+        ]);
+        assert!(out.status.success());
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let images = report["images"].as_array().unwrap();
+        assert_eq!(images.len(), limit);
+        for image in images {
+            let name = image["name"].as_str().unwrap();
+            let line = golden.lines().find(|l| l.starts_with(name)).unwrap();
+            let fields: Vec<f64> = line
+                .split_whitespace()
+                .skip(1)
+                .map(|v| v.parse().unwrap())
+                .collect();
+            let (psnr, ssim) = (
+                image["psnr"].as_f64().unwrap(),
+                image["ssim"].as_f64().unwrap(),
+            );
+            println!(
+                "T={stages} {name}: ours {psnr:.4} {ssim:.5}, authors {:.4} {:.5}",
+                fields[0], fields[1]
+            );
+            assert!(
+                (psnr - fields[0]).abs() <= 0.01,
+                "{name} T={stages}: PSNR {psnr} vs {}",
+                fields[0]
+            );
+            assert!(
+                (ssim - fields[1]).abs() <= 0.0005,
+                "{name} T={stages}: SSIM {ssim} vs {}",
+                fields[1]
+            );
+        }
+        assert!(report["mean"]["psnr"].as_f64().is_some());
+    }
+}
+
+#[test]
+fn bench_prints_json_with_the_documented_fields() {
+    let out = brn(&[
+        "bench", "--size", "32", "--stages", "1", "--runs", "2", "--json",
+    ]);
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["size"], 32);
+    assert_eq!(report["stages"], 1);
+    assert_eq!(report["runs"], 2);
+    assert!(report["median_s"].as_f64().unwrap() > 0.0);
+    assert!(report["peak_rss_bytes"].as_u64().unwrap() > 0);
+}
