@@ -259,6 +259,41 @@ mod tests {
         assert_eq!(back.to_luma_alpha16(), img.to_luma_alpha16());
     }
 
+    /// A JPEG carrying an EXIF orientation tag (6: rotate 90° clockwise to display).
+    fn jpeg_with_orientation(width: u32, height: u32, orientation: u16) -> Vec<u8> {
+        let img = DynamicImage::from(ImageBuffer::from_fn(width, height, |x, _| {
+            Rgb([(x * 20) as u8, 0, 0])
+        }));
+        let mut jpeg = Vec::new();
+        img.write_to(&mut Cursor::new(&mut jpeg), ::image::ImageFormat::Jpeg)
+            .unwrap();
+        // APP1 "Exif\0\0" + little-endian TIFF with one IFD entry: Orientation (0x0112), SHORT.
+        let mut tiff = b"II*\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0".to_vec();
+        tiff.extend_from_slice(&orientation.to_le_bytes());
+        tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let mut app1 = b"Exif\0\0".to_vec();
+        app1.extend_from_slice(&tiff);
+        let mut out = jpeg[..2].to_vec(); // SOI
+        out.extend_from_slice(&[0xff, 0xe1]);
+        out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+        out.extend_from_slice(&app1);
+        out.extend_from_slice(&jpeg[2..]);
+        out
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        let pic = decode(&jpeg_with_orientation(16, 8, 1)).unwrap();
+        assert_eq!((pic.width, pic.height), (16, 8));
+        let pic = decode(&jpeg_with_orientation(16, 8, 6)).unwrap();
+        assert_eq!((pic.width, pic.height), (8, 16), "rotated upright");
+        // Rotated clockwise: the source's left column (dark) is now the top row.
+        let n = pic.width * pic.height;
+        let top: f32 = pic.rgb[..pic.width].iter().sum();
+        let bottom: f32 = pic.rgb[n - pic.width..n].iter().sum();
+        assert!(top < bottom, "top {top} bottom {bottom}");
+    }
+
     #[test]
     fn truncation_is_the_papers() {
         assert_eq!(to_u8(0.999), 254);

@@ -15,7 +15,7 @@ pub use network::{Brn, Stages};
 pub mod io;
 pub mod weights;
 
-pub use weights::{load_weights, save_record, WeightsFormat};
+pub use weights::{load_weights, save_record, Precision, WeightsFormat};
 pub mod derain;
 pub mod image;
 pub mod tiling;

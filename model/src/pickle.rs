@@ -484,7 +484,7 @@ mod tests {
             b'K', 0, b'K', 2, b'K', 2, 0x86, b'K', 2, b'K', 1, 0x86, 0x89,
         ]);
         p.extend_from_slice(b"ccollections\nOrderedDict\n)R");
-        p.extend_from_slice(&[b't', b'R', b'u', b'.']);
+        p.extend_from_slice(b"tRu.");
         b.extend_from_slice(&p);
         b.extend_from_slice(&[0x80, 0x02, b']', b'(', b'X', 1, 0, 0, 0, b'0', b'e', b'.']);
         b.extend_from_slice(&4u64.to_le_bytes());

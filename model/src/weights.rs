@@ -373,11 +373,17 @@ pub fn load_record_bytes<B: Backend>(
         .values()
         .cloned()
         .collect();
-    for snap in &snapshots {
-        // Materialise now so that a truncated file fails here, with its name.
-        snap.to_data()
-            .map_err(|e| unreadable(source, format!("tensor {}: {e:?}", snap.full_path())))?;
-    }
+    // Materialise now so that a truncated file fails here, with its name; half-precision
+    // records become float32 like the network.
+    let snapshots = snapshots
+        .iter()
+        .map(|snap| {
+            let data = snap
+                .to_data()
+                .map_err(|e| unreadable(source, format!("tensor {}: {e:?}", snap.full_path())))?;
+            Ok(snapshot(&snap.full_path(), data.convert::<f32>()))
+        })
+        .collect::<Result<Vec<_>, ModelError>>()?;
     apply(config.init(device)?, snapshots, source)
 }
 
@@ -442,9 +448,80 @@ pub fn record_bytes<B: Backend>(model: &Brn<B>) -> Result<Vec<u8>, ModelError> {
         .map_err(|e| ModelError::Encode(e.to_string()))
 }
 
+/// Re-encode a record's float32 tensors as float16 (half the download; the page's default).
+/// Loading converts them back to float32.
+pub fn record_to_f16(bytes: &[u8]) -> Result<Vec<u8>, ModelError> {
+    let bad = |e: &str| ModelError::Encode(format!("not a record: {e}"));
+    let header_len = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+        .ok_or_else(|| bad("too short"))?;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(
+        bytes
+            .get(8..8 + header_len)
+            .ok_or_else(|| bad("header cut short"))?,
+    )
+    .map_err(|e| bad(&e.to_string()))?;
+    let data = &bytes[8 + header_len..];
+    let mut entries: Vec<(String, serde_json::Value)> = header.into_iter().collect();
+    let start_of = |v: &serde_json::Value| v["data_offsets"][0].as_u64().unwrap_or(0);
+    entries.sort_by_key(|(_, v)| start_of(v));
+    let mut out_header = serde_json::Map::new();
+    let mut out_data = Vec::with_capacity(data.len() / 2);
+    for (name, mut info) in entries {
+        if name == "__metadata__" {
+            out_header.insert(name, info);
+            continue;
+        }
+        let (start, end) = (
+            start_of(&info) as usize,
+            info["data_offsets"][1].as_u64().unwrap_or(0) as usize,
+        );
+        let raw = data
+            .get(start..end)
+            .ok_or_else(|| bad("tensor data cut short"))?;
+        let begin = out_data.len();
+        if info["dtype"] == "F32" {
+            for chunk in raw.chunks_exact(4) {
+                let v = f32::from_le_bytes(chunk.try_into().expect("4 bytes"));
+                out_data.extend_from_slice(&burn::tensor::f16::from_f32(v).to_le_bytes());
+            }
+            info["dtype"] = "F16".into();
+        } else {
+            out_data.extend_from_slice(raw);
+        }
+        info["data_offsets"] = serde_json::json!([begin, out_data.len()]);
+        out_header.insert(name, info);
+    }
+    let mut header =
+        serde_json::to_vec(&out_header).map_err(|e| ModelError::Encode(e.to_string()))?;
+    while header.len() % 8 != 0 {
+        header.push(b' ');
+    }
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&out_data);
+    Ok(out)
+}
+
+/// Precision of the tensors in a written record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    F32,
+    /// Half the size; outputs differ by about 1e-3.
+    F16,
+}
+
 /// Write our record to `path` and its `config.json` beside it, each atomically (temp file + rename).
-pub fn save_record<B: Backend>(model: &Brn<B>, path: &Path) -> Result<(), ModelError> {
-    let bytes = record_bytes(model)?;
+pub fn save_record<B: Backend>(
+    model: &Brn<B>,
+    path: &Path,
+    precision: Precision,
+) -> Result<(), ModelError> {
+    let mut bytes = record_bytes(model)?;
+    if precision == Precision::F16 {
+        bytes = record_to_f16(&bytes)?;
+    }
     let json = serde_json::to_string_pretty(&model.config)
         .map_err(|e| ModelError::Encode(e.to_string()))?;
     crate::io::write_atomic(path, &bytes)?;
@@ -487,6 +564,19 @@ mod tests {
             msg.contains("missing") && msg.contains("resblocks"),
             "{msg}"
         );
+
+        // A half-precision copy loads and computes nearly the same function.
+        let half = record_to_f16(&bytes).unwrap();
+        assert!(
+            half.len() < bytes.len() * 6 / 10,
+            "{} vs {}",
+            half.len(),
+            bytes.len()
+        );
+        let loaded = load_record_bytes::<Flex>(half, None, "mem", &device).unwrap();
+        let x = burn::tensor::Tensor::<Flex, 4>::ones([1, 3, 5, 6], &device) * 0.3;
+        let c = loaded.forward(x).background.into_data();
+        a.assert_approx_eq::<f32>(&c, burn::tensor::Tolerance::absolute(1e-2));
 
         // A truncated record is refused.
         let cut = bytes[..bytes.len() / 2].to_vec();

@@ -121,6 +121,18 @@ pub fn ssim(a: &[f64], b: &[f64], width: usize, height: usize) -> f64 {
         / n as f64
 }
 
+/// Score a network output against its 8-bit ground truth as the paper does: truncate the
+/// output to 8 bits, then Y-channel PSNR and SSIM. `output` is planar `[3, H, W]`, `clean`
+/// interleaved RGB.
+pub fn score(output: &[f32], clean: &[u8], width: usize, height: usize) -> (f64, f64) {
+    let n = width * height;
+    let derained: Vec<u8> = (0..n)
+        .flat_map(|i| [0, 1, 2].map(|c| model::image::to_u8(output[c * n + i])))
+        .collect();
+    let (y_out, y_gt) = (luminance(&derained), luminance(clean));
+    (psnr(&y_out, &y_gt), ssim(&y_out, &y_gt, width, height))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

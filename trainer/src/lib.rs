@@ -3,3 +3,6 @@
 pub mod bench;
 pub mod data;
 pub mod eval;
+pub mod loss;
+pub mod synth;
+pub mod train;

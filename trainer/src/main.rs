@@ -9,10 +9,10 @@ use burn::tensor::backend::Backend;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use model::derain::{to_planar, to_tensor};
-use model::image::{encode_png, to_u8};
+use model::image::encode_png;
 use model::{BrnConfig, DerainOptions, Picture};
 use serde::Serialize;
-use trainer::{bench, data, eval};
+use trainer::{bench, data, eval, synth};
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +33,84 @@ enum Command {
     Eval(EvalArgs),
     /// Time and peak memory of one forward pass (BRN, random weights) on the CPU.
     Bench(BenchArgs),
+    /// Make rainy/clean training pairs from clean photos (writes OUT/rainy/NAME + OUT/clean/NAME).
+    Synth(SynthArgs),
+    /// Train any member of the family from a JSON config (see README), with checkpoints and resume.
+    Train(TrainArgs),
+    /// Write the inference-only record of a training run's latest checkpoint (what the page embeds).
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// JSON training config (saved as config.json in the output folder).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Output folder for checkpoints, log.csv and config.json.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Continue the run in this folder from its latest checkpoint (its config.json unless --config).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Stop after this many steps (a time-boxed run; continue later with --resume).
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// Override: epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Override: steps per epoch.
+    #[arg(long)]
+    steps_per_epoch: Option<usize>,
+    /// Override: batch size.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Override: patch side in pixels.
+    #[arg(long)]
+    patch: Option<usize>,
+    /// Override: learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Override: random seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Override: stages T.
+    #[arg(long)]
+    stages: Option<usize>,
+    /// Device: cpu, or cuda:N in a build with the `cuda` feature.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// A training output folder (its latest checkpoint) or one checkpoint folder.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The record to write (.safetensors; its config.json is written beside it).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Store float16 (half the download; outputs change by about 1e-3).
+    #[arg(long)]
+    f16: bool,
+}
+
+#[derive(Args)]
+struct SynthArgs {
+    /// Folder of clean photos.
+    #[arg(long)]
+    clean: PathBuf,
+    /// Output folder: rainy/ and clean/ with equal file names (the layout `eval --data` reads).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Rain preset.
+    #[arg(long, default_value = "light", value_parser = ["light", "heavy"])]
+    preset: String,
+    /// Number of pairs [default: one per clean photo].
+    #[arg(long)]
+    count: Option<usize>,
+    /// Random seed: the same seed makes the same pairs.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Args, Clone)]
@@ -85,6 +163,10 @@ struct EvalArgs {
     /// Score only the first N pairs.
     #[arg(long)]
     limit: Option<usize>,
+    /// Also score these earlier stage counts from the same run (e.g. 6 with --stages 8): a
+    /// T'-stage run's output is exactly the T'-th stage of a longer run.
+    #[arg(long, value_delimiter = ',')]
+    also_stages: Vec<usize>,
 }
 
 #[derive(Args)]
@@ -109,6 +191,9 @@ fn main() -> ExitCode {
         Command::Derain(args) => with_device(&args.model.device.clone(), Run::Derain(args)),
         Command::Eval(args) => with_device(&args.model.device.clone(), Run::Eval(args)),
         Command::Bench(args) => bench_command(args),
+        Command::Synth(args) => synth_command(args),
+        Command::Train(args) => train_command(args),
+        Command::Export(args) => export_command(args),
     };
     match result {
         Ok(code) => code,
@@ -292,15 +377,19 @@ struct Mean {
 struct EvalReport {
     images: Vec<Score>,
     mean: Mean,
+    /// Means of the earlier stages asked for with --also-stages, by stage count.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    also: std::collections::BTreeMap<String, Mean>,
 }
 
-/// Derain an 8-bit image whole and score it as the paper does.
+/// Derain an 8-bit image whole and score it as the paper does, after each stage in `stages`
+/// (ascending; the run has as many stages as the last).
 fn score_pair<B: Backend>(
     net: &model::Brn<B>,
-    stages: usize,
+    stages: &[usize],
     pair: &data::Pair,
     device: &B::Device,
-) -> Result<Score> {
+) -> Result<Vec<(f64, f64)>> {
     let rainy = image::open(&pair.rainy)
         .with_context(|| format!("{}", pair.rainy.display()))?
         .to_rgb8();
@@ -318,23 +407,43 @@ fn score_pair<B: Backend>(
             planar[c * n + i] = p[c] as f32 / 255.0;
         }
     }
-    let out = to_planar(
-        net.run(to_tensor::<B>(planar, w, h, device), stages, false)
-            .background,
-    );
-    let derained: Vec<u8> = (0..n)
-        .flat_map(|i| [0, 1, 2].map(|c| to_u8(out[c * n + i])))
-        .collect();
-    let (y_out, y_gt) = (eval::luminance(&derained), eval::luminance(clean.as_raw()));
-    Ok(Score {
-        name: pair.name.clone(),
-        psnr: eval::psnr(&y_out, &y_gt),
-        ssim: eval::ssim(&y_out, &y_gt, w, h),
-    })
+    let last = *stages.last().expect("at least one stage count");
+    let input = to_tensor::<B>(planar, w, h, device);
+    let outputs = if stages.len() == 1 {
+        vec![net.run(input, last, false).background]
+    } else {
+        // A T'-stage run is the first T' stages of a longer one: score them all from one run.
+        let all = net.run(input, last, true).background_stages;
+        stages.iter().map(|&t| all[t - 1].clone()).collect()
+    };
+    Ok(outputs
+        .into_iter()
+        .map(|out| eval::score(&to_planar(out), clean.as_raw(), w, h))
+        .collect())
+}
+
+fn mean_of(scores: &[(f64, f64)]) -> Mean {
+    let count = scores.len() as f64;
+    Mean {
+        psnr: scores.iter().map(|s| s.0).sum::<f64>() / count,
+        ssim: scores.iter().map(|s| s.1).sum::<f64>() / count,
+    }
 }
 
 fn eval_command<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<ExitCode> {
     let (net, stages) = load_model::<B>(&args.model, device)?;
+    let mut counts: Vec<usize> = args
+        .also_stages
+        .iter()
+        .copied()
+        .filter(|&t| t < stages)
+        .collect();
+    if counts.len() != args.also_stages.len() || counts.contains(&0) {
+        bail!("--also-stages takes stage counts from 1 to T - 1 (T = {stages})");
+    }
+    counts.sort_unstable();
+    counts.dedup();
+    counts.push(stages);
     let mut pairs = data::pairs(&args.data)?;
     if let Some(limit) = args.limit {
         pairs.truncate(limit);
@@ -349,27 +458,57 @@ fn eval_command<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<ExitCo
             .expect("a valid template")
             .progress_chars("=> "),
     );
-    let mut images = Vec::new();
+    let mut per_count: Vec<Vec<(f64, f64)>> = vec![Vec::new(); counts.len()];
     for pair in &pairs {
-        let score = score_pair(&net, stages, pair, device)?;
+        let scores = score_pair(&net, &counts, pair, device)?;
         if !args.json {
-            bar.suspend(|| println!("{:<16} {:>8.4} {:>8.5}", score.name, score.psnr, score.ssim));
+            let line: Vec<String> = scores
+                .iter()
+                .map(|(p, s)| format!("{p:>8.4} {s:>8.5}"))
+                .collect();
+            bar.suspend(|| println!("{:<16} {}", pair.name, line.join("   ")));
         }
-        images.push(score);
+        for (all, score) in per_count.iter_mut().zip(scores) {
+            all.push(score);
+        }
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let count = images.len() as f64;
-    let mean = Mean {
-        psnr: images.iter().map(|s| s.psnr).sum::<f64>() / count,
-        ssim: images.iter().map(|s| s.ssim).sum::<f64>() / count,
-    };
+    let finals = per_count.pop().expect("the final stage count");
+    let mean = mean_of(&finals);
+    let also: std::collections::BTreeMap<String, Mean> = counts
+        .iter()
+        .zip(&per_count)
+        .map(|(t, scores)| (t.to_string(), mean_of(scores)))
+        .collect();
     if args.json {
-        println!("{}", serde_json::to_string(&EvalReport { images, mean })?);
+        let images = pairs
+            .iter()
+            .zip(finals)
+            .map(|(pair, (psnr, ssim))| Score {
+                name: pair.name.clone(),
+                psnr,
+                ssim,
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string(&EvalReport { images, mean, also })?
+        );
     } else {
+        for (t, m) in &also {
+            println!(
+                "mean over {}: psnr {:.4} ssim {:.5} (T = {t})",
+                pairs.len(),
+                m.psnr,
+                m.ssim
+            );
+        }
         println!(
             "mean over {}: psnr {:.4} ssim {:.5} (T = {stages})",
-            count, mean.psnr, mean.ssim
+            pairs.len(),
+            mean.psnr,
+            mean.ssim
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -459,5 +598,212 @@ fn bench_command(args: BenchArgs) -> Result<ExitCode> {
                 .unwrap_or(1)
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn synth_command(args: SynthArgs) -> Result<ExitCode> {
+    let config = synth::RainConfig::preset(&args.preset).expect("clap checked the preset");
+    let photos = data::image_files(&args.clean)?;
+    if photos.is_empty() {
+        bail!("{} holds no images", args.clean.display());
+    }
+    let (rainy_dir, clean_dir) = (args.output.join("rainy"), args.output.join("clean"));
+    for dir in [&rainy_dir, &clean_dir] {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create output folder {}", dir.display()))?;
+    }
+    let count = args.count.unwrap_or(photos.len());
+    let bar = ProgressBar::new(count as u64);
+    let mut failed = 0;
+    for index in 0..count {
+        let photo = &photos[index % photos.len()];
+        let result = (|| -> Result<()> {
+            let mut picture = read_picture(photo)?;
+            picture.alpha = None;
+            picture.gray = false;
+            picture.depth = model::image::BitDepth::Eight;
+            let mut rng = synth::rng_for(args.seed, index as u64);
+            let (rainy, _) = synth::add_rain(
+                &picture.rgb,
+                picture.width,
+                picture.height,
+                &config,
+                &mut rng,
+            );
+            let stem = photo
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let name = format!("{stem}_{index:05}.png");
+            model::io::write_atomic(&clean_dir.join(&name), &encode_png(&picture.rgb, &picture)?)?;
+            model::io::write_atomic(&rainy_dir.join(&name), &encode_png(&rainy, &picture)?)?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            bar.suspend(|| eprintln!("skipped {}: {e:#}", photo.display()));
+            failed += 1;
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    eprintln!(
+        "wrote {} pair(s) ({} preset, seed {}) into {}",
+        count - failed,
+        args.preset,
+        args.seed,
+        args.output.display()
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn train_command(args: TrainArgs) -> Result<ExitCode> {
+    let (out, resume) = match (&args.resume, &args.output) {
+        (Some(dir), None) => (dir.clone(), true),
+        (None, Some(dir)) => (dir.clone(), false),
+        (Some(_), Some(_)) => {
+            bail!("give either --output (a new run) or --resume DIR (continue one), not both")
+        }
+        (None, None) => bail!("give --output DIR for a new run, or --resume DIR to continue one"),
+    };
+    let config_path = match (&args.config, resume) {
+        (Some(path), _) => path.clone(),
+        (None, true) => out.join("config.json"),
+        (None, false) => bail!("a new run needs --config FILE"),
+    };
+    let mut config = trainer::train::TrainConfig::load(&config_path)?;
+    if let Some(v) = args.epochs {
+        config.epochs = v;
+    }
+    if let Some(v) = args.steps_per_epoch {
+        config.steps_per_epoch = v;
+    }
+    if let Some(v) = args.batch_size {
+        config.batch_size = v;
+    }
+    if let Some(v) = args.patch {
+        config.patch = v;
+    }
+    if let Some(v) = args.lr {
+        config.lr = v;
+    }
+    if let Some(v) = args.seed {
+        config.seed = v;
+    }
+    if let Some(v) = args.stages {
+        config.model.stages = v;
+    }
+    config.validate()?;
+    let _ = ctrlc::set_handler(|| {
+        eprintln!("\nstopping: saving a checkpoint after this step (Ctrl-C again to abort)");
+        if trainer::train::STOP.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
+    let steps = match args.device.as_str() {
+        "cpu" => trainer::train::train::<burn::backend::Autodiff<burn_flex::Flex>>(
+            config,
+            &out,
+            resume,
+            args.max_steps,
+            &Default::default(),
+        )?,
+        d if d.starts_with("cuda") => train_cuda(d, config, &out, resume, args.max_steps)?,
+        other => bail!("unknown device '{other}': use cpu or cuda:N"),
+    };
+    eprintln!("trained to step {steps}; checkpoints in {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "cuda")]
+fn train_cuda(
+    device: &str,
+    config: trainer::train::TrainConfig,
+    out: &Path,
+    resume: bool,
+    max_steps: Option<usize>,
+) -> Result<usize> {
+    let index = match device.strip_prefix("cuda:") {
+        Some(n) => n
+            .parse()
+            .with_context(|| format!("bad device '{device}': use cuda:N"))?,
+        None => 0,
+    };
+    trainer::train::train::<burn::backend::Autodiff<burn_cuda::Cuda>>(
+        config,
+        out,
+        resume,
+        max_steps,
+        &burn_cuda::CudaDevice::new(index),
+    )
+}
+
+#[cfg(not(feature = "cuda"))]
+fn train_cuda(
+    device: &str,
+    _config: trainer::train::TrainConfig,
+    _out: &Path,
+    _resume: bool,
+    _max_steps: Option<usize>,
+) -> Result<usize> {
+    bail!("'{device}': this build has no CUDA support; rebuild with `cargo build --release -p trainer --features cuda`")
+}
+
+fn export_command(args: ExportArgs) -> Result<ExitCode> {
+    type B = burn_flex::Flex;
+    let device = Default::default();
+    let dir = trainer::train::latest_checkpoint(&args.checkpoint)?
+        .unwrap_or_else(|| args.checkpoint.clone());
+    let record = dir.join("model.safetensors");
+    if !record.is_file() {
+        bail!(
+            "{} holds no checkpoint (no latest.json, no model.safetensors)",
+            args.checkpoint.display()
+        );
+    }
+    let state: trainer::train::TrainState = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("state.json"))
+            .with_context(|| format!("{} has no state.json", dir.display()))?,
+    )?;
+    let net = model::load_weights::<B>(&record, &state.config.model, &device)?;
+    let precision = if args.f16 {
+        model::Precision::F16
+    } else {
+        model::Precision::F32
+    };
+    model::save_record(&net, &args.output, precision)?;
+    // Check that what was written loads and computes the same function.
+    let back = model::load_weights::<B>(&args.output, &state.config.model, &device)?;
+    let probe = to_tensor::<B>(
+        (0..3 * 24 * 24).map(|i| (i % 17) as f32 / 17.0).collect(),
+        24,
+        24,
+        &device,
+    );
+    let (a, b) = (
+        to_planar(net.run(probe.clone(), 2, false).background),
+        to_planar(back.run(probe, 2, false).background),
+    );
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    let tolerance = if args.f16 { 2e-2 } else { 0.0 };
+    if worst > tolerance {
+        bail!("the exported record does not reproduce the checkpoint's outputs (max difference {worst})");
+    }
+    let size = std::fs::metadata(&args.output)?.len();
+    eprintln!(
+        "exported {} (step {}, {}) to {} ({:.2} MB) and its config.json",
+        dir.display(),
+        state.step,
+        state.config.model.describe(),
+        args.output.display(),
+        size as f64 / 1e6
+    );
     Ok(ExitCode::SUCCESS)
 }

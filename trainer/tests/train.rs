@@ -1,0 +1,277 @@
+//! Training end to end on a tiny network and generated photos: the loss falls, a resumed run
+//! equals an uninterrupted one bit for bit, a run killed at any moment leaves a loadable
+//! checkpoint, corrupt images are skipped, bad configs are refused clearly.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use burn::backend::Autodiff;
+use burn_flex::Flex;
+use image::{ImageBuffer, Rgb};
+use model::BrnConfig;
+use trainer::train::{latest_checkpoint, train, TrainConfig, TrainState};
+
+type B = Autodiff<Flex>;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("brn-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A folder of textured "photos" (and one corrupt file).
+fn photos(dir: &Path) -> PathBuf {
+    let photos = dir.join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    for k in 0..4u32 {
+        ImageBuffer::from_fn(64, 48, |x, y| {
+            let v = ((x * (k + 3) + y * (7 - k)) % 64) as u8 * 3;
+            Rgb([v, 255 - v, ((x ^ y) * 4) as u8])
+        })
+        .save(photos.join(format!("p{k}.png")))
+        .unwrap();
+    }
+    std::fs::write(photos.join("broken.png"), b"\x89PNG\r\n\x1a\nbroken").unwrap();
+    photos
+}
+
+fn tiny_config(photos: &Path) -> TrainConfig {
+    serde_json::from_value(serde_json::json!({
+        "model": BrnConfig::brn().with_channels(8).with_stages(2).with_background_resblocks(1).with_rain_resblocks(1),
+        "epochs": 4,
+        "steps_per_epoch": 4,
+        "batch_size": 2,
+        "patch": 24,
+        "lr": 0.003,
+        "seed": 5,
+        "clean": [photos],
+        "validation": [photos],
+        "validation_crop": 32,
+        "checkpoint_every": 2,
+    }))
+    .unwrap()
+}
+
+/// The latest checkpoint's safetensors header (as JSON, so key order does not matter) and
+/// its raw tensor bytes.
+fn weights_of(dir: &Path) -> (serde_json::Value, Vec<u8>) {
+    let latest = latest_checkpoint(dir).unwrap().expect("a checkpoint");
+    let bytes = std::fs::read(latest.join("model.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    (
+        serde_json::from_slice(&bytes[8..8 + n]).unwrap(),
+        bytes[8 + n..].to_vec(),
+    )
+}
+
+#[test]
+fn a_few_steps_lower_the_loss() {
+    let dir = temp_dir("loss");
+    let config = tiny_config(&photos(&dir));
+    let out = dir.join("run");
+    let steps = train::<B>(config, &out, false, None, &Default::default()).unwrap();
+    assert_eq!(steps, 16);
+    let log = std::fs::read_to_string(out.join("log.csv")).unwrap();
+    let losses: Vec<f64> = log
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(3).unwrap().parse().unwrap())
+        .collect();
+    println!("epoch losses: {losses:?}");
+    assert_eq!(losses.len(), 4);
+    assert!(
+        losses[3] < losses[0] - 0.02,
+        "loss did not fall: {losses:?}"
+    );
+    let psnr: Vec<f64> = log
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(4).unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        psnr.iter().all(|p| p.is_finite()),
+        "validation scored every epoch: {psnr:?}"
+    );
+
+    // The run exports to a half-precision record that the derain command uses.
+    let record = dir.join("web/model.safetensors");
+    std::fs::create_dir_all(record.parent().unwrap()).unwrap();
+    let brn = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_brn"))
+            .args(args)
+            .status()
+            .unwrap()
+    };
+    assert!(brn(&[
+        "export",
+        "--checkpoint",
+        out.to_str().unwrap(),
+        "-o",
+        record.to_str().unwrap(),
+        "--f16"
+    ])
+    .success());
+    assert!(dir.join("web/config.json").is_file());
+    let photo = dir.join("photos/p0.png");
+    assert!(brn(&[
+        "derain",
+        photo.to_str().unwrap(),
+        "-o",
+        dir.join("d").to_str().unwrap(),
+        "--weights",
+        record.to_str().unwrap()
+    ])
+    .success());
+    assert!(dir.join("d/p0.png").is_file());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn resuming_gives_the_same_weights_as_an_uninterrupted_run() {
+    let dir = temp_dir("resume");
+    let config = TrainConfig {
+        epochs: 2,
+        ..tiny_config(&photos(&dir))
+    };
+    let device = Default::default();
+    let straight = dir.join("straight");
+    train::<B>(config.clone(), &straight, false, None, &device).unwrap();
+    let split = dir.join("split");
+    assert_eq!(
+        train::<B>(config.clone(), &split, false, Some(3), &device).unwrap(),
+        3
+    );
+    assert_eq!(
+        train::<B>(config.clone(), &split, true, None, &device).unwrap(),
+        8
+    );
+    assert!(
+        weights_of(&straight) == weights_of(&split),
+        "resumed weights differ from the uninterrupted run's"
+    );
+    // A different config is refused on resume.
+    let other = TrainConfig { lr: 0.1, ..config };
+    let err = train::<B>(other, &split, true, None, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("config differs"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_killed_run_leaves_a_loadable_checkpoint() {
+    let dir = temp_dir("kill");
+    let config = TrainConfig {
+        epochs: 50,
+        checkpoint_every: 1,
+        ..tiny_config(&photos(&dir))
+    };
+    let config_path = dir.join("config.json");
+    std::fs::write(&config_path, serde_json::to_string(&config).unwrap()).unwrap();
+    let out = dir.join("run");
+    for (round, delay_ms) in [1500u64, 2500, 3500].into_iter().enumerate() {
+        let mut args = vec!["train".to_string()];
+        if latest_checkpoint(&out).unwrap().is_none() {
+            let _ = std::fs::remove_dir_all(&out);
+            args.extend([
+                "--config".into(),
+                config_path.display().to_string(),
+                "-o".into(),
+                out.display().to_string(),
+            ]);
+        } else {
+            args.extend(["--resume".into(), out.display().to_string()]);
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_brn"))
+            .args(&args)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().unwrap(); // SIGKILL: no chance to clean up
+        child.wait().unwrap();
+        if let Some(latest) = latest_checkpoint(&out).unwrap() {
+            let state: TrainState =
+                serde_json::from_str(&std::fs::read_to_string(latest.join("state.json")).unwrap())
+                    .unwrap();
+            model::load_weights::<Flex>(
+                &latest.join("model.safetensors"),
+                &config.model,
+                &Default::default(),
+            )
+            .unwrap_or_else(|e| panic!("round {round}: step {} does not load: {e}", state.step));
+            println!(
+                "round {round}: killed after {delay_ms} ms, latest checkpoint step {} loads",
+                state.step
+            );
+        }
+    }
+    assert!(
+        latest_checkpoint(&out).unwrap().is_some(),
+        "some checkpoint was written"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn bad_configs_are_refused_clearly() {
+    let dir = temp_dir("config");
+    let photos = photos(&dir);
+    let device = Default::default();
+    let cases = [
+        (
+            TrainConfig {
+                batch_size: 0,
+                ..tiny_config(&photos)
+            },
+            "batch_size",
+        ),
+        (
+            TrainConfig {
+                patch: 4,
+                ..tiny_config(&photos)
+            },
+            "patch",
+        ),
+        (
+            TrainConfig {
+                lr: -1.0,
+                ..tiny_config(&photos)
+            },
+            "lr",
+        ),
+        (
+            TrainConfig {
+                clean: vec![],
+                ..tiny_config(&photos)
+            },
+            "training data",
+        ),
+        (
+            TrainConfig {
+                presets: vec!["drizzle".into()],
+                ..tiny_config(&photos)
+            },
+            "drizzle",
+        ),
+        (
+            TrainConfig {
+                model: BrnConfig::brn().with_stages(0),
+                ..tiny_config(&photos)
+            },
+            "stages",
+        ),
+    ];
+    for (config, needle) in cases {
+        let err = train::<B>(config, &dir.join("run"), false, Some(1), &device)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    // Unknown fields in a config file are named.
+    let path = dir.join("typo.json");
+    std::fs::write(&path, r#"{"model": {}, "clean": ["x"], "epoch": 3}"#).unwrap();
+    let err = format!("{:#}", TrainConfig::load(&path).unwrap_err());
+    assert!(err.contains("epoch"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
