@@ -33,6 +33,8 @@ pub struct RainConfig {
     pub angle: (f32, f32),
     /// Per-streak deviation from the dominant angle, degrees.
     pub jitter: f32,
+    /// Per-layer deviation from the image's dominant angle, degrees (wind turns slowly).
+    pub layer_spread: f32,
     /// Peak streak intensity added to the photo.
     pub brightness: (f32, f32),
     /// Motion blur length along the streak, pixels.
@@ -48,11 +50,12 @@ impl RainConfig {
     /// Light rain: one layer of thin, faint, mostly parallel streaks (Rain100L-like).
     pub fn light() -> Self {
         Self {
-            density: (4.0, 14.0),
-            length: (10.0, 35.0),
+            density: (8.0, 24.0),
+            length: (8.0, 30.0),
             width: (0.4, 0.8),
             angle: (-25.0, 25.0),
             jitter: 3.0,
+            layer_spread: 0.0,
             brightness: (0.25, 0.6),
             blur: (2.0, 6.0),
             layers: (1, 1),
@@ -68,7 +71,8 @@ impl RainConfig {
             length: (20.0, 70.0),
             width: (0.5, 1.4),
             angle: (-35.0, 35.0),
-            jitter: 5.0,
+            jitter: 4.0,
+            layer_spread: 8.0,
             brightness: (0.3, 0.8),
             blur: (3.0, 10.0),
             layers: (2, 4),
@@ -95,10 +99,10 @@ fn uniform(rng: &mut StdRng, (lo, hi): (f32, f32)) -> f32 {
     }
 }
 
-/// Draw one layer of streaks into a `w` x `h` intensity map.
-fn streak_layer(w: usize, h: usize, config: &RainConfig, rng: &mut StdRng) -> Vec<f32> {
+/// Draw one layer of streaks, around `angle` degrees from vertical, into a `w` x `h` map.
+fn streak_layer(w: usize, h: usize, angle: f32, config: &RainConfig, rng: &mut StdRng) -> Vec<f32> {
     let mut layer = vec![0f32; w * h];
-    let angle = uniform(rng, config.angle).to_radians();
+    let angle = angle.to_radians();
     let density = uniform(rng, config.density);
     let scale = rng.random_range(0.7f32..1.3);
     let blur = uniform(rng, config.blur);
@@ -157,8 +161,16 @@ pub fn add_rain(
     let n = w * h;
     let layers = rng.random_range(config.layers.0..=config.layers.1.max(config.layers.0));
     let mut rain = vec![0f32; n];
+    let dominant = uniform(rng, config.angle);
     for _ in 0..layers {
-        for (r, v) in rain.iter_mut().zip(streak_layer(w, h, config, rng)) {
+        let spread = config.layer_spread;
+        let angle = dominant
+            + if spread > 0.0 {
+                rng.random_range(-spread..spread)
+            } else {
+                0.0
+            };
+        for (r, v) in rain.iter_mut().zip(streak_layer(w, h, angle, config, rng)) {
             *r = 1.0 - (1.0 - *r) * (1.0 - v);
         }
     }
@@ -231,12 +243,11 @@ mod tests {
     fn streaks_follow_the_dominant_direction() {
         // Vertical rain: intensity varies much more across x than along y.
         let config = RainConfig {
-            angle: (0.0, 0.0),
             jitter: 0.0,
             ..RainConfig::light()
         };
         let (w, h) = (120, 120);
-        let layer = streak_layer(w, h, &config, &mut rng_for(3, 0));
+        let layer = streak_layer(w, h, 0.0, &config, &mut rng_for(3, 0));
         let (mut dx, mut dy) = (0.0, 0.0);
         for y in 1..h {
             for x in 1..w {
