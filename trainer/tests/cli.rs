@@ -2,25 +2,11 @@
 //! per-image numbers (`../shared/golden/rain100l_T*.txt`), and every kind of bad input.
 
 use std::path::{Path, PathBuf};
+
 use std::process::{Command, Output};
+use tests::shared;
 
 use image::{DynamicImage, ImageBuffer, LumaA, Rgb, Rgba};
-
-fn shared(relative: &str) -> Option<PathBuf> {
-    let root = std::env::var_os("BRN_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
-    let path = root.join(relative);
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "SKIPPED: {} is absent (set BRN_SHARED to the shared folder)",
-            path.display()
-        );
-        None
-    }
-}
 
 fn brn(args: &[&str]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_brn"))
