@@ -326,17 +326,26 @@ pub fn from_pytorch<B: Backend>(
     apply(config.init(device)?, snapshots, source)
 }
 
-/// The config stored in a record's safetensors metadata, if any.
-pub fn record_config(bytes: &[u8]) -> Result<Option<BrnConfig>, String> {
+/// A safetensors file's JSON header and the bytes after it.
+fn split_safetensors(
+    bytes: &[u8],
+) -> Result<(serde_json::Map<String, serde_json::Value>, &[u8]), String> {
     let header_len = bytes
         .get(..8)
         .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
         .ok_or("shorter than a safetensors header")?;
+    let end = 8usize.saturating_add(header_len);
     let header = bytes
-        .get(8..8usize.saturating_add(header_len))
+        .get(8..end)
         .ok_or("the safetensors header is cut short (truncated file?)")?;
-    let header: serde_json::Value = serde_json::from_slice(header)
-        .map_err(|e| format!("the safetensors header is not JSON: {e}"))?;
+    let header = serde_json::from_slice(header)
+        .map_err(|e| format!("the safetensors header is not a JSON object: {e}"))?;
+    Ok((header, &bytes[end..]))
+}
+
+/// The config stored in a record's safetensors metadata, if any.
+pub fn record_config(bytes: &[u8]) -> Result<Option<BrnConfig>, String> {
+    let (header, _) = split_safetensors(bytes)?;
     match header
         .get("__metadata__")
         .and_then(|m| m.get(CONFIG_METADATA_KEY))
@@ -452,17 +461,7 @@ pub fn record_bytes<B: Backend>(model: &Brn<B>) -> Result<Vec<u8>, ModelError> {
 /// Loading converts them back to float32.
 pub fn record_to_f16(bytes: &[u8]) -> Result<Vec<u8>, ModelError> {
     let bad = |e: &str| ModelError::Encode(format!("not a record: {e}"));
-    let header_len = bytes
-        .get(..8)
-        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
-        .ok_or_else(|| bad("too short"))?;
-    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(
-        bytes
-            .get(8..8 + header_len)
-            .ok_or_else(|| bad("header cut short"))?,
-    )
-    .map_err(|e| bad(&e.to_string()))?;
-    let data = &bytes[8 + header_len..];
+    let (header, data) = split_safetensors(bytes).map_err(|e| bad(&e))?;
     let mut entries: Vec<(String, serde_json::Value)> = header.into_iter().collect();
     let start_of = |v: &serde_json::Value| v["data_offsets"][0].as_u64().unwrap_or(0);
     entries.sort_by_key(|(_, v)| start_of(v));

@@ -217,14 +217,20 @@ fn with_device(device: &str, run: Run) -> Result<ExitCode> {
     }
 }
 
+/// The N of `cuda:N` (plain `cuda` is device 0).
 #[cfg(feature = "cuda")]
-fn cuda(device: &str, run: Run) -> Result<ExitCode> {
-    let index = match device.strip_prefix("cuda:") {
+fn cuda_index(device: &str) -> Result<usize> {
+    match device.strip_prefix("cuda:") {
         Some(n) => n
             .parse()
-            .with_context(|| format!("bad device '{device}': use cuda:N"))?,
-        None => 0,
-    };
+            .with_context(|| format!("bad device '{device}': use cuda:N")),
+        None => Ok(0),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda(device: &str, run: Run) -> Result<ExitCode> {
+    let index = cuda_index(device)?;
     dispatch::<burn_cuda::Cuda>(run, burn_cuda::CudaDevice::new(index))
 }
 
@@ -726,12 +732,7 @@ fn train_cuda(
     resume: bool,
     max_steps: Option<usize>,
 ) -> Result<usize> {
-    let index = match device.strip_prefix("cuda:") {
-        Some(n) => n
-            .parse()
-            .with_context(|| format!("bad device '{device}': use cuda:N"))?,
-        None => 0,
-    };
+    let index = cuda_index(device)?;
     trainer::train::train::<burn::backend::Autodiff<burn_cuda::Cuda>>(
         config,
         out,
