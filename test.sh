@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test of the project: formatting, lints, unit tests, parity with the authors'
-# outputs, CLI end to end. Installs what it needs (rustfmt, clippy). Reads ../shared (override
-# with BRN_SHARED). The build cache lives outside the clone (BRN_TARGET_DIR) so reruns are fast.
+# Runs every test of the project: formatting, lints (native and wasm), unit tests, parity with
+# the authors' outputs, CLI end to end, then builds the page and tests it in a real browser
+# (Debian Chromium headless: WebGPU via SwiftShader, and the CPU fallback). Installs what it
+# needs (rustfmt, clippy, the wasm target, trunk, wasm-bindgen-cli, npm packages, Chromium).
+# Reads ../shared (override with BRN_SHARED). Build caches live outside the clone.
 set -euo pipefail
 cd "$(dirname "$0")"
 export CARGO_TARGET_DIR="${BRN_TARGET_DIR:-$HOME/.cache/brn/target}"
@@ -9,10 +11,24 @@ export BRN_SHARED="${BRN_SHARED:-$(cd .. && pwd)/shared}"
 export CARGO_TERM_COLOR=never
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+source scripts/web-tools.sh --browser
 
 echo "== cargo fmt --check"
 cargo fmt --all --check
-echo "== cargo clippy"
+echo "== cargo clippy (native)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo clippy (web, wasm32)"
+cargo clippy -p web --target wasm32-unknown-unknown --locked -- -D warnings
 echo "== cargo test (shared data: $BRN_SHARED)"
 cargo test --workspace --locked -- --nocapture
+
+echo "== browser tests"
+weights="$BRN_SHARED/weights/brn/Rain100L.pth"
+if [ ! -f "$weights" ]; then
+  echo "SKIPPED browser tests: $weights is absent (set BRN_SHARED to the shared folder)"
+  exit 0
+fi
+dist="$CARGO_TARGET_DIR/test-dist"
+(cd www && BRN_WEB_WEIGHTS="$weights" trunk build --release --dist "$dist")
+ls -l "$dist"
+BRN_DIST="$dist" BRN_BIN="$CARGO_TARGET_DIR/debug/brn" node tests/browser/run.mjs

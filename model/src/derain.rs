@@ -6,7 +6,7 @@ use burn::tensor::{Tensor, TensorData};
 use crate::error::ModelError;
 use crate::image::Picture;
 use crate::network::Brn;
-use crate::tiling::{TilePlan, DEFAULT_OVERLAP};
+use crate::tiling::{Tile, TilePlan, DEFAULT_OVERLAP};
 
 /// How to run the network over a picture.
 #[derive(Clone, Debug)]
@@ -64,38 +64,44 @@ pub fn to_planar<B: Backend>(tensor: Tensor<B, 4>) -> Vec<f32> {
         .expect("a float tensor converts to f32")
 }
 
-/// Run `model` over `picture` tile by tile; `progress(done, total)` returns false to cancel.
-pub fn derain<B: Backend>(
-    model: &Brn<B>,
-    picture: &Picture,
-    options: &DerainOptions,
-    device: &B::Device,
-    progress: impl FnMut(usize, usize) -> bool,
-) -> Result<Derained, ModelError> {
+fn check_stages(options: &DerainOptions) -> Result<(), ModelError> {
     if options.stages == 0 {
         return Err(ModelError::InvalidConfig(
             "the number of stages T must be at least 1".into(),
         ));
     }
-    let plan = TilePlan::new(picture.width, picture.height, options.tile, options.overlap);
-    let want_rain = options.rain_layer || options.all_stages;
-    let mut maps = plan.run(
-        &picture.rgb,
-        |pixels, tile| {
-            let input = to_tensor::<B>(pixels, tile.width, tile.height, device);
-            let out = model.run(input, options.stages, options.all_stages);
-            let mut maps = vec![to_planar(out.background)];
-            if want_rain {
-                maps.extend(out.rain.map(to_planar));
-            }
-            maps.extend(out.background_stages.into_iter().map(to_planar));
-            maps.extend(out.rain_stages.into_iter().map(to_planar));
-            Ok(maps)
-        },
-        progress,
-    )?;
+    Ok(())
+}
+
+/// The network's outputs for one tile, in the order [`assemble`] expects: background, the rain
+/// layer (when asked for and the network has one), then every stage's backgrounds and rains.
+fn tile_outputs<B: Backend>(
+    model: &Brn<B>,
+    pixels: Vec<f32>,
+    tile: &Tile,
+    options: &DerainOptions,
+    device: &B::Device,
+) -> Vec<Tensor<B, 4>> {
+    let input = to_tensor::<B>(pixels, tile.width, tile.height, device);
+    let out = model.run(input, options.stages, options.all_stages);
+    let mut maps = vec![out.background];
+    if options.rain_layer || options.all_stages {
+        maps.extend(out.rain);
+    }
+    maps.extend(out.background_stages);
+    maps.extend(out.rain_stages);
+    maps
+}
+
+/// Sort the blended maps of [`tile_outputs`] into a [`Derained`].
+fn assemble<B: Backend>(
+    mut maps: Vec<Vec<f32>>,
+    model: &Brn<B>,
+    options: &DerainOptions,
+) -> Derained {
     let mut rest = maps.split_off(1);
     let background = maps.pop().expect("the background map");
+    let want_rain = options.rain_layer || options.all_stages;
     let has_rain = model.rain.is_some() || model.config.mapping == crate::config::Mapping::Residual;
     let rain = (want_rain && has_rain).then(|| rest.remove(0));
     let (background_stages, rain_stages) = if options.all_stages {
@@ -104,10 +110,71 @@ pub fn derain<B: Backend>(
     } else {
         (Vec::new(), Vec::new())
     };
-    Ok(Derained {
+    Derained {
         background,
         rain,
         background_stages,
         rain_stages,
-    })
+    }
+}
+
+/// Run `model` over `picture` tile by tile; `progress(done, total)` returns false to cancel.
+pub fn derain<B: Backend>(
+    model: &Brn<B>,
+    picture: &Picture,
+    options: &DerainOptions,
+    device: &B::Device,
+    progress: impl FnMut(usize, usize) -> bool,
+) -> Result<Derained, ModelError> {
+    check_stages(options)?;
+    let plan = TilePlan::new(picture.width, picture.height, options.tile, options.overlap);
+    let maps = plan.run(
+        &picture.rgb,
+        |pixels, tile| {
+            let outputs = tile_outputs(model, pixels, tile, options, device);
+            Ok(outputs.into_iter().map(to_planar).collect())
+        },
+        progress,
+    )?;
+    Ok(assemble(maps, model, options))
+}
+
+/// [`derain`] for backends that can only read results back asynchronously (WebGPU in the
+/// browser). `progress(done, total)` resolves to false to cancel; awaiting it between tiles
+/// also lets the caller's event loop run.
+pub async fn derain_async<B, P, F>(
+    model: &Brn<B>,
+    picture: &Picture,
+    options: &DerainOptions,
+    device: &B::Device,
+    mut progress: P,
+) -> Result<Derained, ModelError>
+where
+    B: Backend,
+    P: FnMut(usize, usize) -> F,
+    F: core::future::Future<Output = bool>,
+{
+    check_stages(options)?;
+    let plan = TilePlan::new(picture.width, picture.height, options.tile, options.overlap);
+    let mut blend = plan.blend();
+    for (done, tile) in plan.tiles.iter().enumerate() {
+        let outputs = tile_outputs(model, plan.crop(&picture.rgb, tile), tile, options, device);
+        let mut maps = Vec::with_capacity(outputs.len());
+        for tensor in outputs {
+            let data = tensor
+                .into_data_async()
+                .await
+                .map_err(|e| ModelError::Device(format!("{e:?}")))?;
+            maps.push(
+                data.convert::<f32>()
+                    .into_vec::<f32>()
+                    .expect("a float tensor converts to f32"),
+            );
+        }
+        blend.add(tile, &maps);
+        if !progress(done + 1, plan.tiles.len()).await {
+            return Err(ModelError::Cancelled);
+        }
+    }
+    Ok(assemble(blend.finish(), model, options))
 }

@@ -32,6 +32,9 @@ pub enum ModelError {
     /// The image could not be encoded or written.
     #[error("cannot write image: {0}")]
     Encode(String),
+    /// The compute device failed (e.g. the GPU ran out of memory or was lost).
+    #[error("the compute device failed: {0}; try smaller tiles or the CPU backend")]
+    Device(String),
     /// The caller stopped the work (e.g. a Cancel button).
     #[error("cancelled")]
     Cancelled,

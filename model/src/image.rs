@@ -37,30 +37,42 @@ pub struct Picture {
     pub gray: bool,
 }
 
-fn too_large(width: u64, height: u64) -> ModelError {
+fn too_large(width: u64, height: u64, max_pixels: u64) -> ModelError {
     ModelError::ImageTooLarge {
         width,
         height,
         limit: MAX_SIDE,
-        max_pixels: MAX_PIXELS,
+        max_pixels,
     }
 }
 
 /// Check the size an image header claims, before decoding it.
 pub fn check_size(width: u64, height: u64) -> Result<(), ModelError> {
+    check_size_within(width, height, MAX_PIXELS)
+}
+
+/// [`check_size`] with a smaller pixel budget (the page's, whose memory is smaller).
+pub fn check_size_within(width: u64, height: u64, max_pixels: u64) -> Result<(), ModelError> {
     if width == 0 || height == 0 {
         return Err(ModelError::Decode(format!(
             "image has no pixels ({width}x{height})"
         )));
     }
-    if width > MAX_SIDE as u64 || height > MAX_SIDE as u64 || width * height > MAX_PIXELS {
-        return Err(too_large(width, height));
+    let max_pixels = max_pixels.min(MAX_PIXELS);
+    if width > MAX_SIDE as u64 || height > MAX_SIDE as u64 || width * height > max_pixels {
+        return Err(too_large(width, height, max_pixels));
     }
     Ok(())
 }
 
 /// Decode an image file's bytes (PNG, JPEG, TIFF, BMP, WebP), upright per its EXIF orientation.
 pub fn decode(bytes: &[u8]) -> Result<Picture, ModelError> {
+    decode_within(bytes, MAX_PIXELS)
+}
+
+/// [`decode`] refusing images of more than `max_pixels` pixels before decoding them.
+pub fn decode_within(bytes: &[u8], max_pixels: u64) -> Result<Picture, ModelError> {
+    let max_pixels = max_pixels.min(MAX_PIXELS);
     if bytes.is_empty() {
         return Err(ModelError::Decode("the file is empty".into()));
     }
@@ -75,7 +87,7 @@ pub fn decode(bytes: &[u8]) -> Result<Picture, ModelError> {
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(MAX_PIXELS * 8 + (64 << 20));
+    limits.max_alloc = Some(max_pixels * 8 + (64 << 20));
     // Read the header without limits to learn the claimed size, then check it ourselves
     // before any pixel buffer is allocated.
     let mut reader = reader;
@@ -84,14 +96,14 @@ pub fn decode(bytes: &[u8]) -> Result<Picture, ModelError> {
         .into_decoder()
         .map_err(|e| ModelError::Decode(e.to_string()))?;
     let (width, height) = decoder.dimensions();
-    check_size(width as u64, height as u64)?;
+    check_size_within(width as u64, height as u64, max_pixels)?;
     decoder.set_limits(limits).map_err(|e| match e {
-        ::image::ImageError::Limits(_) => too_large(width as u64, height as u64),
+        ::image::ImageError::Limits(_) => too_large(width as u64, height as u64, max_pixels),
         e => ModelError::Decode(e.to_string()),
     })?;
     let orientation = decoder.orientation().ok();
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| match e {
-        ::image::ImageError::Limits(_) => too_large(width as u64, height as u64),
+        ::image::ImageError::Limits(_) => too_large(width as u64, height as u64, max_pixels),
         e => ModelError::Decode(format!("{e} (is the file truncated or corrupt?)")),
     })?;
     if let Some(orientation) = orientation {

@@ -106,11 +106,23 @@ impl TilePlan {
         out
     }
 
+    /// An empty accumulator for this plan's tile outputs.
+    pub fn blend(&self) -> Blend {
+        Blend {
+            width: self.width,
+            height: self.height,
+            overlap: self.overlap,
+            sums: Vec::new(),
+            weights: vec![0f32; self.width * self.height],
+        }
+    }
+
     /// Run `f` on every tile of a planar `[C, H, W]` image and blend its outputs.
     ///
     /// `f` gets a tile's planar pixels and size and returns planar maps of that size (any
     /// number of maps, each with any channel count, the same for every tile). `progress` is
     /// called after each tile with (done, total) and stops the work by returning false.
+    /// (The page drives the same [`TilePlan::crop`] / [`Blend`] steps asynchronously.)
     pub fn run<F, P>(
         &self,
         planar: &[f32],
@@ -121,46 +133,67 @@ impl TilePlan {
         F: FnMut(Vec<f32>, &Tile) -> Result<Vec<Vec<f32>>, ModelError>,
         P: FnMut(usize, usize) -> bool,
     {
-        let (w, h) = (self.width, self.height);
-        let mut sums: Vec<Vec<f32>> = Vec::new();
-        let mut weights = vec![0f32; w * h];
+        let mut blend = self.blend();
         for (done, tile) in self.tiles.iter().enumerate() {
-            let maps = f(self.crop(planar, tile), tile)?;
-            if sums.is_empty() {
-                sums = maps
-                    .iter()
-                    .map(|m| vec![0f32; m.len() / (tile.width * tile.height) * w * h])
-                    .collect();
-            }
-            let wx = axis_weights(tile.x, tile.width, w, self.overlap);
-            let wy = axis_weights(tile.y, tile.height, h, self.overlap);
-            for (ty, &weight_y) in wy.iter().enumerate() {
-                for (tx, &weight_x) in wx.iter().enumerate() {
-                    weights[(tile.y + ty) * w + tile.x + tx] += weight_y * weight_x;
-                }
-            }
-            for (sum, map) in sums.iter_mut().zip(&maps) {
-                let tile_area = tile.width * tile.height;
-                for c in 0..map.len() / tile_area {
-                    for (ty, &weight_y) in wy.iter().enumerate() {
-                        let src = &map[c * tile_area + ty * tile.width..][..tile.width];
-                        let dst = &mut sum[c * w * h + (tile.y + ty) * w + tile.x..][..tile.width];
-                        for ((d, s), &weight_x) in dst.iter_mut().zip(src).zip(&wx) {
-                            *d += s * weight_x * weight_y;
-                        }
-                    }
-                }
-            }
+            blend.add(tile, &f(self.crop(planar, tile), tile)?);
             if !progress(done + 1, self.tiles.len()) {
                 return Err(ModelError::Cancelled);
             }
         }
-        for sum in &mut sums {
-            for (i, v) in sum.iter_mut().enumerate() {
-                *v /= weights[i % (w * h)];
+        Ok(blend.finish())
+    }
+}
+
+/// Weighted sums of tile outputs; [`Blend::finish`] normalises them into whole-image maps.
+#[derive(Clone, Debug)]
+pub struct Blend {
+    width: usize,
+    height: usize,
+    overlap: usize,
+    sums: Vec<Vec<f32>>,
+    weights: Vec<f32>,
+}
+
+impl Blend {
+    /// Add one tile's planar output maps (the same number and channel counts for every tile).
+    pub fn add(&mut self, tile: &Tile, maps: &[Vec<f32>]) {
+        let (w, h) = (self.width, self.height);
+        let tile_area = tile.width * tile.height;
+        if self.sums.is_empty() {
+            self.sums = maps
+                .iter()
+                .map(|m| vec![0f32; m.len() / tile_area * w * h])
+                .collect();
+        }
+        let wx = axis_weights(tile.x, tile.width, w, self.overlap);
+        let wy = axis_weights(tile.y, tile.height, h, self.overlap);
+        for (ty, &weight_y) in wy.iter().enumerate() {
+            for (tx, &weight_x) in wx.iter().enumerate() {
+                self.weights[(tile.y + ty) * w + tile.x + tx] += weight_y * weight_x;
             }
         }
-        Ok(sums)
+        for (sum, map) in self.sums.iter_mut().zip(maps) {
+            for c in 0..map.len() / tile_area {
+                for (ty, &weight_y) in wy.iter().enumerate() {
+                    let src = &map[c * tile_area + ty * tile.width..][..tile.width];
+                    let dst = &mut sum[c * w * h + (tile.y + ty) * w + tile.x..][..tile.width];
+                    for ((d, s), &weight_x) in dst.iter_mut().zip(src).zip(&wx) {
+                        *d += s * weight_x * weight_y;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The blended maps, once every tile has been added.
+    pub fn finish(mut self) -> Vec<Vec<f32>> {
+        let area = self.width * self.height;
+        for sum in &mut self.sums {
+            for (i, v) in sum.iter_mut().enumerate() {
+                *v /= self.weights[i % area];
+            }
+        }
+        self.sums
     }
 }
 

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use burn::module::ParamId;
 use burn::tensor::backend::Backend;
 use burn::tensor::TensorData;
+#[cfg(feature = "zip-pth")]
 use burn_store::pytorch::PytorchReader;
 use burn_store::{ModuleSnapshot, ModuleStore, SafetensorsStore, TensorSnapshot};
 
@@ -272,6 +273,20 @@ pub fn read_pytorch(path: &Path) -> Result<BTreeMap<String, TensorData>, ModelEr
     if crate::pickle::is_legacy_torch(&bytes) {
         return read_pytorch_bytes(&bytes, &shown);
     }
+    read_zip_pytorch(path, &shown)
+}
+
+#[cfg(not(feature = "zip-pth"))]
+fn read_zip_pytorch(_path: &Path, shown: &str) -> Result<BTreeMap<String, TensorData>, ModelError> {
+    Err(unreadable(
+        shown,
+        "a zip-format PyTorch file, which this build cannot read (built without the `zip-pth` feature)",
+    ))
+}
+
+#[cfg(feature = "zip-pth")]
+fn read_zip_pytorch(path: &Path, shown: &str) -> Result<BTreeMap<String, TensorData>, ModelError> {
+    let shown = shown.to_string();
     let reader = PytorchReader::new(path).map_err(|e| unreadable(&shown, e))?;
     reader
         .into_tensors()
@@ -415,30 +430,49 @@ pub fn load_weights<B: Backend>(
         path.to_path_buf()
     };
     let bytes = std::fs::read(&path).map_err(|e| unreadable(&shown, e))?;
+    if WeightsFormat::detect(&bytes) == Some(WeightsFormat::Pytorch)
+        && !crate::pickle::is_legacy_torch(&bytes)
+    {
+        // The zip format is read through burn-store, which wants the file.
+        return from_pytorch(read_pytorch(&path)?, config, &shown, device);
+    }
+    let beside = config_path_for(&path);
+    let stored = if WeightsFormat::detect(&bytes) == Some(WeightsFormat::Record) && beside.is_file()
+    {
+        let json = std::fs::read_to_string(&beside).map_err(|e| unreadable(&shown, e))?;
+        Some(serde_json::from_str::<BrnConfig>(&json).map_err(|e| {
+            unreadable(
+                &shown,
+                format!("{} is not a valid config: {e}", beside.display()),
+            )
+        })?)
+    } else {
+        None
+    };
+    load_weights_bytes(bytes, config, stored, &shown, device)
+}
+
+/// Load weights of either format from memory (the page's dropped files). An authors' file gets
+/// its architecture from `config`; our record uses `stored` when given, else its own metadata.
+/// Only the authors' legacy `.pth` format is read from memory; the zip format needs a file.
+pub fn load_weights_bytes<B: Backend>(
+    bytes: Vec<u8>,
+    config: &BrnConfig,
+    stored: Option<BrnConfig>,
+    source: &str,
+    device: &B::Device,
+) -> Result<Brn<B>, ModelError> {
     match WeightsFormat::detect(&bytes) {
-        Some(WeightsFormat::Pytorch) => {
-            let tensors = if crate::pickle::is_legacy_torch(&bytes) {
-                read_pytorch_bytes(&bytes, &shown)?
-            } else {
-                read_pytorch(&path)?
-            };
-            from_pytorch(tensors, config, &shown, device)
+        Some(WeightsFormat::Pytorch) if crate::pickle::is_legacy_torch(&bytes) => {
+            from_pytorch(read_pytorch_bytes(&bytes, source)?, config, source, device)
         }
-        Some(WeightsFormat::Record) => {
-            let beside = config_path_for(&path);
-            let stored = if beside.is_file() {
-                let json = std::fs::read_to_string(&beside).map_err(|e| unreadable(&shown, e))?;
-                Some(serde_json::from_str::<BrnConfig>(&json).map_err(|e| {
-                    unreadable(&shown, format!("{} is not a valid config: {e}", beside.display()))
-                })?)
-            } else {
-                None
-            };
-            let model = load_record_bytes::<B>(bytes, stored, &shown, device)?;
-            Ok(model)
-        }
+        Some(WeightsFormat::Pytorch) => Err(unreadable(
+            source,
+            "a zip-format PyTorch file, which only the command line reads; convert it with `brn export` first",
+        )),
+        Some(WeightsFormat::Record) => load_record_bytes::<B>(bytes, stored, source, device),
         None => Err(unreadable(
-            &shown,
+            source,
             "neither an authors' PyTorch checkpoint (.pth) nor our record (.safetensors); empty or not a weights file",
         )),
     }

@@ -4,5 +4,6 @@ pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod loss;
+pub mod plot;
 pub mod synth;
 pub mod train;

@@ -183,6 +183,10 @@ struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Time training steps instead (forward + SSIM loss + backward + Adam): batch 2 of 64x64
+    /// and the paper's batch 12 of 100x100, at --stages T.
+    #[arg(long)]
+    train: bool,
 }
 
 fn main() -> ExitCode {
@@ -529,12 +533,52 @@ struct BenchReport {
     peak_rss_bytes: u64,
 }
 
+fn train_bench(args: &BenchArgs, device: &burn_flex::FlexDevice) -> Result<ExitCode> {
+    type B = burn::backend::Autodiff<burn_flex::Flex>;
+    let mut rows = Vec::new();
+    for (batch, patch) in [(2, 64), (12, 100)] {
+        let patch = args.size.unwrap_or(patch);
+        let seconds =
+            trainer::train::time_steps::<B>(batch, patch, args.stages, args.runs, device)?;
+        if !args.json {
+            eprintln!("batch {batch} of {patch}x{patch}: {seconds:.2} s per step");
+        }
+        rows.push(serde_json::json!({
+            "batch": batch, "patch": patch, "stages": args.stages, "runs": args.runs,
+            "seconds_per_step": seconds, "images_per_second": batch as f64 / seconds,
+        }));
+    }
+    if args.json {
+        println!("{}", serde_json::Value::Array(rows));
+    } else {
+        println!(
+            "| batch | patch | T | s per step (median of {}) | images/s |",
+            args.runs
+        );
+        println!("|---|---|---|---|---|");
+        for r in &rows {
+            println!(
+                "| {} | {} | {} | {:.2} | {:.2} |",
+                r["batch"],
+                r["patch"],
+                r["stages"],
+                r["seconds_per_step"].as_f64().unwrap_or(0.0),
+                r["images_per_second"].as_f64().unwrap_or(0.0)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn bench_command(args: BenchArgs) -> Result<ExitCode> {
     type B = burn_flex::Flex;
     if args.runs == 0 || args.stages == 0 {
         bail!("--runs and --stages must be at least 1");
     }
     let device = Default::default();
+    if args.train {
+        return train_bench(&args, &device);
+    }
     let net = BrnConfig::brn()
         .with_stages(args.stages)
         .init::<B>(&device)?;

@@ -24,6 +24,50 @@ use crate::loss::{loss, LossKind};
 use crate::synth::{add_rain, RainConfig};
 use crate::{data, eval};
 
+/// Median seconds of one training step (forward, SSIM loss, backward, Adam update) of BRN on
+/// random patches: what the training bench prints. One warm-up step is not counted.
+pub fn time_steps<B: AutodiffBackend>(
+    batch: usize,
+    patch: usize,
+    stages: usize,
+    runs: usize,
+    device: &B::Device,
+) -> Result<f64> {
+    let mut net = BrnConfig::brn().with_stages(stages).init::<B>(device)?;
+    let mut optim = AdamConfig::new().init::<B, Brn<B>>();
+    let shape = [batch, 3, patch, patch];
+    let n = shape.iter().product::<usize>();
+    let pixels = |seed: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 2654435761usize + seed) % 1000) as f32 / 1000.0)
+            .collect()
+    };
+    let mut times = Vec::new();
+    for run in 0..=runs {
+        let rainy =
+            Tensor::<B, 4>::from_data(burn::tensor::TensorData::new(pixels(run), shape), device);
+        let clean = rainy.clone().mul_scalar(0.9);
+        let start = Instant::now();
+        let out = net.run(rainy.clone(), stages, false);
+        let value = loss(LossKind::Ssim, rainy, clean, out);
+        let grads = GradientsParams::from_grads(value.backward(), &net);
+        net = optim.step(1e-3, net, grads);
+        // Reading a weight back waits for the update to finish (lazy backends).
+        let _: f64 = net
+            .background
+            .output
+            .weight
+            .val()
+            .sum()
+            .into_scalar()
+            .elem();
+        if run > 0 {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    Ok(crate::bench::median(&mut times))
+}
+
 /// Everything a training run is made of; saved next to every checkpoint.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -620,6 +664,13 @@ pub fn train<B: AutodiffBackend>(
                     started.elapsed().as_secs_f64()
                 ),
             )?;
+            // The plot is a convenience: a failure to draw it is reported, not fatal.
+            let plotted = crate::plot::read_log(&out.join("log.csv")).and_then(|rows| {
+                crate::plot::write_plot(&rows, config.epochs, &out.join("progress.png"))
+            });
+            if let Err(e) = plotted {
+                bar.suspend(|| eprintln!("warning: progress.png not updated: {e:#}"));
+            }
             epoch_loss = 0.0;
             epoch_steps = 0;
         }

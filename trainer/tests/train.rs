@@ -93,6 +93,9 @@ fn a_few_steps_lower_the_loss() {
         psnr.iter().all(|p| p.is_finite()),
         "validation scored every epoch: {psnr:?}"
     );
+    // The progress plot is drawn beside the log.
+    let plot = image::open(out.join("progress.png")).expect("progress.png");
+    assert!(plot.width() > 100 && plot.height() > 100);
 
     // The run exports to a half-precision record that the derain command uses.
     let record = dir.join("web/model.safetensors");
@@ -273,5 +276,77 @@ fn bad_configs_are_refused_clearly() {
     std::fs::write(&path, r#"{"model": {}, "clean": ["x"], "epoch": 3}"#).unwrap();
     let err = format!("{:#}", TrainConfig::load(&path).unwrap_err());
     assert!(err.contains("epoch"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_nan_loss_stops_and_names_the_last_good_checkpoint() {
+    let dir = temp_dir("nan");
+    // An absurd learning rate blows the weights up within a few steps.
+    let config = TrainConfig {
+        lr: 1e30,
+        checkpoint_every: 1,
+        ..tiny_config(&photos(&dir))
+    };
+    let out = dir.join("run");
+    let err = format!(
+        "{:#}",
+        train::<B>(config, &out, false, Some(12), &Default::default()).unwrap_err()
+    );
+    println!("{err}");
+    assert!(err.contains("the loss became"), "{err}");
+    let latest = latest_checkpoint(&out)
+        .unwrap()
+        .expect("a good checkpoint before the NaN");
+    assert!(err.contains(&latest.display().to_string()), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
+    let dir = temp_dir("ctrlc");
+    let config = TrainConfig {
+        epochs: 1000,
+        checkpoint_every: 1000,
+        ..tiny_config(&photos(&dir))
+    };
+    let config_path = dir.join("config.json");
+    std::fs::write(&config_path, serde_json::to_string(&config).unwrap()).unwrap();
+    let out = dir.join("run");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_brn"))
+        .args(["train", "--config"])
+        .arg(&config_path)
+        .arg("-o")
+        .arg(&out)
+        .spawn()
+        .unwrap();
+    // Once the run has started (its config is written after the handler is installed), let
+    // it train a little (no checkpoint is due for 1000 steps), then interrupt.
+    let started = std::time::Instant::now();
+    while !out.join("config.json").exists() {
+        assert!(started.elapsed().as_secs() < 120, "the run did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "Ctrl-C exits cleanly, got {status}");
+    let latest = latest_checkpoint(&out)
+        .unwrap()
+        .expect("Ctrl-C saved a checkpoint");
+    let state: TrainState =
+        serde_json::from_str(&std::fs::read_to_string(latest.join("state.json")).unwrap()).unwrap();
+    assert!(state.step > 0 && state.step < 1000, "step {}", state.step);
+    println!(
+        "interrupted at step {}, checkpoint {}",
+        state.step,
+        latest.display()
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -1,40 +1,86 @@
-//! BRN in the browser: the thin shell the page's Web Worker calls. Everything it does —
-//! decoding, tiling, the network — lives in the `model` crate; this crate only converts
-//! between the page's RGBA canvases and the model's planar pictures.
+//! BRN in the browser: the thin shell the page's Web Worker calls (see `wasm.rs`, built only
+//! for wasm). Decoding, tiling, weight loading and the network all live in the `model` crate;
+//! this crate picks tile sizes from the GPU's limits, finds the architecture of a dropped
+//! weights file and turns the model's planar maps into the RGBA views the page shows.
 
 use burn::tensor::backend::Backend;
-use model::image::{to_u8, BitDepth, Picture};
-use model::{Brn, DerainOptions, ModelError};
+use model::image::{to_u8, Picture};
+use model::{Brn, BrnConfig, Derained, ModelError};
 
-/// An RGBA canvas (row-major, 8 bits per channel) as a picture; alpha is kept.
-pub fn picture_from_rgba(rgba: &[u8], width: usize, height: usize) -> Result<Picture, ModelError> {
-    if rgba.len() != width * height * 4 {
-        return Err(ModelError::Decode(format!(
-            "canvas has {} bytes, expected {width}x{height}x4",
-            rgba.len()
-        )));
-    }
-    model::image::check_size(width as u64, height as u64)?;
-    let n = width * height;
-    let mut rgb = vec![0f32; 3 * n];
-    let mut alpha = vec![0f32; n];
-    for (i, p) in rgba.chunks_exact(4).enumerate() {
-        for c in 0..3 {
-            rgb[c * n + i] = p[c] as f32 / 255.0;
-        }
-        alpha[i] = p[3] as f32 / 255.0;
-    }
-    Ok(Picture {
-        width,
-        height,
-        rgb,
-        alpha: Some(alpha),
-        depth: BitDepth::Eight,
-        gray: false,
-    })
+#[cfg(target_arch = "wasm32")]
+mod wasm;
+
+/// The largest image the page accepts. wasm32 has at most 4 GiB of memory and every full-size
+/// float map costs 12 bytes a pixel; 40 MP keeps a derain with its rain layer well inside it.
+pub const MAX_PIXELS: u64 = 40_000_000;
+
+/// Stage-by-stage views are kept for images up to this many pixels (each stage costs two maps).
+pub const MAX_STAGE_VIEW_PIXELS: u64 = 4_000_000;
+
+/// GPU bytes per tile pixel of the largest buffer the network allocates: the 128-channel f32
+/// output of the fused LSTM gate conv (burn-cubecl's 3x3 convs are direct or implicit GEMM, so
+/// no im2col buffer is materialised), times 2 for safety (layout copies, allocator pages).
+pub const GPU_BYTES_PER_PIXEL: u64 = 128 * 4 * 2;
+
+/// Tile side bounds. Real adapters (128 MiB per binding at least) get 360 or more; only a
+/// forced tiny limit (the tests') reaches the minimum. Above 512 a tile's many live feature
+/// maps strain a small GPU's total memory for little gain.
+pub const MIN_TILE: usize = 64;
+pub const MAX_TILE: usize = 512;
+
+/// Overlap between tiles: the model's default (64), or half a tile for tiles under 128.
+pub fn overlap_for(tile: usize) -> usize {
+    model::tiling::DEFAULT_OVERLAP.min(tile / 2)
 }
 
-/// Planar RGB `[3, H, W]` back to an RGBA canvas with the picture's alpha.
+/// Tile side (multiple of 8) whose largest buffer fits both of a WebGPU adapter's limits.
+pub fn tile_for_limits(max_storage_binding: u64, max_buffer: u64) -> usize {
+    let bytes = max_storage_binding.min(max_buffer);
+    let side = ((bytes / GPU_BYTES_PER_PIXEL) as f64).sqrt() as usize;
+    (side / 8 * 8).clamp(MIN_TILE, MAX_TILE)
+}
+
+/// Tile side for the CPU backend in wasm: small enough for frequent progress and cancel points.
+pub const CPU_TILE: usize = 256;
+
+/// Architectures tried, in order, for an authors' `.pth` file, which does not name its own.
+pub const PTH_PRESETS: [&str; 7] = [
+    "brn",
+    "prenet",
+    "prn",
+    "brn-gru",
+    "prenet-gru",
+    "crn",
+    "srn-plus",
+];
+
+/// Weights from a dropped or fetched file: our record (it carries its config), or an authors'
+/// `.pth` whose architecture is found by trying [`PTH_PRESETS`] at `stages` T.
+pub fn load_model<B: Backend>(
+    bytes: Vec<u8>,
+    name: &str,
+    stages: usize,
+    device: &B::Device,
+) -> Result<Brn<B>, ModelError> {
+    if model::WeightsFormat::detect(&bytes) != Some(model::WeightsFormat::Pytorch) {
+        return model::weights::load_weights_bytes(bytes, &BrnConfig::brn(), None, name, device);
+    }
+    let mut first_error = None;
+    for preset in PTH_PRESETS {
+        let config = BrnConfig::preset(preset)?.with_stages(stages);
+        match model::weights::load_weights_bytes(bytes.clone(), &config, None, name, device) {
+            Ok(model) => return Ok(model),
+            // Only a shape/key mismatch means "another architecture"; anything else is final.
+            Err(e @ ModelError::WeightsMismatch { .. }) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(first_error.expect("at least one preset was tried"))
+}
+
+/// Planar RGB `[3, H, W]` as an RGBA canvas with the picture's alpha (paper truncation).
 pub fn rgba_from_planar(rgb: &[f32], like: &Picture) -> Vec<u8> {
     let n = like.width * like.height;
     (0..n)
@@ -45,30 +91,123 @@ pub fn rgba_from_planar(rgb: &[f32], like: &Picture) -> Vec<u8> {
         .collect()
 }
 
-/// Derain an RGBA canvas; `progress(done, total)` returns false to cancel.
-pub fn derain_rgba<B: Backend>(
-    model: &Brn<B>,
-    rgba: &[u8],
-    width: usize,
-    height: usize,
-    options: &DerainOptions,
-    device: &B::Device,
-    progress: impl FnMut(usize, usize) -> bool,
-) -> Result<Vec<u8>, ModelError> {
-    let picture = picture_from_rgba(rgba, width, height)?;
-    let out = model::derain(model, &picture, options, device, progress)?;
-    Ok(rgba_from_planar(&out.background, &picture))
+/// One image the page can show.
+pub struct View {
+    /// What it is, as the view switcher labels it.
+    pub label: String,
+    pub rgba: Vec<u8>,
+}
+
+/// The views of a derain, in the switcher's order: input, derained, rain layer, then each
+/// stage's background and rain estimates.
+pub fn views(picture: &Picture, out: &Derained) -> Vec<View> {
+    let view = |label: String, rgb: &[f32]| View {
+        label,
+        rgba: rgba_from_planar(rgb, picture),
+    };
+    let mut views = vec![
+        view("Input".into(), &picture.rgb),
+        view("Derained".into(), &out.background),
+    ];
+    if let Some(rain) = &out.rain {
+        views.push(view("Rain layer".into(), rain));
+    }
+    for (t, x) in out.background_stages.iter().enumerate() {
+        views.push(view(format!("Stage {} background", t + 1), x));
+    }
+    for (t, r) in out.rain_stages.iter().enumerate() {
+        views.push(view(format!("Stage {} rain", t + 1), r));
+    }
+    views
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn_flex::Flex;
 
     #[test]
-    fn rgba_round_trips_and_bad_sizes_are_refused() {
-        let rgba: Vec<u8> = (0..4 * 6 * 5).map(|i| (i * 37 % 256) as u8).collect();
-        let picture = picture_from_rgba(&rgba, 6, 5).unwrap();
-        assert_eq!(rgba_from_planar(&picture.rgb, &picture), rgba);
-        assert!(picture_from_rgba(&rgba, 7, 5).is_err());
+    fn tiles_fit_the_limits() {
+        // Spec defaults: 128 MiB per binding, 256 MiB per buffer.
+        let tile = tile_for_limits(128 << 20, 256 << 20);
+        assert_eq!(tile % 8, 0);
+        assert!((tile * tile) as u64 * GPU_BYTES_PER_PIXEL <= 128 << 20);
+        assert!(tile >= 256, "default limits allow {tile}");
+        // A huge GPU is capped, a tiny one still makes progress.
+        assert_eq!(tile_for_limits(u64::MAX / 2, u64::MAX / 2), MAX_TILE);
+        assert_eq!(tile_for_limits(1 << 20, 1 << 20), MIN_TILE);
+        assert_eq!(overlap_for(tile), 64);
+        assert_eq!(overlap_for(MIN_TILE), 32);
+        // The smaller of the two limits rules.
+        assert_eq!(
+            tile_for_limits(1 << 30, 64 << 20),
+            tile_for_limits(64 << 20, 1 << 30)
+        );
+    }
+
+    #[test]
+    fn an_authors_file_finds_its_architecture_and_junk_is_refused() {
+        let device = Default::default();
+        // The authors' own files, whose architectures their names state.
+        for (file, preset) in [
+            ("weights/brn/Rain100L.pth", "brn"),
+            ("weights/prenet/Rain100L_PReNet6.pth", "prenet"),
+            ("weights/prenet/Rain100L_PRN6.pth", "prn"),
+            ("weights/prenet/Ablation_PReNet6_GRU.pth", "prenet-gru"),
+        ] {
+            let Some(path) = ::tests::shared(file) else {
+                continue;
+            };
+            let bytes = std::fs::read(path).unwrap();
+            let loaded = load_model::<Flex>(bytes, file, 6, &device).unwrap();
+            assert_eq!(
+                loaded.config,
+                BrnConfig::preset(preset).unwrap().with_stages(6)
+            );
+        }
+        // Our record carries its config.
+        let config = BrnConfig::crn().with_stages(3);
+        let net = config.init::<Flex>(&device).unwrap();
+        let bytes = model::weights::record_bytes(&net).unwrap();
+        let loaded = load_model::<Flex>(bytes, "crn.safetensors", 6, &device).unwrap();
+        assert_eq!(loaded.config, config);
+
+        let err = load_model::<Flex>(b"not weights at all".to_vec(), "x.bin", 6, &device)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("not a weights file"), "{err}");
+    }
+
+    #[test]
+    fn views_follow_the_outputs() {
+        let picture = model::image::Picture {
+            width: 2,
+            height: 1,
+            rgb: vec![0.0, 1.0, 0.5, 0.5, 1.0, 0.0],
+            alpha: None,
+            depth: model::image::BitDepth::Eight,
+            gray: false,
+        };
+        let out = Derained {
+            background: picture.rgb.clone(),
+            rain: Some(vec![0.0; 6]),
+            background_stages: vec![picture.rgb.clone(); 2],
+            rain_stages: vec![vec![0.0; 6]; 2],
+        };
+        let labels: Vec<_> = views(&picture, &out).into_iter().map(|v| v.label).collect();
+        assert_eq!(
+            labels,
+            [
+                "Input",
+                "Derained",
+                "Rain layer",
+                "Stage 1 background",
+                "Stage 2 background",
+                "Stage 1 rain",
+                "Stage 2 rain"
+            ]
+        );
+        let rgba = rgba_from_planar(&picture.rgb, &picture);
+        assert_eq!(rgba, [0, 127, 255, 255, 255, 127, 0, 255]);
     }
 }

@@ -1,0 +1,59 @@
+// Browser bench (issue 4): for WebGPU (SwiftShader here) and the CPU fallback in headless
+// Chromium, the time to the first derained result from a cold page (weights fetched, engine
+// started, warm-up run, photo derained) and the time per megapixel of a second, warm derain;
+// and the native command's time for the same image. Prints a table.
+//   node bench.mjs   with BRN_DIST, BRN_BIN, BRN_SHARED; BENCH_SIDE (default 256), BENCH_STAGES (default 8)
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { crop, decodePng, encodePng } from './png.mjs';
+import { derain, launch, native, open, serve } from './harness.mjs';
+
+const dist = path.resolve(process.env.BRN_DIST || '../../dist');
+const brn = process.env.BRN_BIN;
+const shared = path.resolve(process.env.BRN_SHARED || '../../../shared');
+const side = Number(process.env.BENCH_SIDE || 256);
+const stages = Number(process.env.BENCH_STAGES || 8);
+const source = path.join(shared, 'data/rain100l/rainy/rain-001.png');
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'brn-bench-'));
+const photo = path.join(tmp, 'photo.png');
+fs.writeFileSync(photo, encodePng(crop(decodePng(fs.readFileSync(source)), 0, 0, side, side)));
+const mp = (side * side) / 1e6;
+
+const server = await serve(dist);
+const rows = [];
+for (const webgpu of [true, false]) {
+  const browser = await launch({ webgpu });
+  const t0 = Date.now();
+  const page = await open(browser.context, `${server.origin}/`);
+  await page.selectOption('#stages', String(stages));
+  const first = await derain(page, photo);
+  if (first.error) throw new Error(first.error);
+  const cold = (Date.now() - t0) / 1000;
+  const warm = await derain(page, photo);
+  const backend = await page.evaluate(() => window.brnPage.backend);
+  rows.push({ backend, cold, perMp: warm.seconds / mp });
+  await browser.close();
+}
+await server.close();
+
+let nativeSeconds = null;
+if (brn) {
+  const weights = process.env.BRN_WEB_WEIGHTS;
+  const args = ['derain', photo, '-o', path.join(tmp, 'out'), '--stages', String(stages)];
+  if (weights) args.push('--weights', weights);
+  native(brn, args); // warm the file cache
+  const t0 = Date.now();
+  native(brn, args);
+  nativeSeconds = (Date.now() - t0) / 1000;
+}
+
+console.log(`BRN T=${stages}, ${side}x${side} crop of rain-001.png (${mp.toFixed(3)} MP)`);
+console.log('| backend | first result, cold (s) | warm, s per MP |');
+console.log('| --- | --- | --- |');
+for (const r of rows) console.log(`| ${r.backend} (headless Chromium) | ${r.cold.toFixed(1)} | ${r.perMp.toFixed(1)} |`);
+if (nativeSeconds !== null) {
+  console.log(`| native brn derain (process incl. start-up) | ${nativeSeconds.toFixed(1)} | ${(nativeSeconds / mp).toFixed(1)} |`);
+}
+fs.rmSync(tmp, { recursive: true, force: true });

@@ -1,0 +1,180 @@
+// Real-browser tests of the page (issue 4), run by ./test.sh after `trunk build`:
+//   node run.mjs   with BRN_DIST (the built dist/), BRN_BIN (the native `brn`), BRN_SHARED.
+// The page must have been built with the authors' Rain100L weights (BRN_WEB_WEIGHTS), which the
+// native command also uses, so that both outputs can be compared.
+//  1. WebGPU (SwiftShader: about 400 pixel-stages a second here, so the work is kept small),
+//     GPU limits forced down to 4 MiB so that a 96x80 crop needs 4 tiles of 64: the page's PNG
+//     matches the native, untiled derain (PSNR >= 40 dB) and the page says WebGPU.
+//  2. CPU (browser without WebGPU), served from a sub-path: a 200x150 crop matches the native
+//     derain (PSNR >= 40 dB), and the page says CPU.
+//  3. A non-image and a truncated PNG: a message is shown, and a good image still works after.
+//  4. Cancel: a many-tile derain stops at the Cancel button; the next derain still works.
+//  5. Privacy: every request went to the page's own origin, none carried a body, and no
+//     request at all was made while an image was being derained.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { crop, decodePng, encodePng, psnr } from './png.mjs';
+import { SUB_PATH, derain, launch, native, open, serve } from './harness.mjs';
+
+const dist = path.resolve(process.env.BRN_DIST || '../../dist');
+const brn = process.env.BRN_BIN;
+const shared = path.resolve(process.env.BRN_SHARED || '../../../shared');
+const weights = path.join(shared, 'weights/brn/Rain100L.pth');
+const source = path.join(shared, 'data/rain100l/rainy/rain-001.png');
+const GPU_STAGES = 2;
+const CPU_STAGES = 4;
+const SMALL_LIMIT = 4 << 20; // 4 MiB per buffer: 64-pixel tiles
+
+for (const [what, p] of [['dist', dist], ['weights', weights], ['test image', source]]) {
+  if (!fs.existsSync(p)) {
+    console.log(`SKIPPED browser tests: ${what} absent at ${p}`);
+    process.exit(0);
+  }
+}
+assert.ok(brn && fs.existsSync(brn), 'BRN_BIN must name the native brn binary');
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'brn-browser-'));
+const rain001 = decodePng(fs.readFileSync(source));
+const testPng = path.join(tmp, 'rainy.png');
+fs.writeFileSync(testPng, encodePng(crop(rain001, 100, 80, 200, 150)));
+const smallPng = path.join(tmp, 'small.png');
+fs.writeFileSync(smallPng, encodePng(crop(rain001, 150, 100, 96, 80)));
+const bigPng = path.join(tmp, 'big.png');
+fs.writeFileSync(bigPng, encodePng(crop(rain001, 0, 0, 481, 321)));
+const notImage = path.join(tmp, 'notes.png');
+fs.writeFileSync(notImage, 'this is a text file with a .png name\n'.repeat(20));
+const truncated = path.join(tmp, 'truncated.png');
+fs.writeFileSync(truncated, fs.readFileSync(testPng).subarray(0, 2000));
+
+// The independent reference: the native command, untiled (both crops fit one 512 tile).
+function reference(file, stages) {
+  const out = path.join(tmp, `native-${stages}`);
+  native(brn, ['derain', file, '-o', out, '--weights', weights, '--stages', String(stages)]);
+  return decodePng(fs.readFileSync(path.join(out, path.basename(file))));
+}
+const gpuReference = reference(smallPng, GPU_STAGES);
+const cpuReference = reference(testPng, CPU_STAGES);
+
+const server = await serve(dist);
+let failures = 0;
+async function test(name, body) {
+  const t0 = Date.now();
+  try {
+    await body();
+    console.log(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    failures += 1;
+    console.log(`FAIL ${name}: ${e.stack || e}`);
+  }
+}
+
+function compare(png, expected) {
+  const db = psnr(decodePng(png), expected);
+  console.log(`     page vs native: ${db.toFixed(2)} dB`);
+  assert.ok(db >= 40, `page output differs from the native derain: ${db.toFixed(2)} dB < 40 dB`);
+}
+
+const browserRequests = [];
+let requestsWhileDeraining = 0;
+// Derain through the page and count the requests made meanwhile (there must be none).
+async function derainCounted(browser, page, file) {
+  const before = browser.requests.length;
+  const out = await derain(page, file);
+  requestsWhileDeraining += browser.requests.length - before;
+  return out;
+}
+
+const gpu = await launch({ webgpu: true });
+try {
+  await test('WebGPU: many small tiles match the native untiled derain', async () => {
+    const page = await open(gpu.context, `${server.origin}/?limit=${SMALL_LIMIT}`);
+    const backend = await page.evaluate(() => window.brnPage.backend);
+    const status = await page.textContent('#status');
+    console.log(`     status: ${status}`);
+    assert.equal(backend, 'webgpu', `expected WebGPU, page says: ${status}`);
+    assert.match(status, /WebGPU/);
+    await page.selectOption('#stages', String(GPU_STAGES));
+    const out = await derainCounted(gpu, page, smallPng);
+    assert.equal(out.error, null, out.error);
+    const tiles = await page.textContent('#progress-text');
+    console.log(`     ${tiles}; ${out.seconds.toFixed(1)} s`);
+    assert.match(tiles, /tile 4 of 4/);
+    compare(out.png, gpuReference);
+    await page.close();
+  });
+} finally {
+  browserRequests.push(...gpu.requests);
+  await gpu.close();
+}
+
+const cpu = await launch({ webgpu: false });
+try {
+  let page;
+  await test('CPU fallback, served from a sub-path, matches the native derain', async () => {
+    page = await open(cpu.context, `${server.origin}${SUB_PATH}`);
+    const backend = await page.evaluate(() => window.brnPage.backend);
+    const status = await page.textContent('#status');
+    console.log(`     status: ${status}`);
+    assert.equal(backend, 'cpu', `expected the CPU, page says: ${status}`);
+    assert.match(status, /CPU/);
+    await page.selectOption('#stages', String(CPU_STAGES));
+    const out = await derainCounted(cpu, page, testPng);
+    assert.equal(out.error, null, out.error);
+    compare(out.png, cpuReference);
+  });
+
+  await test('bad files show a message and the page stays usable', async () => {
+    const junk = await derainCounted(cpu, page, notImage);
+    assert.ok(junk.error, 'a text file was accepted');
+    assert.match(junk.message, /Could not derain/);
+    const cut = await derainCounted(cpu, page, truncated);
+    assert.ok(cut.error, 'a truncated PNG was accepted');
+    assert.match(cut.message, /truncated|corrupt|decode/i);
+    console.log(`     messages: "${junk.message}" / "${cut.message}"`);
+    const good = await derainCounted(cpu, page, testPng);
+    assert.equal(good.error, null, good.error);
+    compare(good.png, cpuReference);
+  });
+
+  await test('Cancel stops a many-tile derain; the next one works', async () => {
+    await page.setInputFiles('#file', bigPng);
+    await page.waitForFunction(() => /tile [1-9]/.test(document.getElementById('progress-text').textContent), null, { timeout: 300_000 });
+    await page.click('#cancel');
+    await page.waitForFunction(() => window.brnPage.lastError === 'cancelled', null, { timeout: 300_000 });
+    const text = await page.textContent('#progress-text');
+    console.log(`     stopped at: ${text}`);
+    assert.doesNotMatch(text, /tile (\d+) of \1\b/, 'every tile ran despite Cancel');
+    const good = await derainCounted(cpu, page, testPng);
+    assert.equal(good.error, null, good.error);
+  });
+  if (page) await page.close();
+} finally {
+  browserRequests.push(...cpu.requests);
+  await cpu.close();
+}
+
+await test('privacy: only own-origin requests, none with a body, none while deraining', async () => {
+  assert.ok(server.requests.length > 0);
+  assert.equal(requestsWhileDeraining, 0, `${requestsWhileDeraining} requests while deraining`);
+  for (const r of browserRequests) {
+    const own = r.url.startsWith(`${server.origin}/`) || r.url.startsWith('blob:') || r.url.startsWith('data:');
+    assert.ok(own, `a request left the page's origin: ${r.method} ${r.url.slice(0, 120)}`);
+    assert.equal(r.body, 0, `${r.method} ${r.url} carried ${r.body} bytes`);
+  }
+  for (const r of server.requests) {
+    assert.equal(r.body, 0, `${r.method} ${r.url} carried ${r.body} bytes`);
+    assert.ok(['GET', 'HEAD'].includes(r.method), `${r.method} ${r.url}`);
+    assert.ok(r.url.length < 200, `suspiciously long URL ${r.url.slice(0, 80)}…`);
+  }
+  console.log(`     browser made ${browserRequests.length} requests (server saw ${server.requests.length}), all own-origin GETs without a body; ${requestsWhileDeraining} while deraining`);
+});
+
+await server.close();
+fs.rmSync(tmp, { recursive: true, force: true });
+if (failures) {
+  console.log(`${failures} browser test(s) failed`);
+  process.exit(1);
+}
+console.log('all browser tests passed');
