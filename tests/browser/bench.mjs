@@ -33,6 +33,13 @@ for (const webgpu of [true, false]) {
   const cold = (Date.now() - t0) / 1000;
   const warm = await derain(page, photo);
   const backend = await page.evaluate(() => window.brnPage.backend);
+  if (process.env.BENCH_SCREENSHOTS) {
+    // What a person sees: the result on a desktop and on a phone-sized screen.
+    fs.mkdirSync(process.env.BENCH_SCREENSHOTS, { recursive: true });
+    await page.screenshot({ path: path.join(process.env.BENCH_SCREENSHOTS, `${backend}-desktop.png`), fullPage: true });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.screenshot({ path: path.join(process.env.BENCH_SCREENSHOTS, `${backend}-phone.png`), fullPage: true });
+  }
   rows.push({ backend, cold, perMp: warm.seconds / mp });
   await browser.close();
 }

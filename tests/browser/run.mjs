@@ -149,6 +149,15 @@ try {
     const good = await derainCounted(cpu, page, testPng);
     assert.equal(good.error, null, good.error);
   });
+  await test('weights are cached: a reload does not download them again', async () => {
+    const fetched = () => server.requests.filter((r) => r.url.includes('/weights/default.')).length;
+    const before = fetched();
+    assert.ok(before >= 1, 'the default weights were downloaded once');
+    await page.reload();
+    await page.waitForFunction(() => ['ready', 'failed'].includes(window.brnPage.state), null, { timeout: 300_000 });
+    assert.equal(await page.evaluate(() => window.brnPage.state), 'ready');
+    assert.equal(fetched(), before, 'the reload fetched the weights again');
+  });
   if (page) await page.close();
 } finally {
   browserRequests.push(...cpu.requests);
