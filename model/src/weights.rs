@@ -430,15 +430,13 @@ pub fn load_weights<B: Backend>(
         path.to_path_buf()
     };
     let bytes = std::fs::read(&path).map_err(|e| unreadable(&shown, e))?;
-    if WeightsFormat::detect(&bytes) == Some(WeightsFormat::Pytorch)
-        && !crate::pickle::is_legacy_torch(&bytes)
-    {
-        // The zip format is read through burn-store, which wants the file.
-        return from_pytorch(read_pytorch(&path)?, config, &shown, device);
+    let format = WeightsFormat::detect(&bytes);
+    if format == Some(WeightsFormat::Pytorch) && !crate::pickle::is_legacy_torch(&bytes) {
+        // The zip format is read through burn-store, which wants the file (already read once).
+        return from_pytorch(read_zip_pytorch(&path, &shown)?, config, &shown, device);
     }
     let beside = config_path_for(&path);
-    let stored = if WeightsFormat::detect(&bytes) == Some(WeightsFormat::Record) && beside.is_file()
-    {
+    let stored = if format == Some(WeightsFormat::Record) && beside.is_file() {
         let json = std::fs::read_to_string(&beside).map_err(|e| unreadable(&shown, e))?;
         Some(serde_json::from_str::<BrnConfig>(&json).map_err(|e| {
             unreadable(
