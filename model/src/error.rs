@@ -29,9 +29,12 @@ pub enum ModelError {
         limit: u32,
         max_pixels: u64,
     },
-    /// The image could not be encoded or written.
-    #[error("cannot write image: {0}")]
+    /// An image or a record could not be encoded.
+    #[error("cannot encode: {0}")]
     Encode(String),
+    /// A file could not be written (nothing was left half-written).
+    #[error("cannot write {0}")]
+    Write(String),
     /// The compute device failed (e.g. the GPU ran out of memory or was lost).
     #[error("the compute device failed: {0}; try smaller tiles or the CPU backend")]
     Device(String),

@@ -76,7 +76,12 @@ struct TrainArgs {
     /// Override: stages T.
     #[arg(long)]
     stages: Option<usize>,
-    /// Device: cpu, or cuda:N in a build with the `cuda` feature.
+    /// Start a new run from these weights (our record or an authors' .pth of the same
+    /// architecture) with a fresh optimizer.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Device: cpu, cuda:N in a build with the `cuda` feature, or several CUDA devices
+    /// (cuda:0,cuda:1) to train data-parallel.
     #[arg(long, default_value = "cpu")]
     device: String,
 }
@@ -115,7 +120,8 @@ struct SynthArgs {
 
 #[derive(Args, Clone)]
 struct ModelArgs {
-    /// Weights: our record (.safetensors, config inside or config.json beside) or an authors' .pth.
+    /// Weights: our record (.safetensors, config inside or config.json beside) or an authors'
+    /// .pth [default: the built-in BRN weights described in WEIGHTS.md].
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Architecture of an authors' .pth (our records carry their own).
@@ -187,6 +193,9 @@ struct BenchArgs {
     /// and the paper's batch 12 of 100x100, at --stages T.
     #[arg(long)]
     train: bool,
+    /// Device for --train: cpu, or cuda:N in a build with the `cuda` feature.
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 fn main() -> ExitCode {
@@ -211,54 +220,150 @@ fn main() -> ExitCode {
 enum Run {
     Derain(DerainArgs),
     Eval(EvalArgs),
+    Train(Box<TrainJob>),
+    TrainBench(BenchArgs),
+}
+
+/// A checked training request.
+struct TrainJob {
+    config: trainer::train::TrainConfig,
+    out: PathBuf,
+    resume: bool,
+    max_steps: Option<usize>,
+}
+
+/// What `--device` names: the CPU, or one or more CUDA devices by index.
+#[derive(Debug, PartialEq)]
+enum Devices {
+    Cpu,
+    Cuda(Vec<usize>),
+}
+
+/// Parse `cpu`, `cuda` (device 0), `cuda:N`, or a comma-separated list of CUDA devices
+/// (`cuda:0,cuda:1`) for data-parallel training.
+fn parse_devices(text: &str) -> Result<Devices> {
+    let help = "use cpu, cuda:N, or a list such as cuda:0,cuda:1";
+    if text == "cpu" {
+        return Ok(Devices::Cpu);
+    }
+    let mut indices = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let index = match part.strip_prefix("cuda") {
+            Some("") => 0,
+            Some(rest) => rest
+                .strip_prefix(':')
+                .and_then(|n| n.parse().ok())
+                .with_context(|| format!("bad device '{part}': {help}"))?,
+            None if part == "cpu" => bail!("'{text}': the CPU trains alone; {help}"),
+            None => bail!("unknown device '{part}': {help}"),
+        };
+        if indices.contains(&index) {
+            bail!("'{text}' names cuda:{index} twice");
+        }
+        indices.push(index);
+    }
+    Ok(Devices::Cuda(indices))
 }
 
 fn with_device(device: &str, run: Run) -> Result<ExitCode> {
-    match device {
-        "cpu" => dispatch::<burn_flex::Flex>(run, Default::default()),
-        d if d.starts_with("cuda") => cuda(d, run),
-        other => bail!("unknown device '{other}': use cpu or cuda:N"),
+    let devices = parse_devices(device)?;
+    let several = matches!(&devices, Devices::Cuda(list) if list.len() > 1);
+    if several && matches!(run, Run::Derain(_) | Run::Eval(_)) {
+        bail!("'{device}': derain and eval run on one device; several devices are for training");
     }
-}
-
-/// The N of `cuda:N` (plain `cuda` is device 0).
-#[cfg(feature = "cuda")]
-fn cuda_index(device: &str) -> Result<usize> {
-    match device.strip_prefix("cuda:") {
-        Some(n) => n
-            .parse()
-            .with_context(|| format!("bad device '{device}': use cuda:N")),
-        None => Ok(0),
+    match devices {
+        Devices::Cpu => dispatch::<burn_flex::Flex>(run, vec![Default::default()]),
+        Devices::Cuda(indices) => cuda(indices, run),
     }
 }
 
 #[cfg(feature = "cuda")]
-fn cuda(device: &str, run: Run) -> Result<ExitCode> {
-    let index = cuda_index(device)?;
-    dispatch::<burn_cuda::Cuda>(run, burn_cuda::CudaDevice::new(index))
+fn cuda(indices: Vec<usize>, run: Run) -> Result<ExitCode> {
+    check_cuda(&indices)?;
+    let devices = indices
+        .into_iter()
+        .map(burn_cuda::CudaDevice::new)
+        .collect();
+    dispatch::<burn_cuda::Cuda>(run, devices)
+}
+
+/// Fail with a clear message, instead of a panic deep inside burn-cuda, when the driver or
+/// NVRTC cannot be loaded or a device index does not exist.
+#[cfg(feature = "cuda")]
+fn check_cuda(indices: &[usize]) -> Result<()> {
+    use cudarc::driver::result;
+    // SAFETY: these only dlopen the libraries, as burn-cuda does on first use.
+    let (driver, nvrtc) = unsafe {
+        (
+            cudarc::driver::sys::is_culib_present(),
+            cudarc::nvrtc::sys::is_culib_present(),
+        )
+    };
+    if !driver {
+        bail!("CUDA is not available: the NVIDIA driver library (libcuda.so) was not found; install the driver, or add its folder to LD_LIBRARY_PATH");
+    }
+    if !nvrtc {
+        bail!("CUDA's runtime compiler (libnvrtc.so) was not found; install the CUDA toolkit, or add its lib64 folder to LD_LIBRARY_PATH");
+    }
+    result::init().map_err(|e| anyhow::anyhow!("the CUDA driver did not start: {e:?}"))?;
+    let count = result::device::get_count()
+        .map_err(|e| anyhow::anyhow!("cannot count CUDA devices: {e:?}"))? as usize;
+    if let Some(missing) = indices.iter().find(|&&i| i >= count) {
+        bail!("cuda:{missing} does not exist: this machine has {count} CUDA device(s)");
+    }
+    Ok(())
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda(device: &str, _run: Run) -> Result<ExitCode> {
-    bail!("'{device}': this build has no CUDA support; rebuild with `cargo build --release -p trainer --features cuda`")
+fn cuda(_indices: Vec<usize>, _run: Run) -> Result<ExitCode> {
+    bail!("this build has no CUDA support; rebuild with `cargo build --release -p trainer --features cuda`")
 }
 
-fn dispatch<B: Backend>(run: Run, device: B::Device) -> Result<ExitCode> {
+fn dispatch<B: Backend>(run: Run, devices: Vec<B::Device>) -> Result<ExitCode> {
+    type Train<B> = burn::backend::Autodiff<B>;
+    let device = &devices[0];
     match run {
-        Run::Derain(args) => derain_command::<B>(args, &device),
-        Run::Eval(args) => eval_command::<B>(args, &device),
+        Run::Derain(args) => derain_command::<B>(args, device),
+        Run::Eval(args) => eval_command::<B>(args, device),
+        Run::TrainBench(args) => train_bench::<Train<B>>(&args, device),
+        Run::Train(job) => {
+            let steps = trainer::train::train::<Train<B>>(
+                job.config,
+                &job.out,
+                job.resume,
+                job.max_steps,
+                &devices,
+            )?;
+            eprintln!(
+                "trained to step {steps}; checkpoints in {}",
+                job.out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
+
+/// The project's default weights (see WEIGHTS.md), built into the binary so that it derains
+/// out of the box wherever it is copied.
+const DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../weights/brn-default.safetensors");
 
 /// The model the arguments ask for.
 fn load_model<B: Backend>(args: &ModelArgs, device: &B::Device) -> Result<(model::Brn<B>, usize)> {
     let config = BrnConfig::preset(&args.arch)?;
-    let Some(path) = &args.weights else {
-        bail!(
-            "this project has no default weights yet; pass --weights FILE, e.g. --weights ../shared/weights/brn/Rain100L.pth"
-        );
+    let model = match &args.weights {
+        Some(path) => model::load_weights::<B>(path, &config, device)?,
+        None if args.arch == "brn" => model::weights::load_weights_bytes::<B>(
+            DEFAULT_WEIGHTS.to_vec(),
+            &config,
+            None,
+            "the built-in default weights",
+            device,
+        )?,
+        None => bail!(
+            "the built-in default weights are BRN's; pass --weights FILE for --arch {}",
+            args.arch
+        ),
     };
-    let model = model::load_weights::<B>(path, &config, device)?;
     let stages = args.stages.unwrap_or(model.config.stages);
     if stages == 0 {
         bail!("--stages must be at least 1");
@@ -375,6 +480,9 @@ struct Score {
     name: String,
     psnr: f64,
     ssim: f64,
+    /// The rainy input's own score against the clean image (what deraining starts from).
+    input_psnr: f64,
+    input_ssim: f64,
 }
 
 #[derive(Serialize)]
@@ -387,19 +495,24 @@ struct Mean {
 struct EvalReport {
     images: Vec<Score>,
     mean: Mean,
+    /// Mean score of the rainy inputs themselves.
+    input: Mean,
     /// Means of the earlier stages asked for with --also-stages, by stage count.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     also: std::collections::BTreeMap<String, Mean>,
 }
 
+/// Y-channel PSNR (dB) and SSIM of one image.
+type PsnrSsim = (f64, f64);
+
 /// Derain an 8-bit image whole and score it as the paper does, after each stage in `stages`
-/// (ascending; the run has as many stages as the last).
+/// (ascending; the run has as many stages as the last). Also returns the rainy input's score.
 fn score_pair<B: Backend>(
     net: &model::Brn<B>,
     stages: &[usize],
     pair: &data::Pair,
     device: &B::Device,
-) -> Result<Vec<(f64, f64)>> {
+) -> Result<(PsnrSsim, Vec<PsnrSsim>)> {
     let rainy = image::open(&pair.rainy)
         .with_context(|| format!("{}", pair.rainy.display()))?
         .to_rgb8();
@@ -417,6 +530,7 @@ fn score_pair<B: Backend>(
             planar[c * n + i] = p[c] as f32 / 255.0;
         }
     }
+    let input_score = eval::score(&planar, clean.as_raw(), w, h);
     let last = *stages.last().expect("at least one stage count");
     let input = to_tensor::<B>(planar, w, h, device);
     let outputs = if stages.len() == 1 {
@@ -426,10 +540,11 @@ fn score_pair<B: Backend>(
         let all = net.run(input, last, true).background_stages;
         stages.iter().map(|&t| all[t - 1].clone()).collect()
     };
-    Ok(outputs
+    let scores = outputs
         .into_iter()
         .map(|out| eval::score(&to_planar(out), clean.as_raw(), w, h))
-        .collect())
+        .collect();
+    Ok((input_score, scores))
 }
 
 fn mean_of(scores: &[(f64, f64)]) -> Mean {
@@ -469,8 +584,10 @@ fn eval_command<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<ExitCo
             .progress_chars("=> "),
     );
     let mut per_count: Vec<Vec<(f64, f64)>> = vec![Vec::new(); counts.len()];
+    let mut inputs = Vec::new();
     for pair in &pairs {
-        let scores = score_pair(&net, &counts, pair, device)?;
+        let (input, scores) = score_pair(&net, &counts, pair, device)?;
+        inputs.push(input);
         if !args.json {
             let line: Vec<String> = scores
                 .iter()
@@ -495,17 +612,33 @@ fn eval_command<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<ExitCo
         let images = pairs
             .iter()
             .zip(finals)
-            .map(|(pair, (psnr, ssim))| Score {
+            .zip(&inputs)
+            .map(|((pair, (psnr, ssim)), &(input_psnr, input_ssim))| Score {
                 name: pair.name.clone(),
                 psnr,
                 ssim,
+                input_psnr,
+                input_ssim,
             })
             .collect();
+        let input = mean_of(&inputs);
         println!(
             "{}",
-            serde_json::to_string(&EvalReport { images, mean, also })?
+            serde_json::to_string(&EvalReport {
+                images,
+                mean,
+                input,
+                also
+            })?
         );
     } else {
+        let input = mean_of(&inputs);
+        println!(
+            "mean over {}: psnr {:.4} ssim {:.5} (the rainy inputs)",
+            pairs.len(),
+            input.psnr,
+            input.ssim
+        );
         for (t, m) in &also {
             println!(
                 "mean over {}: psnr {:.4} ssim {:.5} (T = {t})",
@@ -533,8 +666,10 @@ struct BenchReport {
     peak_rss_bytes: u64,
 }
 
-fn train_bench(args: &BenchArgs, device: &burn_flex::FlexDevice) -> Result<ExitCode> {
-    type B = burn::backend::Autodiff<burn_flex::Flex>;
+fn train_bench<B: burn::tensor::backend::AutodiffBackend>(
+    args: &BenchArgs,
+    device: &B::Device,
+) -> Result<ExitCode> {
     let mut rows = Vec::new();
     for (batch, patch) in [(2, 64), (12, 100)] {
         let patch = args.size.unwrap_or(patch);
@@ -575,10 +710,14 @@ fn bench_command(args: BenchArgs) -> Result<ExitCode> {
     if args.runs == 0 || args.stages == 0 {
         bail!("--runs and --stages must be at least 1");
     }
-    let device = Default::default();
     if args.train {
-        return train_bench(&args, &device);
+        let device = args.device.clone();
+        return with_device(&device, Run::TrainBench(args));
     }
+    if args.device != "cpu" {
+        bail!("the forward bench runs on the CPU; --device is for --train");
+    }
+    let device = Default::default();
     let net = BrnConfig::brn()
         .with_stages(args.stages)
         .init::<B>(&device)?;
@@ -746,6 +885,12 @@ fn train_command(args: TrainArgs) -> Result<ExitCode> {
     if let Some(v) = args.stages {
         config.model.stages = v;
     }
+    if let Some(path) = args.init {
+        if resume {
+            bail!("--init starts a new run; a resumed run continues from its checkpoint");
+        }
+        config.init = Some(path);
+    }
     config.validate()?;
     let _ = ctrlc::set_handler(|| {
         eprintln!("\nstopping: saving a checkpoint after this step (Ctrl-C again to abort)");
@@ -753,48 +898,13 @@ fn train_command(args: TrainArgs) -> Result<ExitCode> {
             std::process::exit(130);
         }
     });
-    let steps = match args.device.as_str() {
-        "cpu" => trainer::train::train::<burn::backend::Autodiff<burn_flex::Flex>>(
-            config,
-            &out,
-            resume,
-            args.max_steps,
-            &Default::default(),
-        )?,
-        d if d.starts_with("cuda") => train_cuda(d, config, &out, resume, args.max_steps)?,
-        other => bail!("unknown device '{other}': use cpu or cuda:N"),
-    };
-    eprintln!("trained to step {steps}; checkpoints in {}", out.display());
-    Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(feature = "cuda")]
-fn train_cuda(
-    device: &str,
-    config: trainer::train::TrainConfig,
-    out: &Path,
-    resume: bool,
-    max_steps: Option<usize>,
-) -> Result<usize> {
-    let index = cuda_index(device)?;
-    trainer::train::train::<burn::backend::Autodiff<burn_cuda::Cuda>>(
+    let job = TrainJob {
         config,
         out,
         resume,
-        max_steps,
-        &burn_cuda::CudaDevice::new(index),
-    )
-}
-
-#[cfg(not(feature = "cuda"))]
-fn train_cuda(
-    device: &str,
-    _config: trainer::train::TrainConfig,
-    _out: &Path,
-    _resume: bool,
-    _max_steps: Option<usize>,
-) -> Result<usize> {
-    bail!("'{device}': this build has no CUDA support; rebuild with `cargo build --release -p trainer --features cuda`")
+        max_steps: args.max_steps,
+    };
+    with_device(&args.device, Run::Train(Box::new(job)))
 }
 
 fn export_command(args: ExportArgs) -> Result<ExitCode> {
@@ -851,4 +961,30 @@ fn export_command(args: ExportArgs) -> Result<ExitCode> {
         size as f64 / 1e6
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_devices, Devices};
+
+    #[test]
+    fn device_lists_parse_and_bad_ones_are_named() {
+        assert_eq!(parse_devices("cpu").unwrap(), Devices::Cpu);
+        assert_eq!(parse_devices("cuda").unwrap(), Devices::Cuda(vec![0]));
+        assert_eq!(parse_devices("cuda:3").unwrap(), Devices::Cuda(vec![3]));
+        assert_eq!(
+            parse_devices("cuda:0, cuda:1").unwrap(),
+            Devices::Cuda(vec![0, 1])
+        );
+        for (bad, needle) in [
+            ("gpu", "unknown device 'gpu'"),
+            ("cuda:x", "bad device 'cuda:x'"),
+            ("cuda0", "bad device 'cuda0'"),
+            ("cuda:1,cuda:1", "twice"),
+            ("cpu,cuda:0", "the CPU trains alone"),
+        ] {
+            let err = parse_devices(bad).unwrap_err().to_string();
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
+    }
 }

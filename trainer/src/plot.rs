@@ -19,6 +19,8 @@ pub struct EpochRow {
     pub train_loss: f64,
     pub val_psnr: Option<f64>,
     pub val_ssim: Option<f64>,
+    /// Seconds of training since the run began.
+    pub seconds: Option<f64>,
 }
 
 /// Read the rows of a `log.csv` (header `epoch,step,lr,train_loss,val_psnr,val_ssim,...`).
@@ -40,6 +42,7 @@ pub fn read_log(path: &Path) -> Result<Vec<EpochRow>> {
             train_loss: loss,
             val_psnr: num(f[4]),
             val_ssim: num(f[5]),
+            seconds: f.get(6).and_then(|s| num(s)),
         });
     }
     Ok(rows)
@@ -233,6 +236,7 @@ mod tests {
         let rows = read_log(&log).unwrap();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[2].val_psnr, None);
+        assert_eq!(rows[2].seconds, Some(30.0));
         let png = dir.join("progress.png");
         write_plot(&rows, 10, &png).unwrap();
         let img = image::open(&png).unwrap().to_rgb8();

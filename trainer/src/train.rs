@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use burn::module::{AutodiffModule, Module};
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor};
@@ -111,6 +111,10 @@ pub struct TrainConfig {
     /// Save a checkpoint every this many steps (and at every epoch end).
     #[serde(default = "defaults::checkpoint_every")]
     pub checkpoint_every: usize,
+    /// Start a new run from these weights (our record or an authors' `.pth` of the same
+    /// architecture; T may differ) instead of random ones; the optimizer starts fresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
 }
 
 /// A model given as a preset name or as fields over a preset.
@@ -261,38 +265,49 @@ fn load_rgb(path: &Path) -> Result<RgbImage> {
 }
 
 impl Sources {
-    /// Load every image, skipping unreadable ones (and ones smaller than a patch) with a warning.
+    /// Load every image (decoded in parallel, kept in folder order), skipping unreadable ones
+    /// (and ones smaller than a patch) with a warning.
     pub fn load(config: &TrainConfig) -> Result<Self> {
+        use rayon::prelude::*;
         let big_enough = |img: &RgbImage| {
             img.width() as usize >= config.patch && img.height() as usize >= config.patch
         };
-        let mut clean = Vec::new();
+        let mut paths = Vec::new();
         for dir in &config.clean {
-            for path in data::image_files(dir)? {
-                match load_rgb(&path) {
-                    Ok(img) if big_enough(&img) => clean.push(img),
-                    Ok(_) => eprintln!(
-                        "warning: skipping {}: smaller than the patch",
-                        path.display()
-                    ),
-                    Err(e) => eprintln!("warning: skipping {}: {e:#}", path.display()),
-                }
+            paths.extend(data::image_files(dir)?);
+        }
+        let loaded: Vec<_> = paths.par_iter().map(|path| load_rgb(path)).collect();
+        let mut clean = Vec::new();
+        for (path, result) in paths.iter().zip(loaded) {
+            match result {
+                Ok(img) if big_enough(&img) => clean.push(img),
+                Ok(_) => eprintln!(
+                    "warning: skipping {}: smaller than the patch",
+                    path.display()
+                ),
+                Err(e) => eprintln!("warning: skipping {}: {e:#}", path.display()),
             }
         }
-        let mut paired = Vec::new();
+        let mut pairs = Vec::new();
         for dir in &config.paired {
-            for pair in data::pairs(dir)? {
-                match (load_rgb(&pair.rainy), load_rgb(&pair.clean)) {
-                    (Ok(r), Ok(c)) if r.dimensions() == c.dimensions() && big_enough(&r) => {
-                        paired.push((r, c))
-                    }
-                    (Ok(_), Ok(_)) => eprintln!(
-                        "warning: skipping {}: size mismatch or too small",
-                        pair.name
-                    ),
-                    (Err(e), _) | (_, Err(e)) => {
-                        eprintln!("warning: skipping {}: {e:#}", pair.name)
-                    }
+            pairs.extend(data::pairs(dir)?);
+        }
+        let loaded: Vec<_> = pairs
+            .par_iter()
+            .map(|pair| (load_rgb(&pair.rainy), load_rgb(&pair.clean)))
+            .collect();
+        let mut paired = Vec::new();
+        for (pair, result) in pairs.iter().zip(loaded) {
+            match result {
+                (Ok(r), Ok(c)) if r.dimensions() == c.dimensions() && big_enough(&r) => {
+                    paired.push((r, c))
+                }
+                (Ok(_), Ok(_)) => eprintln!(
+                    "warning: skipping {}: size mismatch or too small",
+                    pair.name
+                ),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("warning: skipping {}: {e:#}", pair.name)
                 }
             }
         }
@@ -544,20 +559,42 @@ pub static STOP: AtomicBool = AtomicBool::new(false);
 
 /// Train from scratch (or resume from `out`'s latest checkpoint when `resume`). Stops after
 /// `max_steps` steps if given (for tests and time-boxed runs). Returns the steps done.
+///
+/// With several `devices` each step is data-parallel: every device takes a share of the batch
+/// (see [`gradients`]); the weights and the optimizer live on the first.
 pub fn train<B: AutodiffBackend>(
     config: TrainConfig,
     out: &Path,
     resume: bool,
     max_steps: Option<usize>,
-    device: &B::Device,
+    devices: &[B::Device],
 ) -> Result<usize> {
     config.validate()?;
+    let Some(device) = devices.first() else {
+        bail!("no device to train on");
+    };
+    if config.batch_size < devices.len() {
+        bail!(
+            "batch_size {} is smaller than the number of devices ({}): every device needs at least one image",
+            config.batch_size,
+            devices.len()
+        );
+    }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    // Initial weights come from the backend's generator: seed it so that runs repeat.
-    B::seed(device, config.seed);
-    let mut net: Brn<B> = config.model.init(device)?;
+    // Initial weights come from the backend's generator: seed it so that runs repeat. The
+    // generator is global, so runs started together in one process (tests) take turns.
+    static SEEDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let mut net: Brn<B> = {
+        let _turn = SEEDING.lock().unwrap_or_else(|e| e.into_inner());
+        B::seed(device, config.seed);
+        materialise(config.model.init(device)?)
+    };
     let mut optim = AdamConfig::new().init::<B, Brn<B>>();
     let mut start = 0;
+    if let (Some(init), false) = (&config.init, resume) {
+        net = initial_weights(init, &config.model, device)?;
+        eprintln!("starting from the weights in {}", init.display());
+    }
     if resume {
         let Some(dir) = latest_checkpoint(out)? else {
             bail!("--resume: {} holds no checkpoint", out.display());
@@ -599,8 +636,15 @@ pub fn train<B: AutodiffBackend>(
             .progress_chars("=> "),
     );
     bar.set_position(start as u64);
-    let keep_stages = matches!(config.loss, LossKind::Recursive);
-    let p = config.patch;
+    // The log's seconds count the whole run: a resumed run goes on from the last logged time.
+    let earlier = if resume {
+        crate::plot::read_log(&out.join("log.csv"))
+            .ok()
+            .and_then(|rows| rows.last().and_then(|row| row.seconds))
+            .unwrap_or(0.0)
+    } else {
+        0.0
+    };
     let started = Instant::now();
     let mut epoch_loss = 0.0;
     let mut epoch_steps = 0;
@@ -609,12 +653,7 @@ pub fn train<B: AutodiffBackend>(
         let epoch = step / config.steps_per_epoch;
         let lr = config.lr_at(epoch);
         let (rainy, clean) = batches.recv().context("the data loader stopped")?;
-        let shape = [config.batch_size, 3, p, p];
-        let rainy = Tensor::<B, 4>::from_data(burn::tensor::TensorData::new(rainy, shape), device);
-        let clean = Tensor::<B, 4>::from_data(burn::tensor::TensorData::new(clean, shape), device);
-        let stages = net.run(rainy.clone(), config.model.stages, keep_stages);
-        let value = loss(config.loss, rainy, clean, stages);
-        let scalar: f64 = value.clone().into_scalar().elem();
+        let (scalar, grads) = gradients(&net, &config, (rainy, clean), devices);
         if !scalar.is_finite() {
             bar.abandon();
             bail!(
@@ -622,7 +661,6 @@ pub fn train<B: AutodiffBackend>(
                 last_good.map(|p| p.display().to_string()).unwrap_or_else(|| "none (no checkpoint yet)".into())
             );
         }
-        let grads = GradientsParams::from_grads(value.backward(), &net);
         net = optim.step(lr, net, grads);
         epoch_loss += scalar;
         epoch_steps += 1;
@@ -661,7 +699,7 @@ pub fn train<B: AutodiffBackend>(
                     "{},{done},{lr},{},{psnr},{ssim},{:.1}",
                     epoch + 1,
                     epoch_loss / epoch_steps as f64,
-                    started.elapsed().as_secs_f64()
+                    earlier + started.elapsed().as_secs_f64()
                 ),
             )?;
             // The plot is a convenience: a failure to draw it is reported, not fatal.
@@ -681,6 +719,109 @@ pub fn train<B: AutodiffBackend>(
     }
     bar.finish();
     Ok(end)
+}
+
+/// burn draws a parameter's initial values lazily, when it is first read, and a clone of an
+/// unread parameter draws its own. Read them all now, in module order, so that the initial
+/// weights depend on the seed alone and every data-parallel replica copies the same values.
+fn materialise<B: AutodiffBackend>(net: Brn<B>) -> Brn<B> {
+    use burn::module::{ModuleVisitor, Param};
+    struct Touch;
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let _ = param.val();
+        }
+    }
+    net.visit(&mut Touch);
+    net
+}
+
+/// The weights a new run starts from (`init` in the config): same architecture, any T.
+fn initial_weights<B: AutodiffBackend>(
+    path: &Path,
+    config: &BrnConfig,
+    device: &B::Device,
+) -> Result<Brn<B>> {
+    let mut net = model::load_weights::<B>(path, config, device)
+        .with_context(|| format!("init: cannot start from {}", path.display()))?;
+    if net.config.clone().with_stages(config.stages) != *config {
+        bail!(
+            "init: {} holds a {} network, but the config trains a {}",
+            path.display(),
+            net.config.describe(),
+            config.describe()
+        );
+    }
+    net.config.stages = config.stages;
+    Ok(net)
+}
+
+/// One step's mean loss over the batch and its gradients, on the first device.
+///
+/// On one device this is forward, loss and backward. On several it is data parallel in the
+/// way of burn-train's multi-device strategy (optimizer on the main device): the batch is cut
+/// into one shard per device, each device runs its shard through its own copy of the network
+/// (`Module::fork`) on its own thread, each shard's loss is weighted by its share of the batch
+/// so that the sum is the whole batch's mean, and the gradients are moved to the first device
+/// (`GradientsParams::to_device`) and summed there (`GradientsAccumulator`).
+pub fn gradients<B: AutodiffBackend>(
+    net: &Brn<B>,
+    config: &TrainConfig,
+    (rainy, clean): (Vec<f32>, Vec<f32>),
+    devices: &[B::Device],
+) -> (f64, GradientsParams) {
+    let keep_stages = matches!(config.loss, LossKind::Recursive);
+    let (batch, p) = (config.batch_size, config.patch);
+    let per_image = 3 * p * p;
+    let shard_loss = |net: &Brn<B>, rainy: &[f32], clean: &[f32], device: &B::Device| {
+        let shape = [rainy.len() / per_image, 3, p, p];
+        let tensor = |v: &[f32]| {
+            Tensor::<B, 4>::from_data(burn::tensor::TensorData::new(v.to_vec(), shape), device)
+        };
+        let rainy = tensor(rainy);
+        let stages = net.run(rainy.clone(), config.model.stages, keep_stages);
+        loss(config.loss, rainy, tensor(clean), stages)
+    };
+    if devices.len() == 1 {
+        let value = shard_loss(net, &rainy, &clean, &devices[0]);
+        let scalar: f64 = value.clone().into_scalar().elem();
+        return (scalar, GradientsParams::from_grads(value.backward(), net));
+    }
+    let main = &devices[0];
+    let shards = devices.len();
+    let results: Vec<(f64, GradientsParams)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = devices
+            .iter()
+            .enumerate()
+            .map(|(k, device)| {
+                // Images k*batch/shards .. (k+1)*batch/shards: sizes differ by at most one.
+                let (from, to) = (k * batch / shards, (k + 1) * batch / shards);
+                let rainy = &rainy[from * per_image..to * per_image];
+                let clean = &clean[from * per_image..to * per_image];
+                let replica = net.clone().fork(device);
+                let shard_loss = &shard_loss;
+                scope.spawn(move || {
+                    let share = (to - from) as f64 / batch as f64;
+                    let value = shard_loss(&replica, rainy, clean, device).mul_scalar(share);
+                    let scalar: f64 = value.clone().into_scalar().elem();
+                    let grads = GradientsParams::from_grads(value.backward(), &replica)
+                        .to_device(main, &replica);
+                    (scalar, grads)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a training thread panicked"))
+            .collect()
+    });
+    let mut total = 0.0;
+    let mut accumulator = GradientsAccumulator::<Brn<B>>::new();
+    for (scalar, grads) in results {
+        total += scalar;
+        accumulator.accumulate(net, grads);
+    }
+    (total, accumulator.grads())
 }
 
 /// Produce batches `start..end` on a background thread, two ahead of the training step.

@@ -203,13 +203,6 @@ fn bad_arguments_and_weights_get_clear_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("at least 1"));
 
-    let out = brn(&["derain", s(&img), "-o", s(&out_dir)]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("--weights"),
-        "says how to give weights"
-    );
-
     let out = brn(&[
         "derain",
         s(&img),
@@ -376,4 +369,121 @@ fn bench_prints_json_with_the_documented_fields() {
     assert_eq!(report["runs"], 2);
     assert!(report["median_s"].as_f64().unwrap() > 0.0);
     assert!(report["peak_rss_bytes"].as_u64().unwrap() > 0);
+}
+
+/// Without --weights the command uses the built-in default weights: the same scores as the
+/// committed record `weights/brn-default.safetensors`, and on light synthetic rain over 128x128
+/// centre crops of Set5 (made by `brn synth`; Set5 is never trained on) every derained image has
+/// a higher SSIM than its rainy input and the mean PSNR gains more than 1 dB (the paper's metric
+/// for both). `--arch prenet` alone asks for a weights file.
+#[test]
+fn the_built_in_weights_derain_without_a_weights_flag() {
+    let Some(set5) = shared("data/clean/set5") else {
+        return;
+    };
+    let dir = temp_dir("default");
+    let crops = dir.join("crops");
+    std::fs::create_dir_all(&crops).unwrap();
+    for entry in std::fs::read_dir(&set5).unwrap() {
+        let path = entry.unwrap().path();
+        let img = image::open(&path).unwrap();
+        let (x, y) = ((img.width() - 128) / 2, (img.height() - 128) / 2);
+        img.crop_imm(x, y, 128, 128)
+            .save(crops.join(path.file_name().unwrap()))
+            .unwrap();
+    }
+    let pairs = dir.join("pairs");
+    let out = brn(&[
+        "synth",
+        "--clean",
+        s(&crops),
+        "-o",
+        s(&pairs),
+        "--preset",
+        "light",
+        "--seed",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let eval = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["eval", "--data", s(&pairs), "--json"];
+        args.extend_from_slice(extra);
+        let out = brn(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let built_in = eval(&[]);
+    let record = Path::new(env!("CARGO_MANIFEST_DIR")).join("../weights/brn-default.safetensors");
+    assert_eq!(built_in, eval(&["--weights", s(&record)]));
+    let images = built_in["images"].as_array().unwrap();
+    assert_eq!(images.len(), 5);
+    for image in images {
+        let field = |name: &str| image[name].as_f64().unwrap();
+        println!(
+            "{}: rainy input {:.2} dB / {:.4}, derained {:.2} dB / {:.4}",
+            image["name"],
+            field("input_psnr"),
+            field("input_ssim"),
+            field("psnr"),
+            field("ssim")
+        );
+        assert!(field("ssim") > field("input_ssim"), "{}", image["name"]);
+    }
+    let (mean, input) = (&built_in["mean"], &built_in["input"]);
+    assert!(
+        mean["psnr"].as_f64().unwrap() > input["psnr"].as_f64().unwrap() + 1.0,
+        "mean {mean} vs rainy input {input}"
+    );
+    let out = brn(&[
+        "eval",
+        "--data",
+        s(&pairs),
+        "--arch",
+        "prenet",
+        "--limit",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--weights FILE for --arch prenet"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The rainy input's score in `eval`'s report is the paper's metric of the input itself:
+/// checked against `trainer::eval::score` on Rain100L's first pair.
+#[test]
+fn eval_reports_the_rainy_inputs_own_score() {
+    let (Some(weights), Some(data)) = (shared("weights/brn/Rain100L.pth"), shared("data/rain100l"))
+    else {
+        return;
+    };
+    let out = brn(&[
+        "eval",
+        "--weights",
+        s(&weights),
+        "--data",
+        s(&data),
+        "--stages",
+        "1",
+        "--json",
+        "--limit",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pair = &trainer::data::pairs(&data).unwrap()[0];
+    let rainy = image::open(&pair.rainy).unwrap().to_rgb8();
+    let clean = image::open(&pair.clean).unwrap().to_rgb8();
+    let (w, h) = (rainy.width() as usize, rainy.height() as usize);
+    let planar: Vec<f32> = (0..3)
+        .flat_map(|c| rainy.pixels().map(move |p| p[c] as f32 / 255.0))
+        .collect();
+    let (psnr, ssim) = trainer::eval::score(&planar, clean.as_raw(), w, h);
+    let image = &report["images"][0];
+    assert!((image["input_psnr"].as_f64().unwrap() - psnr).abs() < 1e-9);
+    assert!((image["input_ssim"].as_f64().unwrap() - ssim).abs() < 1e-9);
+    assert!((report["input"]["psnr"].as_f64().unwrap() - psnr).abs() < 1e-9);
 }

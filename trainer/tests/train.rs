@@ -70,7 +70,7 @@ fn a_few_steps_lower_the_loss() {
     let dir = temp_dir("loss");
     let config = tiny_config(&photos(&dir));
     let out = dir.join("run");
-    let steps = train::<B>(config, &out, false, None, &Default::default()).unwrap();
+    let steps = train::<B>(config, &out, false, None, &[Default::default()]).unwrap();
     assert_eq!(steps, 16);
     let log = std::fs::read_to_string(out.join("log.csv")).unwrap();
     let losses: Vec<f64> = log
@@ -137,16 +137,16 @@ fn resuming_gives_the_same_weights_as_an_uninterrupted_run() {
         epochs: 2,
         ..tiny_config(&photos(&dir))
     };
-    let device = Default::default();
+    let device: burn_flex::FlexDevice = Default::default();
     let straight = dir.join("straight");
-    train::<B>(config.clone(), &straight, false, None, &device).unwrap();
+    train::<B>(config.clone(), &straight, false, None, &[device]).unwrap();
     let split = dir.join("split");
     assert_eq!(
-        train::<B>(config.clone(), &split, false, Some(3), &device).unwrap(),
+        train::<B>(config.clone(), &split, false, Some(3), &[device]).unwrap(),
         3
     );
     assert_eq!(
-        train::<B>(config.clone(), &split, true, None, &device).unwrap(),
+        train::<B>(config.clone(), &split, true, None, &[device]).unwrap(),
         8
     );
     assert!(
@@ -155,7 +155,7 @@ fn resuming_gives_the_same_weights_as_an_uninterrupted_run() {
     );
     // A different config is refused on resume.
     let other = TrainConfig { lr: 0.1, ..config };
-    let err = train::<B>(other, &split, true, None, &device)
+    let err = train::<B>(other, &split, true, None, &[device])
         .unwrap_err()
         .to_string();
     assert!(err.contains("config differs"), "{err}");
@@ -220,7 +220,7 @@ fn a_killed_run_leaves_a_loadable_checkpoint() {
 fn bad_configs_are_refused_clearly() {
     let dir = temp_dir("config");
     let photos = photos(&dir);
-    let device = Default::default();
+    let device: burn_flex::FlexDevice = Default::default();
     let cases = [
         (
             TrainConfig {
@@ -266,7 +266,7 @@ fn bad_configs_are_refused_clearly() {
         ),
     ];
     for (config, needle) in cases {
-        let err = train::<B>(config, &dir.join("run"), false, Some(1), &device)
+        let err = train::<B>(config, &dir.join("run"), false, Some(1), &[device])
             .unwrap_err()
             .to_string();
         assert!(err.contains(needle), "{needle}: {err}");
@@ -291,7 +291,7 @@ fn a_nan_loss_stops_and_names_the_last_good_checkpoint() {
     let out = dir.join("run");
     let err = format!(
         "{:#}",
-        train::<B>(config, &out, false, Some(12), &Default::default()).unwrap_err()
+        train::<B>(config, &out, false, Some(12), &[Default::default()]).unwrap_err()
     );
     println!("{err}");
     assert!(err.contains("the loss became"), "{err}");
@@ -348,5 +348,117 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
         state.step,
         latest.display()
     );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The float32 tensors of a run's latest checkpoint, by name.
+fn tensors_of(dir: &Path) -> Vec<(String, Vec<f32>)> {
+    let (header, bytes) = weights_of(dir);
+    let mut out: Vec<(String, Vec<f32>)> = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(name, _)| *name != "__metadata__")
+        .map(|(name, info)| {
+            assert_eq!(info["dtype"], "F32");
+            let [from, to] = [0, 1].map(|i| info["data_offsets"][i].as_u64().unwrap() as usize);
+            let values = bytes[from..to]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            (name.clone(), values)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn max_difference(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .flat_map(|((na, va), (nb, vb))| {
+            assert_eq!(na, nb);
+            va.iter().zip(vb).map(|(x, y)| (x - y).abs())
+        })
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn data_parallel_training_matches_one_device() {
+    // Two replicas (flex has one CPU device, so both live on it, each on its own thread) take
+    // 1 and 2 images of a batch of 3; their gradients, weighted by share and summed on the
+    // first device, must equal the whole batch's, so three steps land on the one-device weights
+    // up to float rounding.
+    let dir = temp_dir("parallel");
+    let config = TrainConfig {
+        batch_size: 3,
+        ..tiny_config(&photos(&dir))
+    };
+    let device: burn_flex::FlexDevice = Default::default();
+    let (one, two) = (dir.join("one"), dir.join("two"));
+    train::<B>(config.clone(), &one, false, Some(3), &[device]).unwrap();
+    train::<B>(config.clone(), &two, false, Some(3), &[device, device]).unwrap();
+    let difference = max_difference(&tensors_of(&one), &tensors_of(&two));
+    println!("one device vs two: weights differ by at most {difference:e}");
+    assert!(
+        difference < 1e-4,
+        "data-parallel weights differ by {difference}"
+    );
+    // More devices than images is refused.
+    let err = train::<B>(
+        TrainConfig {
+            batch_size: 1,
+            ..config
+        },
+        &dir.join("three"),
+        false,
+        Some(1),
+        &[device, device],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("smaller than the number of devices"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn init_starts_a_run_from_given_weights() {
+    // A run initialised from another run's checkpoint, trained one step at a vanishing learning
+    // rate, still holds that checkpoint's weights (a random start would be far off); a record
+    // of another architecture is refused by name.
+    let dir = temp_dir("init");
+    let config = tiny_config(&photos(&dir));
+    let device: burn_flex::FlexDevice = Default::default();
+    let first = dir.join("first");
+    train::<B>(config.clone(), &first, false, Some(2), &[device]).unwrap();
+    let record = latest_checkpoint(&first)
+        .unwrap()
+        .unwrap()
+        .join("model.safetensors");
+    let second = dir.join("second");
+    let init = TrainConfig {
+        init: Some(record.clone()),
+        lr: 1e-12,
+        seed: 99,
+        model: config.model.clone().with_stages(3),
+        ..config.clone()
+    };
+    train::<B>(init, &second, false, Some(1), &[device]).unwrap();
+    let difference = max_difference(&tensors_of(&first), &tensors_of(&second));
+    assert!(
+        difference < 1e-6,
+        "the run did not start from the record: {difference}"
+    );
+    let other = TrainConfig {
+        init: Some(record),
+        model: config.model.clone().with_channels(4),
+        ..config
+    };
+    let err = format!(
+        "{:#}",
+        train::<B>(other, &dir.join("third"), false, Some(1), &[device]).unwrap_err()
+    );
+    assert!(err.contains("init"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
