@@ -603,6 +603,7 @@ fn eval_command<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<ExitCo
     bar.finish_and_clear();
     let finals = per_count.pop().expect("the final stage count");
     let mean = mean_of(&finals);
+    let input = mean_of(&inputs);
     let also: std::collections::BTreeMap<String, Mean> = counts
         .iter()
         .zip(&per_count)
@@ -621,7 +622,6 @@ fn eval_command<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<ExitCo
                 input_ssim,
             })
             .collect();
-        let input = mean_of(&inputs);
         println!(
             "{}",
             serde_json::to_string(&EvalReport {
@@ -632,7 +632,6 @@ fn eval_command<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<ExitCo
             })?
         );
     } else {
-        let input = mean_of(&inputs);
         println!(
             "mean over {}: psnr {:.4} ssim {:.5} (the rainy inputs)",
             pairs.len(),

@@ -581,20 +581,25 @@ pub fn train<B: AutodiffBackend>(
         );
     }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    // Initial weights come from the backend's generator: seed it so that runs repeat. The
-    // generator is global, so runs started together in one process (tests) take turns.
-    static SEEDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let mut net: Brn<B> = {
-        let _turn = SEEDING.lock().unwrap_or_else(|e| e.into_inner());
-        B::seed(device, config.seed);
-        materialise(config.model.init(device)?)
+    let mut net: Brn<B> = match (&config.init, resume) {
+        // Unread (lazy) parameters: the checkpoint's record fills them below.
+        (_, true) => config.model.init(device)?,
+        (Some(init), false) => {
+            eprintln!("starting from the weights in {}", init.display());
+            initial_weights(init, &config.model, device)?
+        }
+        (None, false) => {
+            // Initial weights come from the backend's generator: seed it so that runs repeat.
+            // The generator is global, so runs started together in one process (tests) take
+            // turns.
+            static SEEDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let _turn = SEEDING.lock().unwrap_or_else(|e| e.into_inner());
+            B::seed(device, config.seed);
+            materialise(config.model.init(device)?)
+        }
     };
     let mut optim = AdamConfig::new().init::<B, Brn<B>>();
     let mut start = 0;
-    if let (Some(init), false) = (&config.init, resume) {
-        net = initial_weights(init, &config.model, device)?;
-        eprintln!("starting from the weights in {}", init.display());
-    }
     if resume {
         let Some(dir) = latest_checkpoint(out)? else {
             bail!("--resume: {} holds no checkpoint", out.display());
