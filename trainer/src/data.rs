@@ -1,8 +1,18 @@
-//! Paired test sets: which rainy file goes with which clean one.
+//! Data: image folders, paired test sets (which rainy file goes with which clean one), and
+//! the training pipeline's images (patches made rainy on the fly) and validation set.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use image::RgbImage;
+use model::derain::{to_planar, to_tensor};
+use model::Brn;
+use rand::rngs::StdRng;
+use rand::Rng;
+
+use crate::config::TrainConfig;
+use crate::eval;
+use crate::synth::{add_rain, RainConfig};
 
 /// One rainy image and its clean ground truth.
 #[derive(Clone, Debug)]
@@ -104,6 +114,241 @@ pub fn pairs(dir: &Path) -> Result<Vec<Pair>> {
         bail!("{} holds no images", rainy_dir.display());
     }
     Ok(out)
+}
+
+/// Training images held in memory as 8-bit RGB.
+pub struct Sources {
+    clean: Vec<RgbImage>,
+    paired: Vec<(RgbImage, RgbImage)>,
+    presets: Vec<RainConfig>,
+}
+
+fn load_rgb(path: &Path) -> Result<RgbImage> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let picture = model::decode(&bytes).with_context(|| path.display().to_string())?;
+    let n = picture.width * picture.height;
+    let pixels = (0..n)
+        .flat_map(|i| [0, 1, 2].map(|c| model::image::to_u8(picture.rgb[c * n + i] + 0.5 / 255.0)))
+        .collect();
+    Ok(
+        RgbImage::from_raw(picture.width as u32, picture.height as u32, pixels)
+            .expect("sizes match"),
+    )
+}
+
+impl Sources {
+    /// Load every image (decoded in parallel, kept in folder order), skipping unreadable ones
+    /// (and ones smaller than a patch) with a warning.
+    pub fn load(config: &TrainConfig) -> Result<Self> {
+        use rayon::prelude::*;
+        let big_enough = |img: &RgbImage| {
+            img.width() as usize >= config.patch && img.height() as usize >= config.patch
+        };
+        let mut paths = Vec::new();
+        for dir in &config.clean {
+            paths.extend(image_files(dir)?);
+        }
+        let loaded: Vec<_> = paths.par_iter().map(|path| load_rgb(path)).collect();
+        let mut clean = Vec::new();
+        for (path, result) in paths.iter().zip(loaded) {
+            match result {
+                Ok(img) if big_enough(&img) => clean.push(img),
+                Ok(_) => eprintln!(
+                    "warning: skipping {}: smaller than the patch",
+                    path.display()
+                ),
+                Err(e) => eprintln!("warning: skipping {}: {e:#}", path.display()),
+            }
+        }
+        let mut found = Vec::new();
+        for dir in &config.paired {
+            found.extend(pairs(dir)?);
+        }
+        let loaded: Vec<_> = found
+            .par_iter()
+            .map(|pair| (load_rgb(&pair.rainy), load_rgb(&pair.clean)))
+            .collect();
+        let mut paired = Vec::new();
+        for (pair, result) in found.iter().zip(loaded) {
+            match result {
+                (Ok(r), Ok(c)) if r.dimensions() == c.dimensions() && big_enough(&r) => {
+                    paired.push((r, c))
+                }
+                (Ok(_), Ok(_)) => eprintln!(
+                    "warning: skipping {}: size mismatch or too small",
+                    pair.name
+                ),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("warning: skipping {}: {e:#}", pair.name)
+                }
+            }
+        }
+        if clean.is_empty() && paired.is_empty() {
+            bail!("no usable training images in the configured folders");
+        }
+        let presets = config
+            .presets
+            .iter()
+            .filter_map(|p| RainConfig::preset(p))
+            .collect();
+        Ok(Self {
+            clean,
+            paired,
+            presets,
+        })
+    }
+
+    /// One (rainy, clean) patch, planar `[3, P, P]`, from `rng` alone.
+    fn sample(&self, patch: usize, rng: &mut StdRng) -> (Vec<f32>, Vec<f32>) {
+        let total = self.clean.len() + self.paired.len();
+        let pick = rng.random_range(0..total);
+        let (rainy_src, clean_src) = if pick < self.clean.len() {
+            (None, &self.clean[pick])
+        } else {
+            let (r, c) = &self.paired[pick - self.clean.len()];
+            (Some(r), c)
+        };
+        let x0 = rng.random_range(0..=clean_src.width() as usize - patch);
+        let y0 = rng.random_range(0..=clean_src.height() as usize - patch);
+        let flip = rng.random_bool(0.5);
+        let crop = |img: &RgbImage| {
+            let n = patch * patch;
+            let mut out = vec![0f32; 3 * n];
+            for y in 0..patch {
+                for x in 0..patch {
+                    let sx = if flip { x0 + patch - 1 - x } else { x0 + x };
+                    let p = img.get_pixel(sx as u32, (y0 + y) as u32);
+                    for c in 0..3 {
+                        out[c * n + y * patch + x] = p[c] as f32 / 255.0;
+                    }
+                }
+            }
+            out
+        };
+        let clean = crop(clean_src);
+        let rainy = match rainy_src {
+            Some(r) => crop(r),
+            None => {
+                let preset = &self.presets[rng.random_range(0..self.presets.len())];
+                add_rain(&clean, patch, patch, preset, rng).0
+            }
+        };
+        (rainy, clean)
+    }
+
+    /// Batch `step` of a run with `seed`: a pure function of (seed, step), so resumed runs see
+    /// exactly the batches an uninterrupted run would. Patches are made in parallel.
+    pub fn batch(
+        &self,
+        seed: u64,
+        step: usize,
+        batch_size: usize,
+        patch: usize,
+    ) -> (Vec<f32>, Vec<f32>) {
+        use rayon::prelude::*;
+        let items: Vec<(Vec<f32>, Vec<f32>)> = (0..batch_size)
+            .into_par_iter()
+            .map(|i| {
+                self.sample(
+                    patch,
+                    &mut crate::synth::rng_for(seed ^ 0x5eed, (step * batch_size + i) as u64),
+                )
+            })
+            .collect();
+        let mut rainy = Vec::with_capacity(batch_size * 3 * patch * patch);
+        let mut clean = Vec::with_capacity(batch_size * 3 * patch * patch);
+        for (r, c) in items {
+            rainy.extend(r);
+            clean.extend(c);
+        }
+        (rainy, clean)
+    }
+}
+
+/// A fixed validation set: centre crops of clean photos with seeded light and heavy rain.
+pub struct Validation {
+    pairs: Vec<(Vec<f32>, RgbImage)>,
+}
+
+impl Validation {
+    pub fn load(config: &TrainConfig) -> Result<Self> {
+        let mut pairs = Vec::new();
+        let mut index = 0u64;
+        for dir in &config.validation {
+            for path in image_files(dir)? {
+                let img = match load_rgb(&path) {
+                    Ok(img) => img,
+                    Err(e) => {
+                        eprintln!(
+                            "warning: skipping validation image {}: {e:#}",
+                            path.display()
+                        );
+                        continue;
+                    }
+                };
+                let side = config.validation_crop;
+                let (w, h) = (img.width().min(side as u32), img.height().min(side as u32));
+                let (x0, y0) = ((img.width() - w) / 2, (img.height() - h) / 2);
+                let crop = image::imageops::crop_imm(&img, x0, y0, w, h).to_image();
+                let n = (w * h) as usize;
+                let mut planar = vec![0f32; 3 * n];
+                for (i, p) in crop.pixels().enumerate() {
+                    for c in 0..3 {
+                        planar[c * n + i] = p[c] as f32 / 255.0;
+                    }
+                }
+                let preset = if index.is_multiple_of(2) {
+                    RainConfig::light()
+                } else {
+                    RainConfig::heavy()
+                };
+                let (rainy, _) = add_rain(
+                    &planar,
+                    w as usize,
+                    h as usize,
+                    &preset,
+                    &mut crate::synth::rng_for(0xfa11, index),
+                );
+                // The rainy input is 8-bit, as a saved photo would be.
+                let rainy = rainy
+                    .iter()
+                    .map(|&v| model::image::to_u8(v + 0.5 / 255.0) as f32 / 255.0)
+                    .collect();
+                pairs.push((rainy, crop));
+                index += 1;
+            }
+        }
+        Ok(Self { pairs })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// Mean Y-channel PSNR / SSIM (the paper's metric) of `net` with its configured T.
+    pub fn score<B: burn::tensor::backend::Backend>(
+        &self,
+        net: &Brn<B>,
+        device: &B::Device,
+    ) -> (f64, f64) {
+        let (mut psnr, mut ssim) = (0.0, 0.0);
+        for (rainy, clean) in &self.pairs {
+            let (w, h) = (clean.width() as usize, clean.height() as usize);
+            let out = to_planar(
+                net.run(
+                    to_tensor::<B>(rainy.clone(), w, h, device),
+                    net.config.stages,
+                    false,
+                )
+                .background,
+            );
+            let (p, s) = eval::score(&out, clean.as_raw(), w, h);
+            psnr += p;
+            ssim += s;
+        }
+        let n = self.pairs.len().max(1) as f64;
+        (psnr / n, ssim / n)
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,14 @@
-//! The `brn` command's library: paper-exact metrics, dataset layouts, and the commands.
+//! The `brn` command's library: paper-exact metrics, dataset layouts, training, and the
+//! commands themselves (`cmd`), which `main.rs` only dispatches to.
 
 pub mod bench;
+pub mod checkpoint;
+pub mod cmd;
+pub mod config;
 pub mod data;
+pub mod device;
 pub mod eval;
+pub mod loader;
 pub mod loss;
 pub mod plot;
 pub mod synth;

@@ -462,3 +462,109 @@ fn init_starts_a_run_from_given_weights() {
     assert!(err.contains("init"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Mean absolute difference of two runs' weights.
+fn mean_difference(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f64 {
+    let (mut sum, mut count) = (0.0, 0usize);
+    for ((_, va), (_, vb)) in a.iter().zip(b) {
+        for (x, y) in va.iter().zip(vb) {
+            sum += (x - y).abs() as f64;
+            count += 1;
+        }
+    }
+    sum / count as f64
+}
+
+#[test]
+fn a_run_checkpointed_on_one_backend_continues_on_another() {
+    // Two steps on flex, then two more resumed on burn's ndarray backend with the photos in
+    // another folder (as a run moves from a CUDA machine to a CPU one): the result matches
+    // four steps on flex up to the backends' float rounding, far closer than the two resumed
+    // steps moved the weights.
+    type Other = Autodiff<burn_ndarray::NdArray>;
+    let dir = temp_dir("backends");
+    let config = tiny_config(&photos(&dir));
+    let flex: burn_flex::FlexDevice = Default::default();
+    let straight = dir.join("straight");
+    train::<B>(config.clone(), &straight, false, Some(4), &[flex]).unwrap();
+    let moved = dir.join("moved");
+    train::<B>(config.clone(), &moved, false, Some(2), &[flex]).unwrap();
+    let halfway = tensors_of(&moved);
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    for entry in std::fs::read_dir(&config.clean[0]).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, elsewhere.join(path.file_name().unwrap())).unwrap();
+    }
+    let relocated = TrainConfig {
+        clean: vec![elsewhere.clone()],
+        validation: vec![elsewhere],
+        ..config
+    };
+    assert_eq!(
+        train::<Other>(relocated, &moved, true, Some(2), &[Default::default()]).unwrap(),
+        4
+    );
+    let (straight, moved) = (tensors_of(&straight), tensors_of(&moved));
+    let across = mean_difference(&straight, &moved);
+    let progress = mean_difference(&halfway, &moved);
+    println!(
+        "flex vs flex+ndarray: mean |Δw| {across:e}; the two resumed steps moved {progress:e}"
+    );
+    assert!(
+        progress > 0.0 && across < progress / 100.0,
+        "{across} vs {progress}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_time_limit_stops_with_a_checkpoint_and_exit_code_zero() {
+    // `brn train --time-limit 4s` on a run of 4000 steps stops early with exit code 0, leaves
+    // a checkpoint short of the end, and `--resume` continues from exactly that step.
+    let dir = temp_dir("timelimit");
+    let config = TrainConfig {
+        epochs: 1000,
+        checkpoint_every: 1000,
+        ..tiny_config(&photos(&dir))
+    };
+    let config_path = dir.join("config.json");
+    std::fs::write(&config_path, serde_json::to_string(&config).unwrap()).unwrap();
+    let out = dir.join("run");
+    let started = std::time::Instant::now();
+    let result = Command::new(env!("CARGO_BIN_EXE_brn"))
+        .args(["train", "--time-limit", "4s", "--config"])
+        .arg(&config_path)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    assert!(stderr.contains("time limit reached"), "{stderr}");
+    // Whole process, debug build: the limit plus start-up and exit.
+    assert!(seconds < 30.0, "took {seconds} s");
+    let state = |out: &Path| -> TrainState {
+        let latest = latest_checkpoint(out).unwrap().expect("a checkpoint");
+        serde_json::from_str(&std::fs::read_to_string(latest.join("state.json")).unwrap()).unwrap()
+    };
+    let stopped = state(&out).step;
+    assert!(stopped > 0 && stopped < 4000, "step {stopped}");
+    let resumed = Command::new(env!("CARGO_BIN_EXE_brn"))
+        .args(["train", "--max-steps", "2", "--resume"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert_eq!(state(&out).step, stopped + 2);
+    println!(
+        "stopped at step {stopped} after {seconds:.1} s; resumed to {}",
+        stopped + 2
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Prepares .gpu/ (git-ignored) for a GPU machine lent for minutes, within the 64 MiB that
+# travels with the working tree: the CUDA release binary (xz), the training and validation
+# photos (JPEG), the PyTorch anchor (../shared/bench/torch_brn.py), and the training config
+# with paths inside .gpu/. A run folder .gpu/run (and its kernel cache) from an earlier
+# session is kept, so the next slice resumes it. Then, on the GPU machine (device tool):
+#   run(command="bash scripts/gpu/session.sh", carry=[".gpu"], timeout_s=600)
+# Needs: cargo, python3 (a virtualenv with Pillow is made in ~/.cache/brn/pack-venv), xz.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+shared="${BRN_SHARED:-$(cd .. && pwd)/shared}"
+export CARGO_TARGET_DIR="${BRN_TARGET_DIR:-$HOME/.cache/brn/target}"
+quality="${PACK_JPEG_QUALITY:-92}"
+budget_mib="${PACK_BUDGET_MIB:-60}"
+
+echo "== CUDA release build (offline; CUDA 13 driver API)"
+CUDARC_CUDA_VERSION=13000 cargo build --release --locked -p trainer --features cuda
+mkdir -p .gpu/data
+grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
+strip -o .gpu/brn "$CARGO_TARGET_DIR/release/brn"
+xz -T0 -9 -f .gpu/brn
+cp "$shared/bench/torch_brn.py" .gpu/
+
+venv="$HOME/.cache/brn/pack-venv"
+[ -x "$venv/bin/python" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q pillow; }
+echo "== photos as JPEG q$quality"
+"$venv/bin/python" - "$shared/data/clean" .gpu/data "$quality" <<'PY'
+import sys, pathlib
+from PIL import Image
+src, dst, q = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), int(sys.argv[3])
+sets = {"train": ["bsds500/train", "bsds500/val", "bsds500/test", "urban100", "mcmaster"],
+        "val": ["set5", "set14"]}
+for group, folders in sets.items():
+    for folder in folders:
+        out = dst / group / folder.replace("/", "-")
+        out.mkdir(parents=True, exist_ok=True)
+        for f in sorted((src / folder).iterdir()):
+            if f.suffix.lower() not in {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}:
+                continue
+            target = out / (f.stem + (".png" if group == "val" else ".jpg"))
+            if target.exists():
+                continue
+            img = Image.open(f).convert("RGB")
+            if group == "val":
+                img.save(target)  # validation stays lossless: it scores checkpoints
+            elif f.suffix.lower() in {".jpg", ".jpeg"}:
+                target.write_bytes(f.read_bytes())  # already JPEG: no second loss
+            else:
+                img.save(target, quality=q, subsampling=0)
+PY
+python3 - <<'PY'
+import json, pathlib
+config = json.load(open("configs/brn-default-gpu.json"))
+root = pathlib.Path(".gpu/data")
+config["clean"] = sorted(str(p) for p in (root / "train").iterdir())
+config["validation"] = sorted(str(p) for p in (root / "val").iterdir())
+json.dump(config, open(".gpu/gpu.json", "w"), indent=2)
+PY
+size=$(du -sm --exclude=.git . | cut -f1)
+echo "== working tree with .gpu: ${size} MiB (limit 64; budget ${budget_mib})"
+du -sh .gpu/* | sort -h
+if [ "$size" -gt "$budget_mib" ]; then
+  echo "too large: lower PACK_JPEG_QUALITY or move .gpu/run/cache out" >&2
+  exit 1
+fi

@@ -1,0 +1,148 @@
+//! `brn derain`: derain image files and folders into PNGs of the inputs' pixel size.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::backend::Backend;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use model::image::encode_png;
+use model::DerainOptions;
+
+use super::{load_model, read_picture, ModelArgs};
+use crate::data;
+use crate::device::{run_on, Job};
+
+/// Arguments of `brn derain`.
+#[derive(Args)]
+pub struct DerainArgs {
+    /// Image files and/or folders of images.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output folder (created if missing).
+    #[arg(short, long)]
+    output: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Also write the extracted rain layer as NAME_rain.png.
+    #[arg(long)]
+    rain_layer: bool,
+    /// Also write every stage's estimates as NAME_stageT_x.png (and _r.png).
+    #[arg(long)]
+    all_stages: bool,
+    /// Largest tile side in pixels: bounds peak memory; larger images are processed in overlapping tiles.
+    #[arg(long, default_value_t = 512)]
+    tile: usize,
+}
+
+fn derain<B: Backend>(args: DerainArgs, device: &B::Device) -> Result<ExitCode> {
+    if args.tile < 16 {
+        bail!("--tile must be at least 16 pixels");
+    }
+    let (net, stages) = load_model::<B>(&args.model, device)?;
+    let mut inputs = Vec::new();
+    for input in &args.inputs {
+        if input.is_dir() {
+            inputs.extend(data::image_files(input)?);
+        } else {
+            inputs.push(input.clone());
+        }
+    }
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("cannot create output folder {}", args.output.display()))?;
+    let probe = args
+        .output
+        .join(format!(".brn-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("output folder {} is not writable", args.output.display()))?;
+    let _ = std::fs::remove_file(&probe);
+
+    let options = DerainOptions {
+        rain_layer: args.rain_layer,
+        all_stages: args.all_stages,
+        tile: args.tile,
+        ..DerainOptions::new(stages)
+    };
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] tile {pos}/{len} {elapsed} (eta {eta})")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let mut failed = Vec::new();
+    let mut written = 0usize;
+    for input in &inputs {
+        let name = input
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        bar.set_message(name.clone());
+        let result = (|| -> Result<()> {
+            let picture = read_picture(input)?;
+            let plan_tiles = model::tiling::TilePlan::new(
+                picture.width,
+                picture.height,
+                options.tile,
+                options.overlap,
+            )
+            .tiles
+            .len();
+            bar.set_length(plan_tiles as u64);
+            bar.set_position(0);
+            bar.reset_eta();
+            let out = model::derain(&net, &picture, &options, device, |done, _| {
+                bar.set_position(done as u64);
+                true
+            })?;
+            let mut files = vec![(format!("{name}.png"), out.background)];
+            if let Some(rain) = out.rain {
+                files.push((format!("{name}_rain.png"), rain));
+            }
+            for (t, x) in out.background_stages.into_iter().enumerate() {
+                files.push((format!("{name}_stage{}_x.png", t + 1), x));
+            }
+            for (t, r) in out.rain_stages.into_iter().enumerate() {
+                files.push((format!("{name}_stage{}_r.png", t + 1), r));
+            }
+            for (file, pixels) in files {
+                let png = encode_png(&pixels, &picture)?;
+                model::io::write_atomic(&args.output.join(file), &png)?;
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => written += 1,
+            Err(e) => {
+                bar.suspend(|| eprintln!("skipped {}: {e:#}", input.display()));
+                failed.push(input.clone());
+            }
+        }
+    }
+    bar.finish_and_clear();
+    eprintln!(
+        "derained {written} of {} image(s) into {}",
+        inputs.len(),
+        args.output.display()
+    );
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("failed ({}):", failed.len());
+        for f in &failed {
+            eprintln!("  {}", f.display());
+        }
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// Derain the inputs on the device the arguments name.
+pub fn run(args: DerainArgs) -> Result<ExitCode> {
+    let device = args.model.device.clone();
+    run_on(&device, args)
+}
+
+impl Job for DerainArgs {
+    fn run<B: Backend>(self, devices: &[B::Device]) -> Result<ExitCode> {
+        derain::<B>(self, &devices[0])
+    }
+}

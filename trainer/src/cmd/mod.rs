@@ -1,0 +1,70 @@
+//! The `brn` commands, one module each; `main.rs` parses the arguments and dispatches here.
+
+pub mod bench;
+pub mod derain;
+pub mod eval;
+pub mod export;
+pub mod synth;
+pub mod train;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::backend::Backend;
+use clap::Args;
+use model::{BrnConfig, Picture};
+
+/// The network a command runs: weights, architecture, stages and device.
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// Weights: our record (.safetensors, config inside or config.json beside) or an authors'
+    /// .pth [default: the built-in BRN weights described in WEIGHTS.md].
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Architecture of an authors' .pth (our records carry their own).
+    #[arg(long, default_value = "brn", value_parser = clap::builder::PossibleValuesParser::new(BrnConfig::PRESETS))]
+    pub arch: String,
+    /// Number of stages T [default: the architecture's, 8 for BRN and 6 for PReNet/PRN].
+    #[arg(long)]
+    pub stages: Option<usize>,
+    /// Device: cpu, or cuda:N in a build with the `cuda` feature.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// The project's default weights (see WEIGHTS.md), built into the binary so that it derains
+/// out of the box wherever it is copied.
+const DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../../weights/brn-default.safetensors");
+
+/// The model the arguments ask for, and the number of stages to run.
+pub fn load_model<B: Backend>(
+    args: &ModelArgs,
+    device: &B::Device,
+) -> Result<(model::Brn<B>, usize)> {
+    let config = BrnConfig::preset(&args.arch)?;
+    let model = match &args.weights {
+        Some(path) => model::load_weights::<B>(path, &config, device)?,
+        None if args.arch == "brn" => model::weights::load_weights_bytes::<B>(
+            DEFAULT_WEIGHTS.to_vec(),
+            &config,
+            None,
+            "the built-in default weights",
+            device,
+        )?,
+        None => bail!(
+            "the built-in default weights are BRN's; pass --weights FILE for --arch {}",
+            args.arch
+        ),
+    };
+    let stages = args.stages.unwrap_or(model.config.stages);
+    if stages == 0 {
+        bail!("--stages must be at least 1");
+    }
+    Ok((model, stages))
+}
+
+/// Read and decode an image file, naming the file in any error.
+pub fn read_picture(path: &Path) -> Result<Picture> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    model::decode(&bytes).with_context(|| format!("{}", path.display()))
+}

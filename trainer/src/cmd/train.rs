@@ -1,0 +1,216 @@
+//! `brn train`: start, resume and time-box training runs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use burn::tensor::backend::Backend;
+use clap::Args;
+
+use crate::config::TrainConfig;
+use crate::device::{run_on, Job};
+use crate::train::Limits;
+
+/// Arguments of `brn train`.
+#[derive(Args)]
+pub struct TrainArgs {
+    /// JSON training config (saved as config.json in the output folder).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Output folder for checkpoints, log.csv and config.json.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Continue the run in this folder from its latest checkpoint (its config.json unless --config).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Stop after this many steps (a time-boxed run; continue later with --resume).
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// Stop before this much wall time (seconds, or 90s, 8m, 1h30m) with a checkpoint, and
+    /// exit 0: for machines held for minutes. Continue later with --resume, on any machine.
+    #[arg(long, value_parser = parse_duration)]
+    time_limit: Option<Duration>,
+    /// Override: epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Override: steps per epoch.
+    #[arg(long)]
+    steps_per_epoch: Option<usize>,
+    /// Override: batch size.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Override: patch side in pixels.
+    #[arg(long)]
+    patch: Option<usize>,
+    /// Override: learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Override: random seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Override: stages T.
+    #[arg(long)]
+    stages: Option<usize>,
+    /// Start a new run from these weights (our record or an authors' .pth of the same
+    /// architecture) with a fresh optimizer.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Device: cpu, cuda:N in a build with the `cuda` feature, or several CUDA devices
+    /// (cuda:0,cuda:1) to train data-parallel.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// With a GPU: where compiled kernels and autotune results are kept between runs
+    /// [default: OUT/cache, inside the run folder, so that it travels with the run].
+    #[arg(long)]
+    cache: Option<PathBuf>,
+}
+
+/// Start or resume the training run the arguments describe.
+pub fn run(args: TrainArgs) -> Result<ExitCode> {
+    let (out, resume) = match (&args.resume, &args.output) {
+        (Some(dir), None) => (dir.clone(), true),
+        (None, Some(dir)) => (dir.clone(), false),
+        (Some(_), Some(_)) => {
+            bail!("give either --output (a new run) or --resume DIR (continue one), not both")
+        }
+        (None, None) => bail!("give --output DIR for a new run, or --resume DIR to continue one"),
+    };
+    let config_path = match (&args.config, resume) {
+        (Some(path), _) => path.clone(),
+        (None, true) => out.join("config.json"),
+        (None, false) => bail!("a new run needs --config FILE"),
+    };
+    let mut config = crate::train::TrainConfig::load(&config_path)?;
+    if let Some(v) = args.epochs {
+        config.epochs = v;
+    }
+    if let Some(v) = args.steps_per_epoch {
+        config.steps_per_epoch = v;
+    }
+    if let Some(v) = args.batch_size {
+        config.batch_size = v;
+    }
+    if let Some(v) = args.patch {
+        config.patch = v;
+    }
+    if let Some(v) = args.lr {
+        config.lr = v;
+    }
+    if let Some(v) = args.seed {
+        config.seed = v;
+    }
+    if let Some(v) = args.stages {
+        config.model.stages = v;
+    }
+    if let Some(path) = args.init {
+        if resume {
+            bail!("--init starts a new run; a resumed run continues from its checkpoint");
+        }
+        config.init = Some(path);
+    }
+    config.validate()?;
+    let _ = ctrlc::set_handler(|| {
+        eprintln!("\nstopping: saving a checkpoint after this step (Ctrl-C again to abort)");
+        if crate::train::STOP.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
+    let job = TrainJob {
+        config,
+        cache: args.cache.unwrap_or_else(|| out.join("cache")),
+        out,
+        resume,
+        limits: Limits {
+            max_steps: args.max_steps,
+            time: args.time_limit,
+        },
+    };
+    run_on(&args.device, job)
+}
+
+/// A checked training request.
+struct TrainJob {
+    config: TrainConfig,
+    out: PathBuf,
+    cache: PathBuf,
+    resume: bool,
+    limits: Limits,
+}
+
+impl Job for TrainJob {
+    const SEVERAL_DEVICES: bool = true;
+
+    fn kernel_cache(&self) -> Option<PathBuf> {
+        Some(self.cache.clone())
+    }
+
+    fn run<B: Backend>(self, devices: &[B::Device]) -> Result<ExitCode> {
+        let steps = crate::train::train::<burn::backend::Autodiff<B>>(
+            self.config,
+            &self.out,
+            self.resume,
+            self.limits,
+            devices,
+        )?;
+        eprintln!(
+            "trained to step {steps}; checkpoints in {}",
+            self.out.display()
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// A duration in seconds (`600`), or with units: `90s`, `8m`, `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("'{text}' is not a duration: use seconds (600) or units (90s, 8m, 1h30m)");
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<f64>() {
+        return (seconds > 0.0 && seconds.is_finite())
+            .then(|| Duration::from_secs_f64(seconds))
+            .ok_or_else(bad);
+    }
+    let (mut total, mut number) = (0.0, String::new());
+    for c in text.chars() {
+        if c.is_ascii_digit() || c == '.' {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600.0,
+            'm' => 60.0,
+            's' => 1.0,
+            _ => return Err(bad()),
+        };
+        total += number.parse::<f64>().map_err(|_| bad())? * unit;
+        number.clear();
+    }
+    if !number.is_empty() || total <= 0.0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_parse_with_and_without_units() {
+        for (text, seconds) in [
+            ("600", 600.0),
+            ("2.5", 2.5),
+            ("90s", 90.0),
+            ("8m", 480.0),
+            ("1h30m", 5400.0),
+            ("1m30s", 90.0),
+        ] {
+            assert_eq!(parse_duration(text), Ok(Duration::from_secs_f64(seconds)));
+        }
+        for bad in ["", "0", "-5", "8x", "m", "10m5", "1e400"] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(err.contains("is not a duration"), "{bad}: {err}");
+        }
+    }
+}

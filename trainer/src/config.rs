@@ -1,0 +1,201 @@
+//! The training configuration: what a run is made of, with the paper's defaults; saved as
+//! `config.json` in the run folder and next to every checkpoint.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use model::BrnConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::loss::LossKind;
+use crate::synth::RainConfig;
+
+/// Everything a training run is made of; saved next to every checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// The architecture: a preset name (`"brn"`), or an object of `BrnConfig` fields over the
+    /// preset named by its `arch` field (default `brn`), e.g. `{"arch": "prenet", "stages": 4}`.
+    #[serde(deserialize_with = "model_spec")]
+    pub model: BrnConfig,
+    #[serde(default = "defaults::loss")]
+    pub loss: LossKind,
+    /// Epochs; the learning rate drops ×0.2 at 30 %, 50 % and 80 % of them (the paper's 30/50/80 of 100).
+    #[serde(default = "defaults::epochs")]
+    pub epochs: usize,
+    /// Steps (batches) per epoch.
+    #[serde(default = "defaults::steps_per_epoch")]
+    pub steps_per_epoch: usize,
+    #[serde(default = "defaults::batch_size")]
+    pub batch_size: usize,
+    /// Square training patch side in pixels.
+    #[serde(default = "defaults::patch")]
+    pub patch: usize,
+    #[serde(default = "defaults::lr")]
+    pub lr: f64,
+    #[serde(default)]
+    pub seed: u64,
+    /// Folders of clean photos made rainy on the fly.
+    #[serde(default)]
+    pub clean: Vec<PathBuf>,
+    /// Rain presets to draw from for each synthetic patch (e.g. ["light", "heavy"]).
+    #[serde(default = "defaults::presets")]
+    pub presets: Vec<String>,
+    /// Paired folders (Rain100L/H, Rain1400/12600 or rainy/ + clean/ layouts).
+    #[serde(default)]
+    pub paired: Vec<PathBuf>,
+    /// Folders of clean photos for validation (made rainy with a fixed seed).
+    #[serde(default)]
+    pub validation: Vec<PathBuf>,
+    /// Validation images are centre-cropped to at most this side (CPU time).
+    #[serde(default = "defaults::validation_crop")]
+    pub validation_crop: usize,
+    /// Save a checkpoint every this many steps (and at every epoch end).
+    #[serde(default = "defaults::checkpoint_every")]
+    pub checkpoint_every: usize,
+    /// Start a new run from these weights (our record or an authors' `.pth` of the same
+    /// architecture; T may differ) instead of random ones; the optimizer starts fresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
+}
+
+/// A model given as a preset name or as fields over a preset.
+fn model_spec<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<BrnConfig, D::Error> {
+    use serde::de::Error;
+    let value = serde_json::Value::deserialize(deserializer)?;
+    let (arch, fields) = match value {
+        serde_json::Value::String(name) => (name, serde_json::Map::new()),
+        serde_json::Value::Object(mut fields) => {
+            let arch = match fields.remove("arch") {
+                Some(serde_json::Value::String(name)) => name,
+                Some(other) => {
+                    return Err(D::Error::custom(format!(
+                        "model.arch must be a preset name, not {other}"
+                    )))
+                }
+                None => "brn".to_string(),
+            };
+            (arch, fields)
+        }
+        other => {
+            return Err(D::Error::custom(format!(
+                "model must be a preset name or an object, not {other}"
+            )))
+        }
+    };
+    let base = BrnConfig::preset(&arch).map_err(D::Error::custom)?;
+    let mut merged = serde_json::to_value(base).map_err(D::Error::custom)?;
+    let known: Vec<String> = merged
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    for (key, value) in fields {
+        if !known.contains(&key) {
+            return Err(D::Error::custom(format!(
+                "unknown model field `{key}` (known: arch, {})",
+                known.join(", ")
+            )));
+        }
+        merged[key] = value;
+    }
+    serde_json::from_value(merged).map_err(D::Error::custom)
+}
+
+mod defaults {
+    use super::LossKind;
+    pub fn loss() -> LossKind {
+        LossKind::Ssim
+    }
+    pub fn epochs() -> usize {
+        100
+    }
+    pub fn steps_per_epoch() -> usize {
+        100
+    }
+    pub fn batch_size() -> usize {
+        12
+    }
+    pub fn patch() -> usize {
+        100
+    }
+    pub fn lr() -> f64 {
+        1e-3
+    }
+    pub fn presets() -> Vec<String> {
+        vec!["light".into(), "heavy".into()]
+    }
+    pub fn validation_crop() -> usize {
+        256
+    }
+    pub fn checkpoint_every() -> usize {
+        100
+    }
+}
+
+impl TrainConfig {
+    /// Refuse configurations that cannot train, saying which field is wrong.
+    pub fn validate(&self) -> Result<()> {
+        self.model.validate()?;
+        for (name, value) in [
+            ("epochs", self.epochs),
+            ("steps_per_epoch", self.steps_per_epoch),
+            ("batch_size", self.batch_size),
+            ("checkpoint_every", self.checkpoint_every),
+        ] {
+            if value == 0 {
+                bail!("config: {name} must be at least 1");
+            }
+        }
+        if self.patch < 16 {
+            bail!("config: patch must be at least 16 pixels (the paper uses 100)");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            bail!("config: lr must be a positive number");
+        }
+        if self.clean.is_empty() && self.paired.is_empty() {
+            bail!("config: give training data: `clean` folders (synthetic rain) and/or `paired` folders");
+        }
+        for preset in &self.presets {
+            if RainConfig::preset(preset).is_none() {
+                bail!("config: unknown rain preset '{preset}' (known: light, heavy)");
+            }
+        }
+        if !self.clean.is_empty() && self.presets.is_empty() {
+            bail!("config: `presets` must name at least one rain preset for the clean folders");
+        }
+        Ok(())
+    }
+
+    /// Whether `other` describes the same run as `self` (model, schedule, seed, data mix),
+    /// where only the folders the data is read from may differ: a run moved to another
+    /// machine finds its photos elsewhere.
+    pub fn same_run(&self, other: &Self) -> bool {
+        let place_free = |c: &Self| Self {
+            clean: c.clean.iter().map(|_| PathBuf::new()).collect(),
+            paired: c.paired.iter().map(|_| PathBuf::new()).collect(),
+            validation: c.validation.iter().map(|_| PathBuf::new()).collect(),
+            init: c.init.as_ref().map(|_| PathBuf::new()),
+            ..c.clone()
+        };
+        place_free(self) == place_free(other)
+    }
+
+    /// Learning rate at `epoch` (0-based): ×0.2 at 30 %, 50 % and 80 % of the epochs.
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        let drops = [30, 50, 80]
+            .iter()
+            .filter(|&&m| epoch * 100 >= m * self.epochs)
+            .count();
+        self.lr * 0.2f64.powi(drops as i32)
+    }
+
+    /// Read a JSON or TOML-free JSON config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let config: Self = serde_json::from_str(&text)
+            .with_context(|| format!("config {} is not valid", path.display()))?;
+        config.validate()?;
+        Ok(config)
+    }
+}
