@@ -12,12 +12,18 @@ pub enum ModelError {
     #[error("cannot read weights '{path}': {reason}")]
     WeightsUnreadable { path: String, reason: String },
     /// The weights file was read but does not fit the chosen architecture.
-    #[error("the weights in '{path}' do not fit the {arch} architecture:\n{details}\nPick the matching --arch (and check that the file is not truncated).")]
+    #[error("the weights in '{path}' do not fit the {arch} architecture:\n{details}\nIs the file truncated, or of another architecture?")]
     WeightsMismatch {
         path: String,
         arch: String,
         details: String,
     },
+    /// An authors' file whose tensors fit none of the architectures we know.
+    #[error("the tensors in '{path}' fit none of the architectures known here ({known}): is it a checkpoint of another network, or damaged?")]
+    WeightsUnknown { path: String, known: String },
+    /// A weights file holds NaN or infinite values.
+    #[error("the weights in '{path}' are damaged: tensor {tensor} holds NaN or infinite values")]
+    WeightsNotFinite { path: String, tensor: String },
     /// The image could not be decoded.
     #[error("cannot decode image: {0}")]
     Decode(String),

@@ -7,7 +7,6 @@ pub mod cell;
 pub mod config;
 pub mod error;
 pub mod network;
-pub mod pickle;
 
 pub use config::{BrnConfig, CellKind, Coupling, Mapping};
 pub use error::ModelError;
@@ -15,7 +14,7 @@ pub use network::{Brn, Stages};
 pub mod io;
 pub mod weights;
 
-pub use weights::{load_weights, save_record, Precision, WeightsFormat};
+pub use weights::{load_any, load_file, load_weights, save_record, Precision, WeightsFormat};
 pub mod derain;
 pub mod image;
 pub mod tiling;

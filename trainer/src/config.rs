@@ -38,7 +38,8 @@ pub struct TrainConfig {
     /// Folders of clean photos made rainy on the fly.
     #[serde(default)]
     pub clean: Vec<PathBuf>,
-    /// Rain presets to draw from for each synthetic patch (e.g. ["light", "heavy"]).
+    /// Rain presets to draw from for each synthetic patch (e.g. ["light", "heavy"]); the
+    /// validation photos take them in turn.
     #[serde(default = "defaults::presets")]
     pub presets: Vec<String>,
     /// Paired folders (Rain100L/H, Rain1400/12600 or rainy/ + clean/ layouts).
@@ -157,7 +158,10 @@ impl TrainConfig {
         }
         for preset in &self.presets {
             if RainConfig::preset(preset).is_none() {
-                bail!("config: unknown rain preset '{preset}' (known: light, heavy)");
+                bail!(
+                    "config: unknown rain preset '{preset}' (known: {})",
+                    RainConfig::PRESETS.join(", ")
+                );
             }
         }
         if !self.clean.is_empty() && self.presets.is_empty() {

@@ -265,7 +265,8 @@ impl Sources {
     }
 }
 
-/// A fixed validation set: centre crops of clean photos with seeded light and heavy rain.
+/// A fixed validation set: centre crops of clean photos with seeded rain of the config's
+/// presets in turn.
 pub struct Validation {
     pairs: Vec<(Vec<f32>, RgbImage)>,
 }
@@ -274,6 +275,14 @@ impl Validation {
     pub fn load(config: &TrainConfig) -> Result<Self> {
         let mut pairs = Vec::new();
         let mut index = 0u64;
+        let mut presets: Vec<RainConfig> = config
+            .presets
+            .iter()
+            .filter_map(|p| RainConfig::preset(p))
+            .collect();
+        if presets.is_empty() {
+            presets = vec![RainConfig::light(), RainConfig::heavy()];
+        }
         for dir in &config.validation {
             for path in image_files(dir)? {
                 let img = match load_rgb(&path) {
@@ -297,11 +306,8 @@ impl Validation {
                         planar[c * n + i] = p[c] as f32 / 255.0;
                     }
                 }
-                let preset = if index.is_multiple_of(2) {
-                    RainConfig::light()
-                } else {
-                    RainConfig::heavy()
-                };
+                // The presets in turn (light, heavy, light, ... for the default pair).
+                let preset = presets[index as usize % presets.len()].clone();
                 let (rainy, _) = add_rain(
                     &planar,
                     w as usize,

@@ -48,7 +48,8 @@ pub fn read_log(path: &Path) -> Result<Vec<EpochRow>> {
     Ok(rows)
 }
 
-/// Glyphs of the 3x5 font: digits, '.', '-', and the few letters of the panel titles.
+/// Glyphs of the 3x5 font: digits, '.', '-', and the few letters of the panel titles and the
+/// rain presets' names.
 fn glyph(c: char) -> [u8; 5] {
     match c {
         '0' => [7, 5, 5, 5, 7],
@@ -68,6 +69,7 @@ fn glyph(c: char) -> [u8; 5] {
         'C' => [7, 4, 4, 4, 7],
         'D' => [6, 5, 5, 5, 6],
         'E' => [7, 4, 6, 4, 7],
+        'G' => [7, 4, 5, 5, 7],
         'H' => [5, 5, 7, 5, 5],
         'I' => [7, 2, 2, 2, 7],
         'L' => [4, 4, 4, 4, 7],
@@ -79,6 +81,7 @@ fn glyph(c: char) -> [u8; 5] {
         'S' => [7, 4, 7, 1, 7],
         'T' => [7, 2, 2, 2, 2],
         'V' => [5, 5, 5, 5, 2],
+        'Y' => [5, 5, 2, 2, 2],
         _ => [0; 5],
     }
 }
@@ -102,6 +105,17 @@ fn text(img: &mut RgbImage, x: u32, y: u32, s: &str, color: Rgb<u8>) {
             }
         }
     }
+}
+
+/// `s` in white on a black box whose top-left corner is at (x, y): a label over a picture.
+pub fn label_box(img: &mut RgbImage, x: u32, y: u32, s: &str) {
+    let (w, h) = ((s.len() as u32 * 4 + 1) * SCALE, 7 * SCALE);
+    for py in y..(y + h).min(img.height()) {
+        for px in x..(x + w).min(img.width()) {
+            img.put_pixel(px, py, Rgb([0, 0, 0]));
+        }
+    }
+    text(img, x + SCALE, y + SCALE, s, Rgb([255, 255, 255]));
 }
 
 fn line(img: &mut RgbImage, (x0, y0): (f64, f64), (x1, y1): (f64, f64), color: Rgb<u8>) {

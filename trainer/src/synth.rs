@@ -1,10 +1,24 @@
 //! Rain synthesis: streak layers added onto clean photos to make training pairs.
 //!
-//! A streak is a thin segment with a Gaussian cross-section and soft, tapered ends, drawn
-//! along a per-image dominant direction with a small per-streak jitter, then smeared along
-//! that direction (motion blur). Light rain is one such layer of thin, faint streaks, as in
-//! Rain100L; heavy rain stacks several layers of different direction, length and width and
-//! adds haze. Layers combine with the photo additively (clipped), or by screen blending.
+//! A streak is a thin straight segment with a Gaussian cross-section and soft, tapered ends,
+//! drawn along a per-image dominant direction with a small per-streak jitter, then smeared
+//! along that direction (motion blur), after the photometric streak model of Garg & Nayar
+//! (a falling drop is a bright, blurred, translucent line). Each streak draws its own length,
+//! width and brightness, so a layer mixes long and short, faint and bright streaks.
+//!
+//! The presets cover what people photograph and what the benchmarks hold:
+//! - `light`: one layer of sparse, thin, faint, parallel streaks (Rain100L, Yang et al. 2017);
+//! - `heavy`: three to five layers of denser streaks in a few nearby directions, near layers
+//!   longer and wider, under a bright veil of rain accumulation (Rain100H, Yang et al. 2017);
+//! - `varied`: one or two layers over the wide range of orientations and magnitudes of
+//!   Rain1400 (Fu et al. 2017), from a drizzle to a downpour;
+//! - `depth`: depth-aware rain and fog (Hu et al. 2019) over a pseudo-depth of the photo (far
+//!   at the top, near at the bottom, a random horizon): near streaks long, wide, blurred and
+//!   sparse, far ones thin, dense and dim, each hidden behind scene points nearer than itself,
+//!   and fog that thickens with depth.
+//!
+//! Layers combine with the photo additively (clipped), as Rain100L/H are made, or by screen
+//! blending; the veil and fog mix in atmospheric light `A`: `y = y * t + A * (1 - t)`.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -41,12 +55,19 @@ pub struct RainConfig {
     pub blur: (f32, f32),
     /// Number of layers (each with its own direction and scale).
     pub layers: (usize, usize),
-    /// Haze: fraction of atmospheric light mixed in (0 = none).
+    /// Veil of rain accumulation: fraction of atmospheric light mixed in evenly (0 = none).
     pub haze: (f32, f32),
+    /// Depth-aware rain and fog (see the module doc): fog density at the far end, as the
+    /// exponent of the transmission `exp(-fog * depth)`; `(0, 0)` turns depth off.
+    pub fog: (f32, f32),
+    /// How the streaks combine with the photo.
     pub blend: Blend,
 }
 
 impl RainConfig {
+    /// The preset names, in the order the documentation lists them.
+    pub const PRESETS: [&'static str; 4] = ["light", "heavy", "varied", "depth"];
+
     /// Light rain: one layer of thin, faint, mostly parallel streaks (Rain100L-like).
     pub fn light() -> Self {
         Self {
@@ -60,23 +81,64 @@ impl RainConfig {
             blur: (2.0, 6.0),
             layers: (1, 1),
             haze: (0.0, 0.0),
+            fog: (0.0, 0.0),
             blend: Blend::Additive,
         }
     }
 
-    /// Heavy rain: up to four layers of denser, longer, wider streaks and haze (Rain100H-like).
+    /// Heavy rain: three to five layers of dense, straight streaks in a few nearby directions,
+    /// near layers longer and wider, under a veil of accumulation (Rain100H-like).
     pub fn heavy() -> Self {
         Self {
-            density: (6.0, 20.0),
-            length: (20.0, 70.0),
-            width: (0.5, 1.4),
-            angle: (-35.0, 35.0),
-            jitter: 4.0,
-            layer_spread: 8.0,
-            brightness: (0.3, 0.8),
-            blur: (3.0, 10.0),
-            layers: (2, 4),
-            haze: (0.05, 0.3),
+            density: (10.0, 30.0),
+            length: (12.0, 45.0),
+            width: (0.4, 1.0),
+            angle: (-30.0, 30.0),
+            jitter: 2.0,
+            layer_spread: 5.0,
+            brightness: (0.2, 0.65),
+            blur: (2.0, 8.0),
+            layers: (3, 5),
+            haze: (0.08, 0.3),
+            fog: (0.0, 0.0),
+            blend: Blend::Additive,
+        }
+    }
+
+    /// Rain1400-like: one or two layers over a wide range of directions, densities, lengths
+    /// and widths.
+    pub fn varied() -> Self {
+        Self {
+            density: (4.0, 45.0),
+            length: (6.0, 70.0),
+            width: (0.3, 1.3),
+            angle: (-40.0, 40.0),
+            jitter: 3.0,
+            layer_spread: 6.0,
+            brightness: (0.15, 0.7),
+            blur: (1.0, 10.0),
+            layers: (1, 2),
+            haze: (0.0, 0.1),
+            fog: (0.0, 0.0),
+            blend: Blend::Screen,
+        }
+    }
+
+    /// Depth-aware rain and fog (Hu et al. 2019-like): layers at several depths over a
+    /// pseudo-depth map, fog thickening with depth.
+    pub fn depth() -> Self {
+        Self {
+            density: (8.0, 24.0),
+            length: (10.0, 40.0),
+            width: (0.4, 0.9),
+            angle: (-25.0, 25.0),
+            jitter: 2.0,
+            layer_spread: 4.0,
+            brightness: (0.25, 0.7),
+            blur: (2.0, 8.0),
+            layers: (3, 4),
+            haze: (0.0, 0.0),
+            fog: (0.3, 1.6),
             blend: Blend::Additive,
         }
     }
@@ -86,6 +148,8 @@ impl RainConfig {
         match name {
             "light" => Some(Self::light()),
             "heavy" => Some(Self::heavy()),
+            "varied" => Some(Self::varied()),
+            "depth" => Some(Self::depth()),
             _ => None,
         }
     }
@@ -99,13 +163,34 @@ fn uniform(rng: &mut StdRng, (lo, hi): (f32, f32)) -> f32 {
     }
 }
 
-/// Draw one layer of streaks, around `angle` degrees from vertical, into a `w` x `h` map.
-fn streak_layer(w: usize, h: usize, angle: f32, config: &RainConfig, rng: &mut StdRng) -> Vec<f32> {
-    let mut layer = vec![0f32; w * h];
-    let angle = angle.to_radians();
-    let density = uniform(rng, config.density);
-    let scale = rng.random_range(0.7f32..1.3);
-    let blur = uniform(rng, config.blur);
+/// How one layer of streaks is drawn.
+struct Layer<'a> {
+    /// Dominant direction, degrees from vertical.
+    angle: f32,
+    /// Size of its streaks (length, width, blur) relative to the config's ranges.
+    scale: f32,
+    /// Density relative to the config's.
+    density: f32,
+    /// Brightness relative to the config's.
+    brightness: f32,
+    /// With depth: the layer's depth and the scene's, so that scene points nearer than the
+    /// layer hide its streaks.
+    depth: Option<(f32, &'a [f32])>,
+}
+
+/// Draw one layer of streaks into a `w` x `h` map.
+fn streak_layer(
+    w: usize,
+    h: usize,
+    layer: &Layer,
+    config: &RainConfig,
+    rng: &mut StdRng,
+) -> Vec<f32> {
+    let mut map = vec![0f32; w * h];
+    let angle = layer.angle.to_radians();
+    let density = uniform(rng, config.density) * layer.density;
+    let scale = rng.random_range(0.7f32..1.3) * layer.scale;
+    let blur = uniform(rng, config.blur) * layer.scale;
     let count = ((w * h) as f32 / 10_000.0 * density).round() as usize;
     for _ in 0..count {
         let theta = angle
@@ -115,7 +200,7 @@ fn streak_layer(w: usize, h: usize, angle: f32, config: &RainConfig, rng: &mut S
         let (dx, dy) = (theta.sin(), theta.cos());
         let length = uniform(rng, config.length) * scale + blur;
         let sigma = uniform(rng, config.width) * scale.sqrt();
-        let peak = uniform(rng, config.brightness);
+        let peak = uniform(rng, config.brightness) * layer.brightness;
         let (cx, cy) = (
             rng.random_range(0.0..w as f32),
             rng.random_range(0.0..h as f32),
@@ -132,6 +217,11 @@ fn streak_layer(w: usize, h: usize, angle: f32, config: &RainConfig, rng: &mut S
         );
         for y in y0..=y1 {
             for x in x0..=x1 {
+                if let Some((depth, scene)) = layer.depth {
+                    if scene[y * w + x] < depth {
+                        continue;
+                    }
+                }
                 let (px, py) = (x as f32 + 0.5 - cx, y as f32 + 0.5 - cy);
                 let along = px * dx + py * dy;
                 let across = px * dy - py * dx;
@@ -141,12 +231,29 @@ fn streak_layer(w: usize, h: usize, angle: f32, config: &RainConfig, rng: &mut S
                 // Tapered ends (motion-blurred drop), Gaussian cross-section.
                 let taper = ((half - along.abs()) / blur.max(1.0)).min(1.0);
                 let v = peak * taper * (-(across * across) / (2.0 * sigma * sigma)).exp();
-                let p = &mut layer[y * w + x];
+                let p = &mut map[y * w + x];
                 *p = p.max(v);
             }
         }
     }
-    layer
+    map
+}
+
+/// A pseudo-depth map in [0, 1] (0 near, 1 far): the ground recedes from the bottom edge to a
+/// random, slightly tilted horizon; above it everything is far.
+fn pseudo_depth(w: usize, h: usize, rng: &mut StdRng) -> Vec<f32> {
+    let horizon = rng.random_range(0.15f32..0.6) * h as f32;
+    let tilt = rng.random_range(-0.15f32..0.15) * h as f32;
+    let gamma = rng.random_range(0.6f32..1.6);
+    let mut depth = vec![0f32; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let line = horizon + tilt * (x as f32 / w.max(1) as f32 - 0.5);
+            let below = (h as f32 - y as f32) / (h as f32 - line).max(1.0);
+            depth[y * w + x] = below.clamp(0.0, 1.0).powf(gamma);
+        }
+    }
+    depth
 }
 
 /// A clean planar RGB image `[3, H, W]` in [0, 1] made rainy. Returns (rainy, rain layer);
@@ -160,9 +267,11 @@ pub fn add_rain(
 ) -> (Vec<f32>, Vec<f32>) {
     let n = w * h;
     let layers = rng.random_range(config.layers.0..=config.layers.1.max(config.layers.0));
+    let fog = uniform(rng, config.fog);
+    let scene = (fog > 0.0).then(|| pseudo_depth(w, h, rng));
     let mut rain = vec![0f32; n];
     let dominant = uniform(rng, config.angle);
-    for _ in 0..layers {
+    for k in 0..layers {
         let spread = config.layer_spread;
         let angle = dominant
             + if spread > 0.0 {
@@ -170,7 +279,22 @@ pub fn add_rain(
             } else {
                 0.0
             };
-        for (r, v) in rain.iter_mut().zip(streak_layer(w, h, angle, config, rng)) {
+        // Layers from near to far: with several, near ones hold bigger, sparser streaks.
+        let depth = if layers > 1 {
+            (k as f32 + rng.random_range(0.0f32..1.0)) / layers as f32
+        } else {
+            0.5
+        };
+        let scale = if layers > 1 { 1.6 - depth * 1.1 } else { 1.0 };
+        let layer = Layer {
+            angle,
+            scale,
+            density: 1.0 / scale,
+            // Far rain is dimmer, and with depth it is also seen through fog.
+            brightness: if layers > 1 { 1.15 - 0.4 * depth } else { 1.0 } * (-fog * depth).exp(),
+            depth: scene.as_deref().map(|scene| (depth, scene)),
+        };
+        for (r, v) in rain.iter_mut().zip(streak_layer(w, h, &layer, config, rng)) {
             *r = 1.0 - (1.0 - *r) * (1.0 - v);
         }
     }
@@ -184,7 +308,11 @@ pub fn add_rain(
                 Blend::Additive => (x + rain[i]).min(1.0),
                 Blend::Screen => 1.0 - (1.0 - x) * (1.0 - rain[i]),
             };
-            rainy[c * n + i] = wet * (1.0 - haze) + light * haze;
+            let veil = match &scene {
+                Some(depth) => 1.0 - (-fog * depth[i]).exp(),
+                None => haze,
+            };
+            rainy[c * n + i] = wet * (1.0 - veil) + light * veil;
         }
     }
     let layer = rainy.iter().zip(clean).map(|(y, x)| y - x).collect();
@@ -237,6 +365,41 @@ mod tests {
         );
         assert!(light > 0.002 && light < 0.08, "light rain adds {light}");
         assert!(heavy > 2.0 * light, "heavy {heavy} vs light {light}");
+        for name in ["varied", "depth"] {
+            let added = mean_added(RainConfig::preset(name).unwrap());
+            assert!(added > light, "{name} adds {added}, light {light}");
+        }
+    }
+
+    #[test]
+    fn depth_rain_fogs_the_far_scene_more_than_the_near() {
+        // The pseudo-depth is far at the top and near at the bottom: the fog lifts the top
+        // rows of a dark photo more than the bottom rows, in every seeded image.
+        let (w, h) = (96, 160);
+        let clean = gray(w, h, 0.1);
+        for seed in 0..4 {
+            let (rainy, _) = add_rain(&clean, w, h, &RainConfig::depth(), &mut rng_for(seed, 0));
+            let band = |rows: std::ops::Range<usize>| {
+                let count = (rows.len() * w) as f32;
+                rows.flat_map(|y| (0..w).map(move |x| y * w + x))
+                    .map(|i| rainy[i])
+                    .sum::<f32>()
+                    / count
+            };
+            let (top, bottom) = (band(0..16), band(h - 16..h));
+            assert!(
+                top > bottom + 0.05,
+                "seed {seed}: top {top}, bottom {bottom}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_preset_is_named() {
+        for name in RainConfig::PRESETS {
+            assert!(RainConfig::preset(name).is_some(), "{name}");
+        }
+        assert!(RainConfig::preset("drizzle").is_none());
     }
 
     #[test]
@@ -247,7 +410,14 @@ mod tests {
             ..RainConfig::light()
         };
         let (w, h) = (120, 120);
-        let layer = streak_layer(w, h, 0.0, &config, &mut rng_for(3, 0));
+        let layer = Layer {
+            angle: 0.0,
+            scale: 1.0,
+            density: 1.0,
+            brightness: 1.0,
+            depth: None,
+        };
+        let layer = streak_layer(w, h, &layer, &config, &mut rng_for(3, 0));
         let (mut dx, mut dy) = (0.0, 0.0);
         for y in 1..h {
             for x in 1..w {

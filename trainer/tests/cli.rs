@@ -210,9 +210,23 @@ fn bad_arguments_and_weights_get_clear_errors() {
         s(&out_dir),
         "--weights",
         s(&prenet),
+        "--arch",
+        "brn",
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("missing: conv0_r.0.weight"));
+    assert!(stderr(&out).contains("leave --arch out"));
+    // Without --arch the file's own architecture (PReNet) is found from its tensors.
+    let out = brn(&[
+        "derain",
+        s(&img),
+        "-o",
+        s(&dir.join("prenet-out")),
+        "--weights",
+        s(&prenet),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(dir.join("prenet-out/a.png").is_file());
 
     let cut = dir.join("cut.pth");
     let bytes = std::fs::read(&weights).unwrap();

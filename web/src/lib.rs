@@ -1,11 +1,10 @@
 //! BRN in the browser: the thin shell the page's Web Worker calls (see `wasm.rs`, built only
 //! for wasm). Decoding, tiling, weight loading and the network all live in the `model` crate;
-//! this crate picks tile sizes from the GPU's limits, finds the architecture of a dropped
-//! weights file and turns the model's planar maps into the RGBA views the page shows.
+//! this crate picks tile sizes from the GPU's limits and turns the model's planar maps into the
+//! RGBA views the page shows.
 
-use burn::tensor::backend::Backend;
 use model::image::{to_u8, Picture};
-use model::{Brn, BrnConfig, Derained, ModelError};
+use model::Derained;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;
@@ -42,43 +41,6 @@ pub fn tile_for_limits(max_storage_binding: u64, max_buffer: u64) -> usize {
 
 /// Tile side for the CPU backend in wasm: small enough for frequent progress and cancel points.
 pub const CPU_TILE: usize = 256;
-
-/// Architectures tried, in order, for an authors' `.pth` file, which does not name its own.
-pub const PTH_PRESETS: [&str; 7] = [
-    "brn",
-    "prenet",
-    "prn",
-    "brn-gru",
-    "prenet-gru",
-    "crn",
-    "srn-plus",
-];
-
-/// Weights from a dropped or fetched file: our record (it carries its config), or an authors'
-/// `.pth` whose architecture is found by trying [`PTH_PRESETS`] at `stages` T.
-pub fn load_model<B: Backend>(
-    bytes: Vec<u8>,
-    name: &str,
-    stages: usize,
-    device: &B::Device,
-) -> Result<Brn<B>, ModelError> {
-    if model::WeightsFormat::detect(&bytes) != Some(model::WeightsFormat::Pytorch) {
-        return model::weights::load_weights_bytes(bytes, &BrnConfig::brn(), None, name, device);
-    }
-    let mut first_error = None;
-    for preset in PTH_PRESETS {
-        let config = BrnConfig::preset(preset)?.with_stages(stages);
-        match model::weights::load_weights_bytes(bytes.clone(), &config, None, name, device) {
-            Ok(model) => return Ok(model),
-            // Only a shape/key mismatch means "another architecture"; anything else is final.
-            Err(e @ ModelError::WeightsMismatch { .. }) => {
-                first_error.get_or_insert(e);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(first_error.expect("at least one preset was tried"))
-}
 
 /// Planar RGB `[3, H, W]` as an RGBA canvas with the picture's alpha (paper truncation).
 pub fn rgba_from_planar(rgb: &[f32], like: &Picture) -> Vec<u8> {
@@ -124,7 +86,6 @@ pub fn views(picture: &Picture, out: &Derained) -> Vec<View> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn_flex::Flex;
 
     #[test]
     fn tiles_fit_the_limits() {
@@ -143,39 +104,6 @@ mod tests {
             tile_for_limits(1 << 30, 64 << 20),
             tile_for_limits(64 << 20, 1 << 30)
         );
-    }
-
-    #[test]
-    fn an_authors_file_finds_its_architecture_and_junk_is_refused() {
-        let device = Default::default();
-        // The authors' own files, whose architectures their names state.
-        for (file, preset) in [
-            ("weights/brn/Rain100L.pth", "brn"),
-            ("weights/prenet/Rain100L_PReNet6.pth", "prenet"),
-            ("weights/prenet/Rain100L_PRN6.pth", "prn"),
-            ("weights/prenet/Ablation_PReNet6_GRU.pth", "prenet-gru"),
-        ] {
-            let Some(path) = ::tests::shared(file) else {
-                continue;
-            };
-            let bytes = std::fs::read(path).unwrap();
-            let loaded = load_model::<Flex>(bytes, file, 6, &device).unwrap();
-            assert_eq!(
-                loaded.config,
-                BrnConfig::preset(preset).unwrap().with_stages(6)
-            );
-        }
-        // Our record carries its config.
-        let config = BrnConfig::crn().with_stages(3);
-        let net = config.init::<Flex>(&device).unwrap();
-        let bytes = model::weights::record_bytes(&net).unwrap();
-        let loaded = load_model::<Flex>(bytes, "crn.safetensors", 6, &device).unwrap();
-        assert_eq!(loaded.config, config);
-
-        let err = load_model::<Flex>(b"not weights at all".to_vec(), "x.bin", 6, &device)
-            .err()
-            .unwrap();
-        assert!(err.to_string().contains("not a weights file"), "{err}");
     }
 
     #[test]

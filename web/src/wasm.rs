@@ -15,7 +15,7 @@ use wasm_bindgen_futures::JsFuture;
 use model::image::Picture;
 use model::{Brn, DerainOptions, Derained, ModelError};
 
-use crate::{load_model, views, CPU_TILE, MAX_PIXELS, MAX_STAGE_VIEW_PIXELS};
+use crate::{views, CPU_TILE, MAX_PIXELS, MAX_STAGE_VIEW_PIXELS};
 
 enum Network {
     Gpu(Brn<Wgpu>, WgpuDevice),
@@ -113,12 +113,12 @@ pub fn load_weights(bytes: Vec<u8>, name: &str) -> Result<Object, JsError> {
             .ok_or_else(|| JsError::new("the engine is not started"))?;
         let network = match &engine.gpu {
             Some(device) => Network::Gpu(
-                load_model(bytes, name, 8, device).map_err(js_error)?,
+                model::load_any(bytes, None, name, device).map_err(js_error)?,
                 device.clone(),
             ),
-            None => {
-                Network::Cpu(load_model(bytes, name, 8, &Default::default()).map_err(js_error)?)
-            }
+            None => Network::Cpu(
+                model::load_any(bytes, None, name, &Default::default()).map_err(js_error)?,
+            ),
         };
         let config = match &network {
             Network::Gpu(net, _) => net.config.clone(),

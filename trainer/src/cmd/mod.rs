@@ -21,9 +21,10 @@ pub struct ModelArgs {
     /// .pth [default: the built-in BRN weights described in WEIGHTS.md].
     #[arg(long)]
     pub weights: Option<PathBuf>,
-    /// Architecture of an authors' .pth (our records carry their own).
-    #[arg(long, default_value = "brn", value_parser = clap::builder::PossibleValuesParser::new(BrnConfig::PRESETS))]
-    pub arch: String,
+    /// Architecture of an authors' .pth [default: found from the file's tensors; our records
+    /// carry their own].
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(BrnConfig::PRESETS))]
+    pub arch: Option<String>,
     /// Number of stages T [default: the architecture's, 8 for BRN and 6 for PReNet/PRN].
     #[arg(long)]
     pub stages: Option<usize>,
@@ -41,20 +42,27 @@ pub fn load_model<B: Backend>(
     args: &ModelArgs,
     device: &B::Device,
 ) -> Result<(model::Brn<B>, usize)> {
-    let config = BrnConfig::preset(&args.arch)?;
+    let arch = args.arch.as_deref().map(BrnConfig::preset).transpose()?;
     let model = match &args.weights {
-        Some(path) => model::load_weights::<B>(path, &config, device)?,
-        None if args.arch == "brn" => model::weights::load_weights_bytes::<B>(
-            DEFAULT_WEIGHTS.to_vec(),
-            &config,
-            None,
-            "the built-in default weights",
-            device,
-        )?,
-        None => bail!(
-            "the built-in default weights are BRN's; pass --weights FILE for --arch {}",
-            args.arch
-        ),
+        Some(path) => model::load_file::<B>(path, arch.as_ref(), device).with_context(|| {
+            match &args.arch {
+                Some(name) => {
+                    format!("with --arch {name} (leave --arch out to detect the architecture)")
+                }
+                None => "loading --weights".to_string(),
+            }
+        })?,
+        None => match args.arch.as_deref() {
+            None | Some("brn") => model::load_any::<B>(
+                DEFAULT_WEIGHTS.to_vec(),
+                None,
+                "the built-in default weights",
+                device,
+            )?,
+            Some(other) => {
+                bail!("the built-in default weights are BRN's; pass --weights FILE for --arch {other}")
+            }
+        },
     };
     let stages = args.stages.unwrap_or(model.config.stages);
     if stages == 0 {

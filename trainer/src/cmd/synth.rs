@@ -18,10 +18,17 @@ pub struct SynthArgs {
     #[arg(long)]
     clean: PathBuf,
     /// Output folder: rainy/ and clean/ with equal file names (the layout `eval --data` reads).
-    #[arg(short, long)]
-    output: PathBuf,
+    #[arg(short, long, required_unless_present = "sheet")]
+    output: Option<PathBuf>,
+    /// Instead of pairs, write a contact sheet PNG: a row of clean centre crops of the first
+    /// --count photos [default 4], then a row per preset (light, heavy, varied, depth).
+    #[arg(long, conflicts_with = "output")]
+    sheet: Option<PathBuf>,
+    /// Side of the sheet's crops in pixels.
+    #[arg(long, default_value_t = 192)]
+    crop: usize,
     /// Rain preset.
-    #[arg(long, default_value = "light", value_parser = ["light", "heavy"])]
+    #[arg(long, default_value = "light", value_parser = crate::synth::RainConfig::PRESETS)]
     preset: String,
     /// Number of pairs [default: one per clean photo].
     #[arg(long)]
@@ -38,7 +45,12 @@ pub fn run(args: SynthArgs) -> Result<ExitCode> {
     if photos.is_empty() {
         bail!("{} holds no images", args.clean.display());
     }
-    let (rainy_dir, clean_dir) = (args.output.join("rainy"), args.output.join("clean"));
+    let output = match (&args.output, &args.sheet) {
+        (_, Some(sheet)) => return write_sheet(&args, &photos, sheet),
+        (Some(output), None) => output.clone(),
+        (None, None) => bail!("give -o DIR for pairs, or --sheet FILE for a contact sheet"),
+    };
+    let (rainy_dir, clean_dir) = (output.join("rainy"), output.join("clean"));
     for dir in [&rainy_dir, &clean_dir] {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create output folder {}", dir.display()))?;
@@ -82,11 +94,88 @@ pub fn run(args: SynthArgs) -> Result<ExitCode> {
         count - failed,
         args.preset,
         args.seed,
-        args.output.display()
+        output.display()
     );
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// A contact sheet of the presets: clean centre crops in the first row, then each preset's
+/// rain over the same crops (seeded by `--seed` and the column), labelled.
+fn write_sheet(args: &SynthArgs, photos: &[PathBuf], path: &std::path::Path) -> Result<ExitCode> {
+    use synth::RainConfig;
+    let side = args.crop;
+    if side < 16 {
+        bail!("--crop must be at least 16 pixels");
+    }
+    let columns = args.count.unwrap_or(4).clamp(1, photos.len());
+    let mut crops = Vec::new();
+    for photo in &photos[..columns] {
+        let picture = read_picture(photo)?;
+        let (w, h) = (picture.width.min(side), picture.height.min(side));
+        let (x0, y0) = ((picture.width - w) / 2, (picture.height - h) / 2);
+        let n = picture.width * picture.height;
+        let mut crop = vec![0f32; 3 * side * side];
+        for c in 0..3 {
+            for y in 0..h {
+                for x in 0..w {
+                    crop[c * side * side + y * side + x] =
+                        picture.rgb[c * n + (y0 + y) * picture.width + x0 + x];
+                }
+            }
+        }
+        crops.push(crop);
+    }
+    let gap = 4;
+    let rows = 1 + RainConfig::PRESETS.len();
+    let (width, height) = (columns * (side + gap) + gap, rows * (side + gap) + gap);
+    let mut sheet = image::RgbImage::from_pixel(width as u32, height as u32, image::Rgb([255; 3]));
+    let mut put = |row: usize, column: usize, planar: &[f32]| {
+        let n = side * side;
+        for y in 0..side {
+            for x in 0..side {
+                let px = [0, 1, 2].map(|c| model::image::to_u8(planar[c * n + y * side + x]));
+                sheet.put_pixel(
+                    (gap + column * (side + gap) + x) as u32,
+                    (gap + row * (side + gap) + y) as u32,
+                    image::Rgb(px),
+                );
+            }
+        }
+    };
+    for (column, crop) in crops.iter().enumerate() {
+        put(0, column, crop);
+        for (row, name) in RainConfig::PRESETS.iter().enumerate() {
+            let config = RainConfig::preset(name).expect("a preset");
+            let mut rng = synth::rng_for(args.seed, column as u64);
+            let (rainy, _) = synth::add_rain(crop, side, side, &config, &mut rng);
+            put(row + 1, column, &rainy);
+        }
+    }
+    for (row, name) in std::iter::once(&"clean")
+        .chain(RainConfig::PRESETS.iter())
+        .enumerate()
+    {
+        crate::plot::label_box(
+            &mut sheet,
+            gap as u32 + 2,
+            (gap + row * (side + gap)) as u32 + 2,
+            name,
+        );
+    }
+    let mut png = Vec::new();
+    sheet
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .context("cannot encode the sheet")?;
+    model::io::write_atomic(path, &png)?;
+    eprintln!(
+        "wrote {} ({columns} photos x clean + {} presets, {side}x{side} crops, seed {})",
+        path.display(),
+        RainConfig::PRESETS.len(),
+        args.seed
+    );
+    Ok(ExitCode::SUCCESS)
 }
