@@ -156,25 +156,29 @@ where
 {
     check_stages(options)?;
     let plan = TilePlan::new(picture.width, picture.height, options.tile, options.overlap);
-    let mut blend = plan.blend();
-    for (done, tile) in plan.tiles.iter().enumerate() {
-        let outputs = tile_outputs(model, plan.crop(&picture.rgb, tile), tile, options, device);
-        let mut maps = Vec::with_capacity(outputs.len());
-        for tensor in outputs {
-            let data = tensor
-                .into_data_async()
-                .await
-                .map_err(|e| ModelError::Device(format!("{e:?}")))?;
-            maps.push(
-                data.convert::<f32>()
-                    .into_vec::<f32>()
-                    .expect("a float tensor converts to f32"),
-            );
-        }
-        blend.add(tile, &maps);
-        if !progress(done + 1, plan.tiles.len()).await {
-            return Err(ModelError::Cancelled);
-        }
-    }
-    Ok(assemble(blend.finish(), model, options))
+    let maps = plan
+        .run_async(
+            &picture.rgb,
+            |pixels, tile| {
+                let outputs = tile_outputs(model, pixels, tile, options, device);
+                async move {
+                    let mut maps = Vec::with_capacity(outputs.len());
+                    for tensor in outputs {
+                        let data = tensor
+                            .into_data_async()
+                            .await
+                            .map_err(|e| ModelError::Device(format!("{e:?}")))?;
+                        maps.push(
+                            data.convert::<f32>()
+                                .into_vec::<f32>()
+                                .expect("a float tensor converts to f32"),
+                        );
+                    }
+                    Ok(maps)
+                }
+            },
+            &mut progress,
+        )
+        .await?;
+    Ok(assemble(maps, model, options))
 }

@@ -164,6 +164,27 @@ pub fn to_u8(v: f32) -> u8 {
     (v.clamp(0.0, 1.0) * 255.0) as u8
 }
 
+/// Interleaved 8-bit RGB (an `RgbImage`'s buffer) as planar `[3, H, W]` floats in [0, 1].
+pub fn planar_from_rgb8(rgb: &[u8]) -> Vec<f32> {
+    let n = rgb.len() / 3;
+    let mut planar = vec![0f32; 3 * n];
+    for (i, p) in rgb.chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            planar[c * n + i] = p[c] as f32 / 255.0;
+        }
+    }
+    planar
+}
+
+/// Planar `[3, H, W]` floats in [0, 1] as interleaved 8-bit RGB, rounded to the nearest level
+/// (as a photo is stored; [`to_u8`] truncates, as the paper's metric does).
+pub fn rgb8_from_planar(planar: &[f32]) -> Vec<u8> {
+    let n = planar.len() / 3;
+    (0..n)
+        .flat_map(|i| [0, 1, 2].map(|c| to_u8(planar[c * n + i] + 0.5 / 255.0)))
+        .collect()
+}
+
 /// The 16-bit counterpart of [`to_u8`].
 pub fn to_u16(v: f32) -> u16 {
     (v.clamp(0.0, 1.0) * 65535.0) as u16

@@ -122,7 +122,6 @@ impl TilePlan {
     /// `f` gets a tile's planar pixels and size and returns planar maps of that size (any
     /// number of maps, each with any channel count, the same for every tile). `progress` is
     /// called after each tile with (done, total) and stops the work by returning false.
-    /// (The page drives the same [`TilePlan::crop`] / [`Blend`] steps asynchronously.)
     pub fn run<F, P>(
         &self,
         planar: &[f32],
@@ -133,14 +132,47 @@ impl TilePlan {
         F: FnMut(Vec<f32>, &Tile) -> Result<Vec<Vec<f32>>, ModelError>,
         P: FnMut(usize, usize) -> bool,
     {
+        ready_now(self.run_async(
+            planar,
+            |pixels, tile| core::future::ready(f(pixels, tile)),
+            |done, total| core::future::ready(progress(done, total)),
+        ))
+    }
+
+    /// [`TilePlan::run`] for work that finishes asynchronously (reading results back from
+    /// WebGPU in the browser): `f`'s maps and `progress`'s answer are awaited, which also lets
+    /// the caller's event loop run between tiles. The one tile loop of both.
+    pub async fn run_async<F, FF, P, PF>(
+        &self,
+        planar: &[f32],
+        mut f: F,
+        mut progress: P,
+    ) -> Result<Vec<Vec<f32>>, ModelError>
+    where
+        F: FnMut(Vec<f32>, &Tile) -> FF,
+        FF: core::future::Future<Output = Result<Vec<Vec<f32>>, ModelError>>,
+        P: FnMut(usize, usize) -> PF,
+        PF: core::future::Future<Output = bool>,
+    {
         let mut blend = self.blend();
         for (done, tile) in self.tiles.iter().enumerate() {
-            blend.add(tile, &f(self.crop(planar, tile), tile)?);
-            if !progress(done + 1, self.tiles.len()) {
+            blend.add(tile, &f(self.crop(planar, tile), tile).await?);
+            if !progress(done + 1, self.tiles.len()).await {
                 return Err(ModelError::Cancelled);
             }
         }
         Ok(blend.finish())
+    }
+}
+
+/// The output of a future whose every await is ready at once (the synchronous path of
+/// [`TilePlan::run`]): one poll completes it.
+fn ready_now<T>(future: impl core::future::Future<Output = T>) -> T {
+    let mut future = core::pin::pin!(future);
+    let mut context = core::task::Context::from_waker(core::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        core::task::Poll::Ready(value) => value,
+        core::task::Poll::Pending => unreachable!("the synchronous tile loop never waits"),
     }
 }
 

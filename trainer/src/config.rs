@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use burn::optim::AdamConfig;
 use model::BrnConfig;
 use serde::{Deserialize, Serialize};
 
@@ -11,7 +12,7 @@ use crate::loss::LossKind;
 use crate::synth::RainConfig;
 
 /// Everything a training run is made of; saved next to every checkpoint.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     /// The architecture: a preset name (`"brn"`), or an object of `BrnConfig` fields over the
@@ -33,6 +34,10 @@ pub struct TrainConfig {
     pub patch: usize,
     #[serde(default = "defaults::lr")]
     pub lr: f64,
+    /// Adam's settings: burn's `AdamConfig`, its defaults for the fields not given (e.g.
+    /// `{"epsilon": 1e-8}` for PyTorch's epsilon, which the authors trained with).
+    #[serde(default = "AdamConfig::new", deserialize_with = "optimizer_spec")]
+    pub optimizer: AdamConfig,
     #[serde(default)]
     pub seed: u64,
     /// Folders of clean photos made rainy on the fly.
@@ -58,6 +63,31 @@ pub struct TrainConfig {
     /// architecture; T may differ) instead of random ones; the optimizer starts fresh.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<PathBuf>,
+}
+
+impl PartialEq for TrainConfig {
+    /// Equal when they serialise alike (burn's `AdamConfig` has no `PartialEq`).
+    fn eq(&self, other: &Self) -> bool {
+        serde_json::to_value(self).ok() == serde_json::to_value(other).ok()
+    }
+}
+
+/// Adam's settings as fields over burn's defaults.
+fn optimizer_spec<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<AdamConfig, D::Error> {
+    use serde::de::Error;
+    let given = serde_json::Map::deserialize(deserializer)?;
+    let mut merged = serde_json::to_value(AdamConfig::new()).map_err(D::Error::custom)?;
+    for (key, value) in given {
+        if merged.get(&key).is_none() {
+            return Err(D::Error::custom(format!(
+                "unknown optimizer field `{key}` (known: beta_1, beta_2, epsilon, amsgrad, weight_decay, grad_clipping)"
+            )));
+        }
+        merged[key] = value;
+    }
+    serde_json::from_value(merged).map_err(D::Error::custom)
 }
 
 /// A model given as a preset name or as fields over a preset.
@@ -201,5 +231,37 @@ impl TrainConfig {
             .with_context(|| format!("config {} is not valid", path.display()))?;
         config.validate()?;
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TrainConfig;
+
+    fn parse(extra: serde_json::Value) -> Result<TrainConfig, String> {
+        let mut config = serde_json::json!({"model": "brn", "clean": ["photos"]});
+        for (k, v) in extra.as_object().unwrap() {
+            config[k] = v.clone();
+        }
+        serde_json::from_value(config).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_optimizer_takes_fields_over_burns_defaults() {
+        let default = parse(serde_json::json!({})).unwrap();
+        let pytorch = parse(serde_json::json!({"optimizer": {"epsilon": 1e-8}})).unwrap();
+        let as_json = |c: &TrainConfig| serde_json::to_value(&c.optimizer).unwrap();
+        assert_eq!(as_json(&default)["epsilon"].as_f64().unwrap() as f32, 1e-5);
+        assert_eq!(as_json(&pytorch)["epsilon"].as_f64().unwrap() as f32, 1e-8);
+        assert_eq!(as_json(&pytorch)["beta_2"], as_json(&default)["beta_2"]);
+        assert_ne!(default, pytorch);
+        // A saved config (every field written out) reads back equal.
+        let saved = serde_json::to_string(&pytorch).unwrap();
+        assert_eq!(
+            serde_json::from_str::<TrainConfig>(&saved).unwrap(),
+            pytorch
+        );
+        let err = parse(serde_json::json!({"optimizer": {"momentum": 0.9}})).unwrap_err();
+        assert!(err.contains("unknown optimizer field `momentum`"), "{err}");
     }
 }

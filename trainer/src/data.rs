@@ -126,10 +126,7 @@ pub struct Sources {
 fn load_rgb(path: &Path) -> Result<RgbImage> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let picture = model::decode(&bytes).with_context(|| path.display().to_string())?;
-    let n = picture.width * picture.height;
-    let pixels = (0..n)
-        .flat_map(|i| [0, 1, 2].map(|c| model::image::to_u8(picture.rgb[c * n + i] + 0.5 / 255.0)))
-        .collect();
+    let pixels = model::image::rgb8_from_planar(&picture.rgb);
     Ok(
         RgbImage::from_raw(picture.width as u32, picture.height as u32, pixels)
             .expect("sizes match"),
@@ -299,13 +296,7 @@ impl Validation {
                 let (w, h) = (img.width().min(side as u32), img.height().min(side as u32));
                 let (x0, y0) = ((img.width() - w) / 2, (img.height() - h) / 2);
                 let crop = image::imageops::crop_imm(&img, x0, y0, w, h).to_image();
-                let n = (w * h) as usize;
-                let mut planar = vec![0f32; 3 * n];
-                for (i, p) in crop.pixels().enumerate() {
-                    for c in 0..3 {
-                        planar[c * n + i] = p[c] as f32 / 255.0;
-                    }
-                }
+                let planar = model::image::planar_from_rgb8(crop.as_raw());
                 // The presets in turn (light, heavy, light, ... for the default pair).
                 let preset = presets[index as usize % presets.len()].clone();
                 let (rainy, _) = add_rain(
@@ -316,10 +307,7 @@ impl Validation {
                     &mut crate::synth::rng_for(0xfa11, index),
                 );
                 // The rainy input is 8-bit, as a saved photo would be.
-                let rainy = rainy
-                    .iter()
-                    .map(|&v| model::image::to_u8(v + 0.5 / 255.0) as f32 / 255.0)
-                    .collect();
+                let rainy = model::image::planar_from_rgb8(&model::image::rgb8_from_planar(&rainy));
                 pairs.push((rainy, crop));
                 index += 1;
             }

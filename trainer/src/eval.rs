@@ -58,14 +58,20 @@ fn downsample(img: &[f64], w: usize, h: usize, f: usize) -> (Vec<f64>, usize, us
     (out, ow, oh)
 }
 
+/// The normalised 11-tap Gaussian (sigma 1.5) of `ssim.m` and of the authors' `pytorch_ssim`.
+pub fn gaussian_window() -> [f64; 11] {
+    let taps: [f64; 11] = std::array::from_fn(|i| {
+        let x = i as f64 - 5.0;
+        (-(x * x) / (2.0 * 1.5 * 1.5)).exp()
+    });
+    let total: f64 = taps.iter().sum();
+    taps.map(|t| t / total)
+}
+
 /// Separable 'valid' correlation with the normalised 11-tap Gaussian (sigma 1.5) on both axes.
 fn gaussian_valid(img: &[f64], w: usize, h: usize) -> Vec<f64> {
     const R: usize = 5;
-    let taps: Vec<f64> = (-(R as i32)..=R as i32)
-        .map(|x| (-(x * x) as f64 / (2.0 * 1.5 * 1.5)).exp())
-        .collect();
-    let total: f64 = taps.iter().sum();
-    let taps: Vec<f64> = taps.iter().map(|t| t / total).collect();
+    let taps = gaussian_window();
     let (ow, oh) = (w - 2 * R, h - 2 * R);
     let mut rows = vec![0.0; ow * h];
     for y in 0..h {
@@ -90,8 +96,12 @@ fn gaussian_valid(img: &[f64], w: usize, h: usize) -> Vec<f64> {
     out
 }
 
-/// Mean SSIM of two luminance images in [0, 1], as `ssim.m` computes it on `Y * 255`.
+/// Mean SSIM of two luminance images in [0, 1], as `ssim.m` computes it on `Y * 255`; like
+/// `ssim.m`, minus infinity for an image under 11 pixels a side (too small for its window).
 pub fn ssim(a: &[f64], b: &[f64], width: usize, height: usize) -> f64 {
+    if width < 11 || height < 11 {
+        return f64::NEG_INFINITY;
+    }
     let scale = |v: &[f64]| v.iter().map(|x| x * 255.0).collect::<Vec<_>>();
     let (mut a, mut b, mut w, mut h) = (scale(a), scale(b), width, height);
     let f = matlab_round(width.min(height) as f64 / 256.0).max(1);
@@ -99,10 +109,6 @@ pub fn ssim(a: &[f64], b: &[f64], width: usize, height: usize) -> f64 {
         (a, w, h) = downsample(&a, w, h, f);
         (b, _, _) = downsample(&b, width, height, f);
     }
-    assert!(
-        w > 10 && h > 10,
-        "SSIM needs images of at least 11x11 pixels after downsampling"
-    );
     let (c1, c2) = ((0.01f64 * 255.0).powi(2), (0.03f64 * 255.0).powi(2));
     let product = |x: &[f64], y: &[f64]| x.iter().zip(y).map(|(p, q)| p * q).collect::<Vec<_>>();
     let mu1 = gaussian_valid(&a, w, h);
@@ -149,6 +155,8 @@ mod tests {
             .map(|i| ((i * 7919) % 256) as f64 / 255.0)
             .collect();
         assert!((ssim(&img, &img, 40, 30) - 1.0).abs() < 1e-12);
+        // Under 11 pixels a side ssim.m gives -Inf, and so do we (no panic).
+        assert_eq!(ssim(&img[..100], &img[..100], 10, 10), f64::NEG_INFINITY);
         assert!(psnr(&img, &img).is_infinite());
     }
 

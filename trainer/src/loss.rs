@@ -8,15 +8,9 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-/// The 11-tap Gaussian (sigma 1.5), normalised.
+/// The 11-tap Gaussian (sigma 1.5), normalised: the metric's window in f32.
 pub fn gaussian_taps() -> [f32; 11] {
-    let mut taps = [0f32; 11];
-    for (i, t) in taps.iter_mut().enumerate() {
-        let x = i as f32 - 5.0;
-        *t = (-(x * x) / (2.0 * 1.5 * 1.5)).exp();
-    }
-    let total: f32 = taps.iter().sum();
-    taps.map(|t| t / total)
+    crate::eval::gaussian_window().map(|t| t as f32)
 }
 
 /// Depthwise Gaussian blur with zero padding: the local means SSIM is built from.

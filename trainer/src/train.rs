@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use burn::module::{AutodiffModule, Module};
-use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -157,7 +157,7 @@ pub fn train<B: AutodiffBackend>(
             materialise(config.model.init(device)?)
         }
     };
-    let mut optim = AdamConfig::new().init::<B, Brn<B>>();
+    let mut optim = config.optimizer.init::<B, Brn<B>>();
     let mut start = 0;
     if resume {
         let state;

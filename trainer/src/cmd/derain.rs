@@ -79,18 +79,10 @@ fn derain<B: Backend>(args: DerainArgs, device: &B::Device) -> Result<ExitCode> 
         bar.set_message(name.clone());
         let result = (|| -> Result<()> {
             let picture = read_picture(input)?;
-            let plan_tiles = model::tiling::TilePlan::new(
-                picture.width,
-                picture.height,
-                options.tile,
-                options.overlap,
-            )
-            .tiles
-            .len();
-            bar.set_length(plan_tiles as u64);
             bar.set_position(0);
             bar.reset_eta();
-            let out = model::derain(&net, &picture, &options, device, |done, _| {
+            let out = model::derain(&net, &picture, &options, device, |done, total| {
+                bar.set_length(total as u64);
                 bar.set_position(done as u64);
                 true
             })?;

@@ -82,13 +82,7 @@ fn score_pair<B: Backend>(
         bail!("{}: rainy and clean images differ in size", pair.name);
     }
     let (w, h) = (rainy.width() as usize, rainy.height() as usize);
-    let n = w * h;
-    let mut planar = vec![0f32; 3 * n];
-    for (i, p) in rainy.pixels().enumerate() {
-        for c in 0..3 {
-            planar[c * n + i] = p[c] as f32 / 255.0;
-        }
-    }
+    let planar = model::image::planar_from_rgb8(rainy.as_raw());
     let input_score = eval::score(&planar, clean.as_raw(), w, h);
     let last = *stages.last().expect("at least one stage count");
     let input = to_tensor::<B>(planar, w, h, device);
