@@ -8,11 +8,25 @@
   const params = new URLSearchParams(location.search);
   const state = {
     worker: null, mode: params.get('backend') === 'cpu' ? 'cpu' : 'auto',
-    limit: Number(params.get('limit')) || 0, reason: '', ready: false, busy: false,
+    limit: Number(params.get('limit')) || 0, reason: '',
     nextId: 1, currentId: 0, views: [], inputName: 'photo', pngUrl: null, cpuSecondsPerMp: null,
   };
-  // What tests read: the last result and the engine in use.
+  // What tests read: the phase (mirrored as `state`), the last result and the engine in use.
   window.brnPage = { state: 'loading', backend: null, lastPng: null, lastError: null, results: 0 };
+
+  // The page's one phase, which drives both the controls and the test hook:
+  // loading (engine starting) → ready | no-weights | failed; ready → working (a derain) or
+  // weights (loading weights) → ready.
+  let phase = 'loading';
+  const busy = () => phase === 'working' || phase === 'weights';
+
+  function setPhase(next) {
+    phase = next;
+    window.brnPage.state = next;
+    $('progress').hidden = !busy();
+    $('drop').setAttribute('aria-disabled', String(phase !== 'ready'));
+    $('weights-file').disabled = busy() || phase === 'loading';
+  }
 
   function setStatus(text, kind) {
     $('status').textContent = text;
@@ -24,13 +38,6 @@
     m.textContent = text;
     m.className = `message ${kind || ''}`;
     m.hidden = !text;
-  }
-
-  function setBusy(busy) {
-    state.busy = busy;
-    $('progress').hidden = !busy;
-    $('drop').setAttribute('aria-disabled', String(busy || !state.ready));
-    $('weights-file').disabled = busy;
   }
 
   function fmtSeconds(s) {
@@ -70,14 +77,13 @@
 
   function startWorker() {
     if (state.worker) state.worker.terminate();
-    state.ready = false;
-    window.brnPage.state = 'loading';
+    setPhase('loading');
     const worker = new Worker('./worker.js');
     state.worker = worker;
     worker.onmessage = (e) => onWorkerMessage(e.data);
     worker.onerror = (e) => {
       setStatus(`The engine failed to load: ${e.message || 'unknown error'}. Reload the page to retry.`, 'error');
-      window.brnPage.state = 'failed';
+      setPhase('failed');
     };
     worker.postMessage({ type: 'init', mode: state.mode, limitOverride: state.limit });
   }
@@ -101,11 +107,9 @@
           state.cpuSecondsPerMp = (w.seconds / (w.pixels / 1e6)) * (msg.weights.stages / w.stages);
         }
         state.engine = engine;
-        state.ready = true;
         showWeights(msg.weights);
-        setBusy(false);
         window.brnPage.backend = engine.backend;
-        window.brnPage.state = msg.weights ? 'ready' : 'no-weights';
+        setPhase(msg.weights ? 'ready' : 'no-weights');
         setStatus(engineText(engine, msg.weights));
         if (!msg.weights) {
           showMessage('This build has no default weights: load a weights file (.safetensors or an authors\' .pth) above.', 'info');
@@ -114,8 +118,7 @@
       }
       case 'weights':
         showWeights(msg.weights);
-        setBusy(false);
-        window.brnPage.state = 'ready';
+        setPhase('ready');
         setStatus(engineText(state.engine, msg.weights));
         showMessage(`Loaded ${msg.weights.label}.`, 'info');
         break;
@@ -130,11 +133,11 @@
       }
       case 'result':
         if (msg.id !== state.currentId) break;
-        setBusy(false);
         showResult(msg);
         break;
       case 'error':
-        setBusy(false);
+        // A failed derain or weights load leaves the engine as it was.
+        if (busy()) setPhase(state.weights ? 'ready' : 'no-weights');
         window.brnPage.lastError = msg.message;
         if (msg.message === 'cancelled') {
           showMessage('Cancelled.', 'info');
@@ -144,7 +147,7 @@
           showMessage(`Could not use these weights: ${msg.message}. The previous weights are still in use.`);
         } else {
           setStatus(`The engine failed to start: ${msg.message}`, 'error');
-          window.brnPage.state = 'failed';
+          setPhase('failed');
         }
         if (msg.fatal) {
           showMessage(`${$('message').textContent} The engine was restarted.`);
@@ -157,16 +160,20 @@
   }
 
   function derainFile(file) {
-    if (!state.ready) {
+    if (phase === 'loading') {
       showMessage('The engine is still starting; try again in a moment.', 'info');
       return;
     }
-    if (state.busy) {
+    if (busy()) {
       showMessage('A photo is being processed; cancel it first or wait.', 'info');
       return;
     }
-    if (window.brnPage.state === 'no-weights') {
+    if (phase === 'no-weights') {
       showMessage('Load a weights file first.');
+      return;
+    }
+    if (phase === 'failed') {
+      showMessage('The engine did not start; reload the page to retry.');
       return;
     }
     if (file.type && !file.type.startsWith('image/') && file.type !== 'application/octet-stream') {
@@ -179,8 +186,7 @@
       state.currentId = state.nextId++;
       $('bar').value = 0;
       $('progress-text').textContent = 'starting…';
-      setBusy(true);
-      window.brnPage.state = 'working';
+      setPhase('working');
       state.worker.postMessage({
         type: 'derain', id: state.currentId, file: buffer,
         stages: Number($('stages').value), keepStages: $('keep-stages').checked,
@@ -228,7 +234,7 @@
     window.brnPage.lastPng = msg.png;
     window.brnPage.lastSeconds = msg.seconds;
     window.brnPage.results += 1;
-    window.brnPage.state = 'ready';
+    setPhase('ready');
   }
 
   function setSlider(percent) {
@@ -264,12 +270,12 @@
   });
 
   function loadWeightsFile(file) {
-    if (state.busy || !state.ready) {
+    if (busy() || phase === 'loading' || phase === 'failed') {
       showMessage('Wait for the current work to finish before changing weights.', 'info');
       return;
     }
     file.arrayBuffer().then((bytes) => {
-      setBusy(true);
+      setPhase('weights');
       $('progress-text').textContent = `loading ${file.name}…`;
       state.worker.postMessage({ type: 'weights', bytes, name: file.name }, [bytes]);
     });
@@ -279,8 +285,8 @@
     e.target.value = '';
   });
   $('weights-default').addEventListener('click', () => {
-    if (state.busy) return;
-    setBusy(true);
+    if (busy()) return;
+    setPhase('weights');
     state.worker.postMessage({ type: 'weights', reset: true });
   });
 
@@ -294,6 +300,5 @@
   });
   $('slider').addEventListener('input', (e) => setSlider(Number(e.target.value)));
 
-  setBusy(false);
   startWorker();
 })();

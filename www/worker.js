@@ -10,7 +10,8 @@ const brn = wasm_bindgen;
 const CACHE = 'brn-weights-v1';
 const USER_WEIGHTS_KEY = 'user-weights/current';
 let cancelled = false;
-let engine = null; // {backend, adapter, tile, reason}
+let engine = null; // brn.Engine: backend, adapter, tile, warmUpPixels; loadWeights, warmUp, derain
+let reason = ''; // why the CPU is used, if it is
 let weights = null; // {label, architecture, stages, source}
 
 const post = (msg, transfer) => self.postMessage(msg, transfer || []);
@@ -76,24 +77,25 @@ async function defaultWeights() {
 }
 
 function load(bytes, label, source) {
-  const info = brn.loadWeights(bytes, label);
+  const info = engine.loadWeights(bytes, label);
   weights = { label, architecture: info.architecture, stages: info.stages, source };
   return weights;
 }
 
-// Must match web::wasm::WARM_UP_SIDE; two stages run every kernel that more stages do.
-const WARM_UP = { side: 32, stages: 2 };
-
+// The engine runs a small image with at most two stages (every kernel more stages use).
 async function warmUp() {
   const t0 = performance.now();
-  const stages = Math.min(weights.stages, WARM_UP.stages);
-  await brn.warmUp(stages);
-  return { seconds: (performance.now() - t0) / 1000, pixels: WARM_UP.side * WARM_UP.side, stages };
+  const stages = await engine.warmUp(weights.stages);
+  return { seconds: (performance.now() - t0) / 1000, pixels: engine.warmUpPixels, stages };
+}
+
+// What the page shows of the engine.
+function engineInfo() {
+  return { backend: engine.backend, adapter: engine.adapter, tile: engine.tile, reason };
 }
 
 async function init({ mode, limitOverride }) {
   await brn({ module_or_path: new URL('./web_bg.wasm', self.location) });
-  let reason = '';
   let adapter = null;
   if (mode === 'cpu') {
     reason = 'CPU requested';
@@ -105,19 +107,16 @@ async function init({ mode, limitOverride }) {
   }
   if (!reason) {
     status('Starting WebGPU…');
+    const i = adapter.info || {};
+    const name = i.description || [i.vendor, i.architecture].filter(Boolean).join(' ');
     try {
-      engine = await brn.initWebGpu(limitOverride || 0);
+      engine = await brn.Engine.webGpu(limitOverride || 0, name);
     } catch (e) {
       post({ type: 'gpu-failed', reason: `WebGPU failed to start (${errorText(e)})` });
       return;
     }
   } else {
-    engine = brn.initCpu();
-  }
-  engine.reason = reason;
-  if (engine.backend === 'webgpu' && adapter && adapter.info) {
-    const i = adapter.info;
-    engine.adapter = i.description || [i.vendor, i.architecture].filter(Boolean).join(' ') || 'an unnamed adapter';
+    engine = brn.Engine.cpu();
   }
 
   status('Loading weights…');
@@ -135,13 +134,13 @@ async function init({ mode, limitOverride }) {
     status(engine.backend === 'webgpu' ? 'Compiling GPU kernels (one-time warm-up)…' : 'Warming up…');
     warm = await warmUp();
   }
-  post({ type: 'ready', engine, weights, warmUp: warm });
+  post({ type: 'ready', engine: engineInfo(), weights, warmUp: warm });
 }
 
 async function run({ id, file, stages, keepStages }) {
   cancelled = false;
   const t0 = performance.now();
-  const out = await brn.derain(new Uint8Array(file), stages, keepStages, async (done, total) => {
+  const out = await engine.derain(new Uint8Array(file), stages, keepStages, async (done, total) => {
     post({ type: 'progress', id, done, total, seconds: (performance.now() - t0) / 1000 });
     // Yield to the event loop so that a Cancel message is seen before the next tile.
     await new Promise((resolve) => setTimeout(resolve, 0));

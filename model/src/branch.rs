@@ -13,7 +13,9 @@ use crate::config::CellKind;
 /// Two 3x3 convolutions, each followed by ReLU, with an identity shortcut and a final ReLU.
 #[derive(Module, Debug)]
 pub struct ResBlock<B: Backend> {
+    /// The first convolution.
     pub conv1: Conv2d<B>,
+    /// The second convolution, before the shortcut.
     pub conv2: Conv2d<B>,
 }
 

@@ -39,9 +39,13 @@ impl DerainOptions {
 /// Planar `[3, H, W]` outputs of a derain, in [0, 1] where the network is right.
 #[derive(Clone, Debug, Default)]
 pub struct Derained {
+    /// The derained image: the last stage's background estimate.
     pub background: Vec<f32>,
+    /// The extracted rain layer, when asked for and the network estimates one.
     pub rain: Option<Vec<f32>>,
+    /// Every stage's background estimate, when asked for (Fig. 8 of the paper).
     pub background_stages: Vec<Vec<f32>>,
+    /// Every stage's rain estimate, when asked for.
     pub rain_stages: Vec<Vec<f32>>,
 }
 

@@ -10,29 +10,51 @@ pub enum ModelError {
     InvalidConfig(String),
     /// The weights file could not be read or parsed.
     #[error("cannot read weights '{path}': {reason}")]
-    WeightsUnreadable { path: String, reason: String },
+    WeightsUnreadable {
+        /// The file, as the user named it.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The weights file was read but does not fit the chosen architecture.
     #[error("the weights in '{path}' do not fit the {arch} architecture:\n{details}\nIs the file truncated, or of another architecture?")]
     WeightsMismatch {
+        /// The file, as the user named it.
         path: String,
+        /// The architecture it was loaded as.
         arch: String,
+        /// The missing, unexpected and mis-shaped tensors, one a line.
         details: String,
     },
     /// An authors' file whose tensors fit none of the architectures we know.
     #[error("the tensors in '{path}' fit none of the architectures known here ({known}): is it a checkpoint of another network, or damaged?")]
-    WeightsUnknown { path: String, known: String },
+    WeightsUnknown {
+        /// The file, as the user named it.
+        path: String,
+        /// The architectures tried.
+        known: String,
+    },
     /// A weights file holds NaN or infinite values.
     #[error("the weights in '{path}' are damaged: tensor {tensor} holds NaN or infinite values")]
-    WeightsNotFinite { path: String, tensor: String },
+    WeightsNotFinite {
+        /// The file, as the user named it.
+        path: String,
+        /// The first tensor found with a non-finite value.
+        tensor: String,
+    },
     /// The image could not be decoded.
     #[error("cannot decode image: {0}")]
     Decode(String),
     /// The image is larger than we are willing to allocate.
     #[error("image is {width}x{height} pixels, larger than the limit of {limit} pixels per side / {max_pixels} pixels in all; downscale it first")]
     ImageTooLarge {
+        /// The image's width, as its header claims.
         width: u64,
+        /// The image's height, as its header claims.
         height: u64,
+        /// The most pixels per side accepted.
         limit: u32,
+        /// The most pixels in all accepted.
         max_pixels: u64,
     },
     /// An image or a record could not be encoded.

@@ -18,14 +18,18 @@ pub const MAX_PIXELS: u64 = 100_000_000;
 /// Bits per channel of the source, kept for the output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BitDepth {
+    /// 8 bits per channel.
     Eight,
+    /// 16 bits per channel.
     Sixteen,
 }
 
 /// A decoded picture, upright, as the network sees it.
 #[derive(Clone, Debug)]
 pub struct Picture {
+    /// Width in pixels.
     pub width: usize,
+    /// Height in pixels.
     pub height: usize,
     /// Planar RGB in [0, 1], `[3, H, W]` (gray sources are replicated to three channels).
     pub rgb: Vec<f32>,
@@ -190,6 +194,18 @@ pub fn to_u16(v: f32) -> u16 {
     (v.clamp(0.0, 1.0) * 65535.0) as u16
 }
 
+/// Planar RGB `[3, H, W]` as interleaved 8-bit RGBA with the picture's alpha (opaque without
+/// one), truncated as the paper saves its outputs: what a canvas shows.
+pub fn rgba8(rgb: &[f32], like: &Picture) -> Vec<u8> {
+    let n = like.width * like.height;
+    (0..n)
+        .flat_map(|i| {
+            let a = like.alpha.as_ref().map(|a| to_u8(a[i])).unwrap_or(255);
+            [to_u8(rgb[i]), to_u8(rgb[n + i]), to_u8(rgb[2 * n + i]), a]
+        })
+        .collect()
+}
+
 /// Planar RGB `[3, H, W]` in [0, 1] to an image with the source's depth, color and alpha.
 pub fn to_dynamic(rgb: &[f32], like: &Picture) -> DynamicImage {
     let (w, h) = (like.width as u32, like.height as u32);
@@ -208,12 +224,9 @@ pub fn to_dynamic(rgb: &[f32], like: &Picture) -> DynamicImage {
         (BitDepth::Eight, false, false) => {
             build!(Rgb, to_u8, |i| [rgb[i], rgb[n + i], rgb[2 * n + i]])
         }
-        (BitDepth::Eight, false, true) => build!(Rgba, to_u8, |i| [
-            rgb[i],
-            rgb[n + i],
-            rgb[2 * n + i],
-            alpha(i)
-        ]),
+        (BitDepth::Eight, false, true) => DynamicImage::from(
+            ::image::RgbaImage::from_raw(w, h, rgba8(rgb, like)).expect("w * h RGBA pixels"),
+        ),
         (BitDepth::Eight, true, false) => build!(Luma, to_u8, |i| [luma(i)]),
         (BitDepth::Eight, true, true) => build!(LumaA, to_u8, |i| [luma(i), alpha(i)]),
         (BitDepth::Sixteen, false, false) => {

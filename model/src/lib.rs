@@ -2,6 +2,8 @@
 //! and everything the command line and the web page share: image ↔ tensor conversion,
 //! tiled inference and weight loading.
 
+#![warn(missing_docs)]
+
 pub mod branch;
 pub mod cell;
 pub mod config;

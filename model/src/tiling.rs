@@ -11,9 +11,13 @@ use crate::error::ModelError;
 /// One window of a [`TilePlan`], in pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tile {
+    /// Left edge.
     pub x: usize,
+    /// Top edge.
     pub y: usize,
+    /// Width.
     pub width: usize,
+    /// Height.
     pub height: usize,
 }
 
@@ -61,9 +65,13 @@ fn axis_weights(start: usize, size: usize, len: usize, overlap: usize) -> Vec<f3
 /// The tiles covering a `width` x `height` image.
 #[derive(Clone, Debug)]
 pub struct TilePlan {
+    /// The image's width.
     pub width: usize,
+    /// The image's height.
     pub height: usize,
+    /// Pixels shared by neighbouring tiles, blended with linear ramps.
     pub overlap: usize,
+    /// The tiles, row by row.
     pub tiles: Vec<Tile>,
 }
 

@@ -3,7 +3,9 @@
 //! this crate picks tile sizes from the GPU's limits and turns the model's planar maps into the
 //! RGBA views the page shows.
 
-use model::image::{to_u8, Picture};
+#![warn(missing_docs)]
+
+use model::image::{rgba8, Picture};
 use model::Derained;
 
 #[cfg(target_arch = "wasm32")]
@@ -25,6 +27,7 @@ pub const GPU_BYTES_PER_PIXEL: u64 = 128 * 4 * 2;
 /// forced tiny limit (the tests') reaches the minimum. Above 512 a tile's many live feature
 /// maps strain a small GPU's total memory for little gain.
 pub const MIN_TILE: usize = 64;
+/// The largest tile side.
 pub const MAX_TILE: usize = 512;
 
 /// Overlap between tiles: the model's default (64), or half a tile for tiles under 128.
@@ -42,21 +45,11 @@ pub fn tile_for_limits(max_storage_binding: u64, max_buffer: u64) -> usize {
 /// Tile side for the CPU backend in wasm: small enough for frequent progress and cancel points.
 pub const CPU_TILE: usize = 256;
 
-/// Planar RGB `[3, H, W]` as an RGBA canvas with the picture's alpha (paper truncation).
-pub fn rgba_from_planar(rgb: &[f32], like: &Picture) -> Vec<u8> {
-    let n = like.width * like.height;
-    (0..n)
-        .flat_map(|i| {
-            let a = like.alpha.as_ref().map(|a| to_u8(a[i])).unwrap_or(255);
-            [to_u8(rgb[i]), to_u8(rgb[n + i]), to_u8(rgb[2 * n + i]), a]
-        })
-        .collect()
-}
-
 /// One image the page can show.
 pub struct View {
     /// What it is, as the view switcher labels it.
     pub label: String,
+    /// Its pixels, interleaved 8-bit RGBA.
     pub rgba: Vec<u8>,
 }
 
@@ -65,7 +58,7 @@ pub struct View {
 pub fn views(picture: &Picture, out: &Derained) -> Vec<View> {
     let view = |label: String, rgb: &[f32]| View {
         label,
-        rgba: rgba_from_planar(rgb, picture),
+        rgba: rgba8(rgb, picture),
     };
     let mut views = vec![
         view("Input".into(), &picture.rgb),
@@ -135,7 +128,7 @@ mod tests {
                 "Stage 2 rain"
             ]
         );
-        let rgba = rgba_from_planar(&picture.rgb, &picture);
+        let rgba = rgba8(&picture.rgb, &picture);
         assert_eq!(rgba, [0, 127, 255, 255, 255, 127, 0, 255]);
     }
 }

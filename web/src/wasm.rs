@@ -1,36 +1,40 @@
-//! The JavaScript boundary, called from the page's Web Worker (`www/worker.js`). One engine per
-//! worker: a WebGPU device is created once and kept (the browser allows one device setup per
-//! page), or the CPU backend is used. Every error is a `JsError` with a message a person can
-//! act on; nothing here panics on bad input.
+//! The JavaScript boundary, called from the page's Web Worker (`www/worker.js`): one
+//! [`Engine`] per worker, on a WebGPU device created once and kept (the browser allows one
+//! device setup per page) or on the CPU, holding its weights. Every error is a `JsError` with a
+//! message a person can act on; nothing here panics on bad input.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use burn_flex::Flex;
 use burn_wgpu::{graphics::WebGpu, init_setup_async, RuntimeOptions, Wgpu, WgpuDevice};
 use js_sys::{Array, Object, Promise, Reflect, Uint8Array, Uint8ClampedArray};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use model::image::Picture;
 use model::{Brn, DerainOptions, Derained, ModelError};
 
 use crate::{views, CPU_TILE, MAX_PIXELS, MAX_STAGE_VIEW_PIXELS};
 
+/// Loaded weights on the engine's backend.
 enum Network {
     Gpu(Brn<Wgpu>, WgpuDevice),
     Cpu(Brn<Flex>),
 }
 
-struct Engine {
+/// Side of the warm-up image: two stages on it run every kernel a longer run does.
+const WARM_UP_SIDE: usize = 32;
+/// Stages of the warm-up run.
+const WARM_UP_STAGES: usize = 2;
+
+/// The deraining engine of one Web Worker: its backend (a WebGPU device, or the CPU in
+/// WebAssembly), the tile size that backend's limits allow, and the loaded weights.
+#[wasm_bindgen]
+pub struct Engine {
     gpu: Option<WgpuDevice>,
     adapter: String,
     tile: usize,
     network: Option<Rc<Network>>,
-}
-
-thread_local! {
-    static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
 }
 
 fn js_error(e: ModelError) -> JsError {
@@ -42,76 +46,82 @@ fn set(object: &Object, key: &str, value: impl Into<JsValue>) {
     let _ = Reflect::set(object, &key.into(), &value.into());
 }
 
-fn describe(engine: &Engine) -> Object {
-    let info = Object::new();
-    set(
-        &info,
-        "backend",
-        if engine.gpu.is_some() {
-            "webgpu"
-        } else {
-            "cpu"
-        },
-    );
-    set(&info, "adapter", engine.adapter.as_str());
-    set(&info, "tile", engine.tile as u32);
-    info
-}
-
-/// Start the WebGPU engine: one device for the worker's lifetime, tiles sized from its limits.
-/// `limit_override` (bytes, 0 for none) caps the limits used for tiling, so tests can force
-/// many tiles. Returns `{backend, adapter, tile}`.
-#[wasm_bindgen(js_name = initWebGpu)]
-pub async fn init_webgpu(limit_override: f64) -> Result<Object, JsError> {
-    console_error_panic_hook::set_once();
-    if let Some(info) = ENGINE.with_borrow(|e| e.as_ref().map(describe)) {
-        return Ok(info);
+#[wasm_bindgen]
+impl Engine {
+    /// Start on WebGPU: one device for the worker's lifetime, tiles sized from its limits.
+    /// `limit_override` (bytes, 0 for none) caps the limits used for tiling, so tests can
+    /// force many tiles. `adapter` is the adapter's description from the browser's
+    /// `GPUAdapterInfo` (the worker asks the browser for an adapter first, which is how it
+    /// tells "no GPU" from a failure; wgpu cannot be handed that adapter, so it asks again);
+    /// empty, wgpu's own description is used.
+    #[wasm_bindgen(js_name = webGpu)]
+    pub async fn web_gpu(limit_override: f64, adapter: String) -> Result<Engine, JsError> {
+        console_error_panic_hook::set_once();
+        let device = WgpuDevice::default();
+        let setup = init_setup_async::<WebGpu>(&device, RuntimeOptions::default()).await;
+        let limits = setup.device.limits();
+        let mut binding = limits.max_storage_buffer_binding_size as f64;
+        let mut buffer = limits.max_buffer_size as f64;
+        if limit_override > 0.0 {
+            binding = binding.min(limit_override);
+            buffer = buffer.min(limit_override);
+        }
+        let adapter = match adapter.trim() {
+            "" => match setup.adapter.get_info().name {
+                name if name.is_empty() => "an unnamed adapter".to_string(),
+                name => name,
+            },
+            given => given.to_string(),
+        };
+        Ok(Engine {
+            gpu: Some(device),
+            adapter,
+            tile: crate::tile_for_limits(binding as u64, buffer as u64),
+            network: None,
+        })
     }
-    let device = WgpuDevice::default();
-    let setup = init_setup_async::<WebGpu>(&device, RuntimeOptions::default()).await;
-    let limits = setup.device.limits();
-    let mut binding = limits.max_storage_buffer_binding_size as f64;
-    let mut buffer = limits.max_buffer_size as f64;
-    if limit_override > 0.0 {
-        binding = binding.min(limit_override);
-        buffer = buffer.min(limit_override);
-    }
-    let info = setup.adapter.get_info();
-    let engine = Engine {
-        gpu: Some(device),
-        adapter: format!("{} ({:?})", info.name, info.backend),
-        tile: crate::tile_for_limits(binding as u64, buffer as u64),
-        network: None,
-    };
-    let described = describe(&engine);
-    ENGINE.with_borrow_mut(|e| *e = Some(engine));
-    Ok(described)
-}
 
-/// Start the CPU engine (burn-flex in wasm). Returns `{backend, adapter, tile}`.
-#[wasm_bindgen(js_name = initCpu)]
-pub fn init_cpu() -> Object {
-    console_error_panic_hook::set_once();
-    ENGINE.with_borrow_mut(|e| {
-        let engine = e.get_or_insert_with(|| Engine {
+    /// Start on the CPU (burn-flex in WebAssembly).
+    pub fn cpu() -> Engine {
+        console_error_panic_hook::set_once();
+        Engine {
             gpu: None,
             adapter: "CPU (WebAssembly)".into(),
             tile: CPU_TILE,
             network: None,
-        });
-        describe(engine)
-    })
-}
+        }
+    }
 
-/// Load weights (our record, or an authors' `.pth`) on the engine's backend, replacing the
-/// current ones only on success. Returns `{architecture, stages}`.
-#[wasm_bindgen(js_name = loadWeights)]
-pub fn load_weights(bytes: Vec<u8>, name: &str) -> Result<Object, JsError> {
-    ENGINE.with_borrow_mut(|engine| {
-        let engine = engine
-            .as_mut()
-            .ok_or_else(|| JsError::new("the engine is not started"))?;
-        let network = match &engine.gpu {
+    /// `webgpu` or `cpu`.
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        if self.gpu.is_some() { "webgpu" } else { "cpu" }.into()
+    }
+
+    /// What the engine runs on, as the page shows it.
+    #[wasm_bindgen(getter)]
+    pub fn adapter(&self) -> String {
+        self.adapter.clone()
+    }
+
+    /// Tile side in pixels.
+    #[wasm_bindgen(getter)]
+    pub fn tile(&self) -> usize {
+        self.tile
+    }
+
+    /// Pixels of the warm-up image ([`Engine::warm_up`]), to scale its time to a photo's.
+    #[wasm_bindgen(getter, js_name = warmUpPixels)]
+    pub fn warm_up_pixels(&self) -> usize {
+        WARM_UP_SIDE * WARM_UP_SIDE
+    }
+
+    /// Load weights (our record, or an authors' `.pth` of any architecture we know) on the
+    /// engine's backend, replacing the current ones only on success. Returns
+    /// `{architecture, stages}`.
+    #[wasm_bindgen(js_name = loadWeights)]
+    pub fn load_weights(&mut self, bytes: Vec<u8>, name: &str) -> Result<Object, JsError> {
+        let network = match &self.gpu {
             Some(device) => Network::Gpu(
                 model::load_any(bytes, None, name, device).map_err(js_error)?,
                 device.clone(),
@@ -124,12 +134,68 @@ pub fn load_weights(bytes: Vec<u8>, name: &str) -> Result<Object, JsError> {
             Network::Gpu(net, _) => net.config.clone(),
             Network::Cpu(net) => net.config.clone(),
         };
-        engine.network = Some(Rc::new(network));
+        self.network = Some(Rc::new(network));
         let info = Object::new();
         set(&info, "architecture", config.describe());
         set(&info, "stages", config.stages as u32);
         Ok(info)
-    })
+    }
+
+    fn network(&self) -> Result<Rc<Network>, JsError> {
+        self.network
+            .clone()
+            .ok_or_else(|| JsError::new("no weights are loaded; load a weights file first"))
+    }
+
+    /// Derain an image file's bytes at `stages` T. `progress(done, total)` is called after
+    /// each tile and returns (a promise of) false to cancel. `keep_stages` also returns each
+    /// stage's estimates (images up to 4 MP). Resolves to
+    /// `{width, height, png, stagesKept, views: [{label, rgba}]}`.
+    pub fn derain(
+        &self,
+        file: Vec<u8>,
+        stages: usize,
+        keep_stages: bool,
+        progress: js_sys::Function,
+    ) -> Promise {
+        let (network, tile) = (self.network(), self.tile);
+        future_to_promise(async move {
+            derain(network?, tile, file, stages, keep_stages, progress)
+                .await
+                .map(JsValue::from)
+                .map_err(JsValue::from)
+        })
+    }
+
+    /// Run the network once on a small blank image with at most two stages (every kernel a
+    /// longer run uses) so that the first real photo does not pay for shader compilation.
+    /// Resolves to the stages run.
+    #[wasm_bindgen(js_name = warmUp)]
+    pub fn warm_up(&self, stages: usize) -> Promise {
+        let network = self.network();
+        future_to_promise(async move {
+            let network = network?;
+            let side = WARM_UP_SIDE;
+            let picture = Picture {
+                width: side,
+                height: side,
+                rgb: vec![0.5; 3 * side * side],
+                alpha: None,
+                depth: model::image::BitDepth::Eight,
+                gray: false,
+            };
+            let stages = stages.clamp(1, WARM_UP_STAGES);
+            let options = DerainOptions {
+                tile: side,
+                rain_layer: true,
+                ..DerainOptions::new(stages)
+            };
+            run(&network, &picture, &options, |_, _| async { true })
+                .await
+                .map_err(|e| JsValue::from(js_error(e)))?;
+            Ok(JsValue::from(stages as u32))
+        })
+    }
 }
 
 async fn run<P, F>(
@@ -152,26 +218,14 @@ where
     }
 }
 
-/// Derain an image file's bytes at `stages` T. `progress(done, total)` is called after each
-/// tile and returns (a promise of) false to cancel. `keepStages` also returns each stage's
-/// estimates (images up to 4 MP). Returns `{width, height, png, views: [{label, rgba}]}`.
-#[wasm_bindgen]
-pub async fn derain(
+async fn derain(
+    network: Rc<Network>,
+    tile: usize,
     file: Vec<u8>,
     stages: usize,
     keep_stages: bool,
     progress: js_sys::Function,
 ) -> Result<Object, JsError> {
-    let (network, tile) = ENGINE.with_borrow(|engine| {
-        let engine = engine
-            .as_ref()
-            .ok_or_else(|| JsError::new("the engine is not started"))?;
-        let network = engine
-            .network
-            .clone()
-            .ok_or_else(|| JsError::new("no weights are loaded; load a weights file first"))?;
-        Ok::<_, JsError>((network, engine.tile))
-    })?;
     let picture = model::image::decode_within(&file, MAX_PIXELS).map_err(js_error)?;
     drop(file);
     let pixels = (picture.width * picture.height) as u64;
@@ -218,34 +272,4 @@ pub async fn derain(
     }
     set(&result, "views", list);
     Ok(result)
-}
-
-/// Side of the warm-up image.
-pub const WARM_UP_SIDE: usize = 32;
-
-/// Run the network once on a small blank image (two stages run every kernel a longer run
-/// does) so the first real photo does not pay for shader compilation. Errors say what failed.
-#[wasm_bindgen(js_name = warmUp)]
-pub async fn warm_up(stages: usize) -> Result<(), JsError> {
-    let network = ENGINE
-        .with_borrow(|e| e.as_ref().and_then(|e| e.network.clone()))
-        .ok_or_else(|| JsError::new("no weights are loaded"))?;
-    let side = WARM_UP_SIDE;
-    let picture = Picture {
-        width: side,
-        height: side,
-        rgb: vec![0.5; 3 * side * side],
-        alpha: None,
-        depth: model::image::BitDepth::Eight,
-        gray: false,
-    };
-    let options = DerainOptions {
-        tile: side,
-        rain_layer: true,
-        ..DerainOptions::new(stages)
-    };
-    run(&network, &picture, &options, |_, _| async { true })
-        .await
-        .map(|_| ())
-        .map_err(js_error)
 }

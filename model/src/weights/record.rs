@@ -151,6 +151,7 @@ pub fn record_to_f16(bytes: &[u8]) -> Result<Vec<u8>, ModelError> {
 /// Precision of the tensors in a written record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precision {
+    /// Full precision, as trained.
     F32,
     /// Half the size; outputs differ by about 1e-3.
     F16,
