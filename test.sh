@@ -2,7 +2,8 @@
 # Runs every test of the project: formatting, lints (native and wasm), unit tests, parity with
 # the authors' outputs, CLI end to end, then builds the page and tests it in a real browser
 # (Debian Chromium headless: WebGPU via SwiftShader, and the CPU fallback). Installs what it
-# needs (rustfmt, clippy, the wasm target, trunk, wasm-bindgen-cli, npm packages, Chromium).
+# needs (rustfmt, clippy, the wasm target, trunk, wasm-bindgen-cli, npm packages, Chromium,
+# Mesa's lavapipe Vulkan driver for `brn --device gpu`).
 # Reads ../shared (override with BRN_SHARED). Build caches live outside the clone.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -12,6 +13,13 @@ export CARGO_TERM_COLOR=never
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 source scripts/web-tools.sh --browser
+# Mesa's lavapipe: a Vulkan driver on the CPU, so that `brn --device gpu` is tested here too.
+if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then
+  echo "== installing Mesa's Vulkan drivers (lavapipe)"
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+fi
+export BRN_REQUIRE_GPU=1
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

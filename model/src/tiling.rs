@@ -8,6 +8,32 @@
 
 use crate::error::ModelError;
 
+/// GPU bytes per tile pixel of the largest buffer the network allocates: the 128-channel f32
+/// output of the fused LSTM gate conv (burn-cubecl's 3x3 convs are direct or implicit GEMM, so
+/// no im2col buffer is materialised), times 2 for safety (layout copies, allocator pages).
+pub const GPU_BYTES_PER_PIXEL: u64 = 128 * 4 * 2;
+
+/// Smallest GPU tile side. Real adapters (128 MiB per binding at least) get 360 or more; only
+/// a forced tiny limit (the tests') reaches the minimum.
+pub const MIN_GPU_TILE: usize = 64;
+/// Largest GPU tile side: above it a tile's many live feature maps strain a small GPU's total
+/// memory for little gain.
+pub const MAX_GPU_TILE: usize = 512;
+
+/// Tile side (multiple of 8) whose largest buffer fits both of a GPU adapter's limits
+/// (`maxStorageBufferBindingSize` and `maxBufferSize` in WebGPU's terms): the one planner of
+/// the page and of `brn --device gpu`.
+pub fn tile_for_gpu_limits(max_storage_binding: u64, max_buffer: u64) -> usize {
+    let bytes = max_storage_binding.min(max_buffer);
+    let side = ((bytes / GPU_BYTES_PER_PIXEL) as f64).sqrt() as usize;
+    (side / 8 * 8).clamp(MIN_GPU_TILE, MAX_GPU_TILE)
+}
+
+/// Overlap between tiles of side `tile`: the default (64), or half a tile for tiles under 128.
+pub fn overlap_for(tile: usize) -> usize {
+    DEFAULT_OVERLAP.min(tile / 2)
+}
+
 /// One window of a [`TilePlan`], in pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tile {
@@ -296,5 +322,27 @@ mod tests {
             .run(&image, |t, _| Ok(vec![t]), |done, _| done < 2)
             .unwrap_err();
         assert!(matches!(err, ModelError::Cancelled));
+    }
+
+    #[test]
+    fn tiles_fit_the_limits() {
+        // Spec defaults: 128 MiB per binding, 256 MiB per buffer.
+        let tile = tile_for_gpu_limits(128 << 20, 256 << 20);
+        assert_eq!(tile % 8, 0);
+        assert!((tile * tile) as u64 * GPU_BYTES_PER_PIXEL <= 128 << 20);
+        assert!(tile >= 256, "default limits allow {tile}");
+        // A huge GPU is capped, a tiny one still makes progress.
+        assert_eq!(
+            tile_for_gpu_limits(u64::MAX / 2, u64::MAX / 2),
+            MAX_GPU_TILE
+        );
+        assert_eq!(tile_for_gpu_limits(1 << 20, 1 << 20), MIN_GPU_TILE);
+        assert_eq!(overlap_for(tile), 64);
+        assert_eq!(overlap_for(MIN_GPU_TILE), 32);
+        // The smaller of the two limits rules.
+        assert_eq!(
+            tile_for_gpu_limits(1 << 30, 64 << 20),
+            tile_for_gpu_limits(64 << 20, 1 << 30)
+        );
     }
 }

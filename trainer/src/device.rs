@@ -1,5 +1,6 @@
-//! Where a command runs: parsing `--device`, checking that CUDA can start, persistent kernel
-//! caches for GPU runs, and running a command on the backend the device needs.
+//! Where a command runs: parsing `--device`, starting the platform's GPU through wgpu or
+//! checking that CUDA can start, persistent kernel caches for GPU runs, and running a command
+//! on the backend the device needs.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,21 +8,28 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::Backend;
 
-/// What `--device` names: the CPU, or one or more CUDA devices by index.
+/// What `--device` names: the CPU, the platform's GPU, either, or CUDA devices by index.
 #[derive(Debug, PartialEq)]
 pub enum Devices {
     /// The CPU (burn-flex).
     Cpu,
+    /// The platform's GPU through wgpu (Vulkan, Metal or DX12) with the page's WGSL kernels.
+    Gpu,
+    /// The GPU when one is usable, else the CPU (saying which).
+    Auto,
     /// CUDA devices by index (burn-cuda); several train data-parallel.
     Cuda(Vec<usize>),
 }
 
-/// Parse `cpu`, `cuda` (device 0), `cuda:N`, or a comma-separated list of CUDA devices
-/// (`cuda:0,cuda:1`) for data-parallel training.
+/// Parse `cpu`, `gpu`, `auto`, `cuda` (device 0), `cuda:N`, or a comma-separated list of
+/// CUDA devices (`cuda:0,cuda:1`) for data-parallel training.
 pub fn parse_devices(text: &str) -> Result<Devices> {
-    let help = "use cpu, cuda:N, or a list such as cuda:0,cuda:1";
-    if text == "cpu" {
-        return Ok(Devices::Cpu);
+    let help = "use cpu, gpu, auto, cuda:N, or a list such as cuda:0,cuda:1";
+    match text {
+        "cpu" => return Ok(Devices::Cpu),
+        "gpu" => return Ok(Devices::Gpu),
+        "auto" => return Ok(Devices::Auto),
+        _ => {}
     }
     let mut indices = Vec::new();
     for part in text.split(',').map(str::trim) {
@@ -53,6 +61,9 @@ pub trait Job: Sized {
         None
     }
 
+    /// On a wgpu GPU: the tile side its limits allow (the page's planner), for jobs that tile.
+    fn use_gpu_tile(&mut self, _tile: usize) {}
+
     /// Run on backend `B` with these devices (one, unless [`Job::SEVERAL_DEVICES`]).
     fn run<B: Backend>(self, devices: &[B::Device]) -> Result<ExitCode>;
 }
@@ -65,8 +76,77 @@ pub fn run_on<J: Job>(device: &str, job: J) -> Result<ExitCode> {
     }
     match devices {
         Devices::Cpu => job.run::<burn_flex::Flex>(&[Default::default()]),
+        Devices::Gpu => gpu(job, false),
+        Devices::Auto => gpu(job, true),
         Devices::Cuda(indices) => cuda(indices, job),
     }
+}
+
+/// The GPU wgpu started: what it is and the tile side its limits allow.
+pub struct GpuInfo {
+    /// The adapter's name and graphics API.
+    pub name: String,
+    /// Tile side from its buffer limits ([`model::tiling::tile_for_gpu_limits`]).
+    pub tile: usize,
+}
+
+/// Start the platform's GPU through wgpu (Vulkan on Linux, Metal on macOS, DX12 on Windows)
+/// with the page's WGSL kernels, or say in one sentence why there is none.
+#[cfg(feature = "gpu")]
+pub fn start_gpu() -> Result<GpuInfo, String> {
+    use burn_wgpu::{graphics::AutoGraphicsApi, init_setup, RuntimeOptions, WgpuDevice};
+    // wgpu panics when it finds no adapter; catch that (quietly) and say it plainly.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let setup = std::panic::catch_unwind(|| {
+        init_setup::<AutoGraphicsApi>(&WgpuDevice::DefaultDevice, RuntimeOptions::default())
+    });
+    std::panic::set_hook(hook);
+    let setup = setup.map_err(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        format!(
+            "wgpu found no usable GPU adapter ({}); install the GPU's Vulkan driver (Debian: mesa-vulkan-drivers for most GPUs, or the vendor's), Metal on macOS, DX12 on Windows",
+            what.trim_end_matches('.')
+        )
+    })?;
+    let limits = setup.device.limits();
+    let info = setup.adapter.get_info();
+    Ok(GpuInfo {
+        name: format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type),
+        tile: model::tiling::tile_for_gpu_limits(
+            limits.max_storage_buffer_binding_size as u64,
+            limits.max_buffer_size,
+        ),
+    })
+}
+
+#[cfg(feature = "gpu")]
+fn gpu<J: Job>(mut job: J, fall_back: bool) -> Result<ExitCode> {
+    match start_gpu() {
+        Ok(gpu) => {
+            eprintln!("using the GPU: {}; tiles up to {} px", gpu.name, gpu.tile);
+            job.use_gpu_tile(gpu.tile);
+            job.run::<burn_wgpu::Wgpu>(&[burn_wgpu::WgpuDevice::DefaultDevice])
+        }
+        Err(why) if fall_back => {
+            eprintln!("using the CPU: {why}");
+            job.run::<burn_flex::Flex>(&[Default::default()])
+        }
+        Err(why) => bail!("--device gpu: {why}; or run on the CPU with --device cpu"),
+    }
+}
+
+#[cfg(not(feature = "gpu"))]
+fn gpu<J: Job>(job: J, fall_back: bool) -> Result<ExitCode> {
+    if fall_back {
+        eprintln!("using the CPU: this build has no GPU support");
+        return job.run::<burn_flex::Flex>(&[Default::default()]);
+    }
+    bail!("this build has no GPU support (the `gpu` feature, on by default); run with --device cpu")
 }
 
 #[cfg(feature = "cuda")]
@@ -172,6 +252,8 @@ mod tests {
     #[test]
     fn device_lists_parse_and_bad_ones_are_named() {
         assert_eq!(parse_devices("cpu").unwrap(), Devices::Cpu);
+        assert_eq!(parse_devices("gpu").unwrap(), Devices::Gpu);
+        assert_eq!(parse_devices("auto").unwrap(), Devices::Auto);
         assert_eq!(parse_devices("cuda").unwrap(), Devices::Cuda(vec![0]));
         assert_eq!(parse_devices("cuda:3").unwrap(), Devices::Cuda(vec![3]));
         assert_eq!(
@@ -179,7 +261,7 @@ mod tests {
             Devices::Cuda(vec![0, 1])
         );
         for (bad, needle) in [
-            ("gpu", "unknown device 'gpu'"),
+            ("tpu", "unknown device 'tpu'"),
             ("cuda:x", "bad device 'cuda:x'"),
             ("cuda0", "bad device 'cuda0'"),
             ("cuda:1,cuda:1", "twice"),

@@ -501,3 +501,82 @@ fn eval_reports_the_rainy_inputs_own_score() {
     assert!((image["input_ssim"].as_f64().unwrap() - ssim).abs() < 1e-9);
     assert!((report["input"]["psnr"].as_f64().unwrap() - psnr).abs() < 1e-9);
 }
+
+/// PSNR in dB between two 8-bit RGB images of the same size.
+fn psnr_rgb8(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let mse = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum::<f64>()
+        / a.as_raw().len() as f64;
+    10.0 * (255.0f64 * 255.0 / mse.max(1e-12)).log10()
+}
+
+/// `--device gpu` (burn-wgpu on the platform's Vulkan, with the page's WGSL kernels; Mesa's
+/// lavapipe where there is no GPU) derains as the CPU does: a 120x88 photo crop (Rain100L's
+/// first image when `../shared` is there) in tiles forced to 64 px is within 40 dB PSNR of
+/// `--device cpu`'s output; `--device auto` says which device it took. Without any Vulkan
+/// driver the test is skipped, unless BRN_REQUIRE_GPU is set (test.sh installs lavapipe and
+/// sets it), where it fails.
+#[test]
+fn the_gpu_derains_as_the_cpu_does() {
+    let dir = temp_dir("gpu");
+    let photo = dir.join("photo.png");
+    let source = shared("data/rain100l/rainy/rain-001.png")
+        .map(|p| image::open(p).unwrap().to_rgb8())
+        .unwrap_or_else(|| {
+            ImageBuffer::from_fn(200, 200, |x, y| {
+                Rgb([
+                    (x * 5 % 256) as u8,
+                    (y * 3 % 256) as u8,
+                    ((x ^ y) % 256) as u8,
+                ])
+            })
+        });
+    save(
+        DynamicImage::from(image::imageops::crop_imm(&source, 40, 30, 120, 88).to_image()),
+        &photo,
+    );
+    let run = |device: &str| {
+        let out_dir = dir.join(device);
+        let out = brn(&[
+            "derain",
+            s(&photo),
+            "-o",
+            s(&out_dir),
+            "--stages",
+            "3",
+            "--tile",
+            "64",
+            "--device",
+            device,
+        ]);
+        (out, out_dir.join("photo.png"))
+    };
+    let (cpu, cpu_png) = run("cpu");
+    assert!(cpu.status.success());
+    let (gpu, gpu_png) = run("gpu");
+    if !gpu.status.success() && std::env::var_os("BRN_REQUIRE_GPU").is_none() {
+        assert!(stderr(&gpu).contains("no usable GPU"), "{}", stderr(&gpu));
+        eprintln!("SKIPPED: no Vulkan driver here (install mesa-vulkan-drivers); set BRN_REQUIRE_GPU to fail instead");
+        return;
+    }
+    assert!(gpu.status.success(), "{}", stderr(&gpu));
+    assert!(stderr(&gpu).contains("using the GPU"), "{}", stderr(&gpu));
+    let psnr = psnr_rgb8(
+        &image::open(&cpu_png).unwrap().to_rgb8(),
+        &image::open(&gpu_png).unwrap().to_rgb8(),
+    );
+    println!("--device gpu vs cpu: {psnr:.1} dB");
+    assert!(
+        psnr >= 40.0,
+        "GPU output differs from the CPU's: {psnr:.1} dB"
+    );
+    let (auto, _) = run("auto");
+    assert!(auto.status.success());
+    assert!(stderr(&auto).contains("using the GPU"), "{}", stderr(&auto));
+    std::fs::remove_dir_all(dir).unwrap();
+}

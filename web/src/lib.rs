@@ -18,30 +18,6 @@ pub const MAX_PIXELS: u64 = 40_000_000;
 /// Stage-by-stage views are kept for images up to this many pixels (each stage costs two maps).
 pub const MAX_STAGE_VIEW_PIXELS: u64 = 4_000_000;
 
-/// GPU bytes per tile pixel of the largest buffer the network allocates: the 128-channel f32
-/// output of the fused LSTM gate conv (burn-cubecl's 3x3 convs are direct or implicit GEMM, so
-/// no im2col buffer is materialised), times 2 for safety (layout copies, allocator pages).
-pub const GPU_BYTES_PER_PIXEL: u64 = 128 * 4 * 2;
-
-/// Tile side bounds. Real adapters (128 MiB per binding at least) get 360 or more; only a
-/// forced tiny limit (the tests') reaches the minimum. Above 512 a tile's many live feature
-/// maps strain a small GPU's total memory for little gain.
-pub const MIN_TILE: usize = 64;
-/// The largest tile side.
-pub const MAX_TILE: usize = 512;
-
-/// Overlap between tiles: the model's default (64), or half a tile for tiles under 128.
-pub fn overlap_for(tile: usize) -> usize {
-    model::tiling::DEFAULT_OVERLAP.min(tile / 2)
-}
-
-/// Tile side (multiple of 8) whose largest buffer fits both of a WebGPU adapter's limits.
-pub fn tile_for_limits(max_storage_binding: u64, max_buffer: u64) -> usize {
-    let bytes = max_storage_binding.min(max_buffer);
-    let side = ((bytes / GPU_BYTES_PER_PIXEL) as f64).sqrt() as usize;
-    (side / 8 * 8).clamp(MIN_TILE, MAX_TILE)
-}
-
 /// Tile side for the CPU backend in wasm: small enough for frequent progress and cancel points.
 pub const CPU_TILE: usize = 256;
 
@@ -79,25 +55,6 @@ pub fn views(picture: &Picture, out: &Derained) -> Vec<View> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tiles_fit_the_limits() {
-        // Spec defaults: 128 MiB per binding, 256 MiB per buffer.
-        let tile = tile_for_limits(128 << 20, 256 << 20);
-        assert_eq!(tile % 8, 0);
-        assert!((tile * tile) as u64 * GPU_BYTES_PER_PIXEL <= 128 << 20);
-        assert!(tile >= 256, "default limits allow {tile}");
-        // A huge GPU is capped, a tiny one still makes progress.
-        assert_eq!(tile_for_limits(u64::MAX / 2, u64::MAX / 2), MAX_TILE);
-        assert_eq!(tile_for_limits(1 << 20, 1 << 20), MIN_TILE);
-        assert_eq!(overlap_for(tile), 64);
-        assert_eq!(overlap_for(MIN_TILE), 32);
-        // The smaller of the two limits rules.
-        assert_eq!(
-            tile_for_limits(1 << 30, 64 << 20),
-            tile_for_limits(64 << 20, 1 << 30)
-        );
-    }
 
     #[test]
     fn views_follow_the_outputs() {

@@ -76,7 +76,7 @@ impl Engine {
         Ok(Engine {
             gpu: Some(device),
             adapter,
-            tile: crate::tile_for_limits(binding as u64, buffer as u64),
+            tile: model::tiling::tile_for_gpu_limits(binding as u64, buffer as u64),
             network: None,
         })
     }
@@ -232,7 +232,7 @@ async fn derain(
     let keep_stages = keep_stages && pixels <= MAX_STAGE_VIEW_PIXELS;
     let options = DerainOptions {
         tile,
-        overlap: crate::overlap_for(tile),
+        overlap: model::tiling::overlap_for(tile),
         rain_layer: true,
         all_stages: keep_stages,
         ..DerainOptions::new(stages)

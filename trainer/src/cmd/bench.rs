@@ -45,7 +45,7 @@ pub struct BenchArgs {
     /// cores, as a GPU run needs them.
     #[arg(long, value_name = "CONFIG")]
     loader: Option<PathBuf>,
-    /// Device for --train: cpu, or cuda:N in a build with the `cuda` feature.
+    /// Device for --train: cpu, gpu, auto, or cuda:N in a build with the `cuda` feature.
     #[arg(long, default_value = "cpu")]
     device: String,
     /// With a GPU: keep compiled kernels and autotune results in this folder, so that the next

@@ -31,13 +31,17 @@ pub struct DerainArgs {
     /// Also write every stage's estimates as NAME_stageT_x.png (and _r.png).
     #[arg(long)]
     all_stages: bool,
-    /// Largest tile side in pixels: bounds peak memory; larger images are processed in overlapping tiles.
-    #[arg(long, default_value_t = 512)]
-    tile: usize,
+    /// Largest tile side in pixels: bounds peak memory; larger images are processed in
+    /// overlapping tiles [default: 512 on the CPU; on a GPU, what its limits allow].
+    #[arg(long)]
+    tile: Option<usize>,
+    /// On a wgpu GPU, the tile side its limits allow.
+    #[arg(skip)]
+    gpu_tile: Option<usize>,
 }
 
 fn derain<B: Backend>(args: DerainArgs, device: &B::Device) -> Result<ExitCode> {
-    if args.tile < 16 {
+    if args.tile.is_some_and(|tile| tile < 16) {
         bail!("--tile must be at least 16 pixels");
     }
     let (net, stages) = load_model::<B>(&args.model, device)?;
@@ -58,12 +62,17 @@ fn derain<B: Backend>(args: DerainArgs, device: &B::Device) -> Result<ExitCode> 
         .with_context(|| format!("output folder {} is not writable", args.output.display()))?;
     let _ = std::fs::remove_file(&probe);
 
-    let options = DerainOptions {
+    let mut options = DerainOptions {
         rain_layer: args.rain_layer,
         all_stages: args.all_stages,
-        tile: args.tile,
+        tile: args.tile.unwrap_or(512),
         ..DerainOptions::new(stages)
     };
+    if let Some(limit) = args.gpu_tile {
+        // As the page tiles: never above what the GPU's limits allow.
+        options.tile = args.tile.unwrap_or(limit).min(limit);
+        options.overlap = model::tiling::overlap_for(options.tile);
+    }
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{msg} [{bar:30}] tile {pos}/{len} {elapsed} (eta {eta})")
             .expect("a valid template")
@@ -134,6 +143,10 @@ pub fn run(args: DerainArgs) -> Result<ExitCode> {
 }
 
 impl Job for DerainArgs {
+    fn use_gpu_tile(&mut self, tile: usize) {
+        self.gpu_tile = Some(tile);
+    }
+
     fn run<B: Backend>(self, devices: &[B::Device]) -> Result<ExitCode> {
         derain::<B>(self, &devices[0])
     }

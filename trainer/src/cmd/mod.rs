@@ -28,7 +28,9 @@ pub struct ModelArgs {
     /// Number of stages T [default: the architecture's, 8 for BRN and 6 for PReNet/PRN].
     #[arg(long)]
     pub stages: Option<usize>,
-    /// Device: cpu, or cuda:N in a build with the `cuda` feature.
+    /// Device: cpu; gpu (the platform's GPU through wgpu: Vulkan, Metal or DX12, with the
+    /// page's kernels); auto (the GPU if one is usable, else the CPU); or cuda:N in a build
+    /// with the `cuda` feature.
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }

@@ -56,7 +56,7 @@ pub struct TrainArgs {
     /// architecture) with a fresh optimizer.
     #[arg(long)]
     init: Option<PathBuf>,
-    /// Device: cpu, cuda:N in a build with the `cuda` feature, or several CUDA devices
+    /// Device: cpu, gpu (wgpu), auto, cuda:N in a build with the `cuda` feature, or several CUDA devices
     /// (cuda:0,cuda:1) to train data-parallel.
     #[arg(long, default_value = "cpu")]
     device: String,
