@@ -22,6 +22,12 @@ if [ "${1:-}" != "--data-only" ]; then
   xz -T0 -9 -f .gpu/brn
 fi
 cp "$shared/bench/torch_brn.py" .gpu/
+# The Vulkan loader for `brn --device gpu` (the GPU machine's image may lack it; its NVIDIA
+# driver brings the ICD).
+if [ ! -f .gpu/gl/done ]; then
+  mkdir -p .gpu/gl && (cd .gpu/gl && apt-get download libvulkan1 >/dev/null && touch done) \
+    || echo "warning: could not download libvulkan1; --device gpu may not start there"
+fi
 
 venv="$HOME/.cache/brn/pack-venv"
 [ -x "$venv/bin/python" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q pillow; }
