@@ -234,7 +234,7 @@ mod tests {
         let model = config.init::<Flex>(&device).unwrap();
         let bytes = record_bytes(&model).unwrap();
         assert_eq!(WeightsFormat::detect(&bytes), Some(WeightsFormat::Record));
-        assert_eq!(record_config(&bytes).unwrap(), Some(config.clone()));
+        assert_eq!(record_config(&bytes, "mem").unwrap(), Some(config.clone()));
         let loaded = load_record_bytes::<Flex>(bytes.clone(), None, "mem", &device).unwrap();
         let x = burn::tensor::Tensor::<Flex, 4>::ones([1, 3, 5, 6], &device) * 0.3;
         let a = model.forward(x.clone()).background.into_data();

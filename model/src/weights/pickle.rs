@@ -381,8 +381,17 @@ fn to_f32(kind: &str, bytes: &[u8]) -> Vec<f32> {
     }
 }
 
+/// Why a legacy checkpoint could not be read: what was wrong, as the reader met it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PickleError(String);
+
 /// Read a legacy `torch.save` state dict into float32 tensors by name.
-pub fn read_legacy_state_dict(bytes: &[u8]) -> Result<BTreeMap<String, TensorData>, String> {
+pub fn read_legacy_state_dict(bytes: &[u8]) -> Result<BTreeMap<String, TensorData>, PickleError> {
+    read_state_dict(bytes).map_err(PickleError)
+}
+
+fn read_state_dict(bytes: &[u8]) -> Result<BTreeMap<String, TensorData>, String> {
     if !is_legacy_torch(bytes) {
         return Err("not a legacy PyTorch checkpoint (magic number missing)".into());
     }
@@ -517,7 +526,7 @@ mod tests {
     fn unknown_callables_are_refused() {
         let mut bytes = header();
         bytes.extend_from_slice(b"\x80\x02cos\nsystem\n(X\x04\x00\x00\x00echotR.");
-        let err = read_legacy_state_dict(&bytes).unwrap_err();
+        let err = read_legacy_state_dict(&bytes).unwrap_err().to_string();
         assert!(err.contains("os.system"), "{err}");
     }
 }

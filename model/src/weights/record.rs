@@ -31,16 +31,17 @@ fn split_safetensors(
     Ok((header, &bytes[end..]))
 }
 
-/// The config stored in a record's safetensors metadata, if any.
-pub fn record_config(bytes: &[u8]) -> Result<Option<BrnConfig>, String> {
-    let (header, _) = split_safetensors(bytes)?;
+/// The config stored in a record's safetensors metadata, if any; `source` names the record
+/// in errors.
+pub fn record_config(bytes: &[u8], source: &str) -> Result<Option<BrnConfig>, ModelError> {
+    let (header, _) = split_safetensors(bytes).map_err(|e| unreadable(source, e))?;
     match header
         .get("__metadata__")
         .and_then(|m| m.get(CONFIG_METADATA_KEY))
     {
         Some(serde_json::Value::String(json)) => serde_json::from_str(json)
             .map(Some)
-            .map_err(|e| format!("the stored config is invalid: {e}")),
+            .map_err(|e| unreadable(source, format!("the stored config is invalid: {e}"))),
         _ => Ok(None),
     }
 }
@@ -54,14 +55,12 @@ pub fn load_record_bytes<B: Backend>(
 ) -> Result<Brn<B>, ModelError> {
     let config = match config {
         Some(config) => config,
-        None => record_config(&bytes)
-            .map_err(|e| unreadable(source, e))?
-            .ok_or_else(|| {
-                unreadable(
-                    source,
-                    "no config in the record and no config.json beside it",
-                )
-            })?,
+        None => record_config(&bytes, source)?.ok_or_else(|| {
+            unreadable(
+                source,
+                "no config in the record and no config.json beside it",
+            )
+        })?,
     };
     let mut store = SafetensorsStore::from_bytes(Some(bytes));
     let snapshots: Vec<TensorSnapshot> = store
