@@ -215,6 +215,7 @@
     draw($('before'), msg.views[0], msg.width, msg.height);
     draw($('after'), msg.views[1], msg.width, msg.height);
     state.size = [msg.width, msg.height];
+    state.zoom = 'fit';
     if (state.pngUrl) URL.revokeObjectURL(state.pngUrl);
     const blob = new Blob([msg.png], { type: 'image/png' });
     state.pngUrl = URL.createObjectURL(blob);
@@ -225,7 +226,7 @@
       + `(${fmtSeconds(msg.seconds / mp)} per megapixel, ${msg.backend === 'webgpu' ? 'WebGPU' : 'CPU'})`
       + (!msg.stagesKept && $('keep-stages').checked ? ' · stage views are kept for photos up to 4 MP' : '');
     $('result').hidden = false;
-    setSlider(Number($('slider').value));
+    layout();
     if (msg.backend === 'cpu' && state.engine) {
       // A real photo's speed replaces the warm-up's rough estimate.
       state.cpuSecondsPerMp = (msg.seconds / mp) * (state.weights ? state.weights.stages / Number($('stages').value) : 1);
@@ -237,10 +238,99 @@
     setPhase('ready');
   }
 
+  // The compare view. `state.zoom` is 'fit' (the whole photo inside the window, never
+  // enlarged), 1 (the photo's own pixels) or 2; when zoomed the viewport scrolls (drag, wheel,
+  // arrow keys, touch). The divider stands at a fraction of the visible width.
+  function scale() {
+    const [w, h] = state.size;
+    if (state.zoom !== 'fit') return state.zoom;
+    const compare = $('compare');
+    const width = compare.parentElement.clientWidth;
+    // Keep the toolbar and the hint in view with the photo.
+    const chrome = $('result').querySelector('.toolbar').offsetHeight + 48;
+    const height = Math.max(120, window.innerHeight - chrome);
+    return Math.min(1, width / w, height / h);
+  }
+
+  function layout() {
+    if (!state.size) return;
+    const [w, h] = state.size;
+    const s = scale();
+    const compare = $('compare');
+    const stage = $('stage');
+    stage.style.width = `${w * s}px`;
+    stage.style.height = `${h * s}px`;
+    const width = Math.min(compare.parentElement.clientWidth, w * s);
+    const height = state.zoom === 'fit' ? h * s : Math.min(h * s, Math.max(120, window.innerHeight - 120));
+    compare.style.width = `${width}px`;
+    compare.style.height = `${height}px`;
+    compare.dataset.zoom = String(state.zoom);
+    for (const b of document.querySelectorAll('[data-zoom]')) {
+      if (b.tagName === 'BUTTON') b.setAttribute('aria-pressed', String(b.dataset.zoom === String(state.zoom)));
+    }
+    window.brnPage.zoom = state.zoom;
+    setSlider(Number($('slider').value));
+  }
+
   function setSlider(percent) {
-    $('before').style.clipPath = `inset(0 ${100 - percent}% 0 0)`;
+    const viewport = $('viewport');
+    const stageWidth = $('stage').offsetWidth;
+    const x = viewport.scrollLeft + (percent / 100) * viewport.clientWidth;
+    $('before').style.clipPath = `inset(0 ${Math.max(0, stageWidth - x)}px 0 0)`;
     $('divider').style.left = `${percent}%`;
   }
+
+  function setZoom(zoom) {
+    if (!state.size) return;
+    const viewport = $('viewport');
+    // Keep the centre of the view where it was.
+    const old = scale();
+    const cx = (viewport.scrollLeft + viewport.clientWidth / 2) / old;
+    const cy = (viewport.scrollTop + viewport.clientHeight / 2) / old;
+    state.zoom = zoom;
+    layout();
+    const now = scale();
+    viewport.scrollLeft = cx * now - viewport.clientWidth / 2;
+    viewport.scrollTop = cy * now - viewport.clientHeight / 2;
+    setSlider(Number($('slider').value));
+  }
+
+  for (const b of document.querySelectorAll('button[data-zoom]')) {
+    b.addEventListener('click', () => setZoom(b.dataset.zoom === 'fit' ? 'fit' : Number(b.dataset.zoom)));
+  }
+  window.addEventListener('resize', () => layout());
+  $('viewport').addEventListener('scroll', () => setSlider(Number($('slider').value)));
+  $('viewport').addEventListener('keydown', (e) => {
+    const step = { ArrowLeft: [-40, 0], ArrowRight: [40, 0], ArrowUp: [0, -40], ArrowDown: [0, 40] }[e.key];
+    if (!step || state.zoom === 'fit') return;
+    e.preventDefault();
+    $('viewport').scrollBy(step[0], step[1]);
+  });
+  // Drag to pan when zoomed (mouse, pen and touch alike).
+  let pan = null;
+  $('viewport').addEventListener('pointerdown', (e) => {
+    if (state.zoom === 'fit') return;
+    pan = { x: e.clientX, y: e.clientY, left: $('viewport').scrollLeft, top: $('viewport').scrollTop };
+    $('viewport').setPointerCapture(e.pointerId);
+  });
+  $('viewport').addEventListener('pointermove', (e) => {
+    if (!pan) return;
+    $('viewport').scrollLeft = pan.left - (e.clientX - pan.x);
+    $('viewport').scrollTop = pan.top - (e.clientY - pan.y);
+  });
+  ['pointerup', 'pointercancel'].forEach((t) => $('viewport').addEventListener(t, () => { pan = null; }));
+  // The divider's grip (shown when zoomed) moves the divider.
+  let grip = false;
+  const grabber = $('divider').querySelector('.grip');
+  grabber.addEventListener('pointerdown', (e) => { grip = true; grabber.setPointerCapture(e.pointerId); e.stopPropagation(); });
+  grabber.addEventListener('pointermove', (e) => {
+    if (!grip) return;
+    const r = $('compare').getBoundingClientRect();
+    const percent = Math.min(100, Math.max(0, ((e.clientX - r.left) / r.width) * 100));
+    $('slider').value = String(percent);
+    setSlider(percent);
+  });
+  ['pointerup', 'pointercancel'].forEach((t) => grabber.addEventListener(t, () => { grip = false; }));
 
   // Intake: picker, drag and drop, paste.
   $('file').addEventListener('change', (e) => {

@@ -9,7 +9,9 @@
 //     derain (PSNR >= 40 dB), and the page says CPU.
 //  3. A non-image and a truncated PNG: a message is shown, and a good image still works after.
 //  4. Cancel: a many-tile derain stops at the Cancel button; the next derain still works.
-//  5. Privacy: every request went to the page's own origin, none carried a body, and no
+//  5. The compare view: a portrait photo fits a 1100x1000 window unscaled and a short window
+//     scaled down; 1:1 shows the photo's own pixels, 2x doubles them.
+//  6. Privacy: every request went to the page's own origin, none carried a body, and no
 //     request at all was made while an image was being derained.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -43,6 +45,8 @@ const smallPng = path.join(tmp, 'small.png');
 fs.writeFileSync(smallPng, encodePng(crop(rain001, 150, 100, 96, 80)));
 const bigPng = path.join(tmp, 'big.png');
 fs.writeFileSync(bigPng, encodePng(crop(rain001, 0, 0, 481, 321)));
+const portraitPng = path.join(tmp, 'portrait.png');
+fs.writeFileSync(portraitPng, encodePng(crop(rain001, 100, 0, 214, 320)));
 const notImage = path.join(tmp, 'notes.png');
 fs.writeFileSync(notImage, 'this is a text file with a .png name\n'.repeat(20));
 const truncated = path.join(tmp, 'truncated.png');
@@ -148,6 +152,49 @@ try {
     assert.doesNotMatch(text, /tile (\d+) of \1\b/, 'every tile ran despite Cancel');
     const good = await derainCounted(cpu, page, testPng);
     assert.equal(good.error, null, good.error);
+  });
+  await test('the compare view fits the window, never enlarges, and zooms to the photo\'s own pixels', async () => {
+    await page.setViewportSize({ width: 1100, height: 1000 });
+    await page.selectOption('#stages', '1');
+    const out = await derainCounted(cpu, page, portraitPng);
+    assert.equal(out.error, null, out.error);
+    const view = () => page.evaluate(() => {
+      const rect = (id) => document.getElementById(id).getBoundingClientRect();
+      const canvas = document.getElementById('after');
+      return {
+        compare: rect('compare'), after: rect('after'), result: rect('result'),
+        pixels: [canvas.width, canvas.height], rendering: getComputedStyle(canvas).imageRendering,
+        window: [innerWidth, innerHeight], zoom: window.brnPage.zoom,
+      };
+    });
+    // 214x320 in a 1100x1000 window: shown at its own size (not enlarged), the whole result
+    // section (toolbar, photo, hint) shorter than the window.
+    let v = await view();
+    console.log(`     fit in 1100x1000: ${v.after.width}x${v.after.height} of ${v.pixels.join('x')}; result section ${Math.round(v.result.height)} px tall`);
+    assert.equal(v.zoom, 'fit');
+    assert.ok(Math.abs(v.after.width - 214) < 0.5 && Math.abs(v.after.height - 320) < 0.5, 'not enlarged, not shrunk');
+    assert.ok(v.result.height <= v.window[1], 'the result needs scrolling');
+    // A window too short for it: the photo shrinks to fit both dimensions.
+    await page.setViewportSize({ width: 1100, height: 300 });
+    // The page lays out again on the window's resize event.
+    await page.waitForFunction(() => document.getElementById('compare').getBoundingClientRect().height <= 300, null, { timeout: 5000 }).catch(() => {});
+    v = await view();
+    console.log(`     fit in 1100x300: ${v.after.width.toFixed(1)}x${v.after.height.toFixed(1)}`);
+    assert.ok(v.compare.height <= 300 && v.after.height < 320, 'the photo does not fit a short window');
+    assert.ok(Math.abs(v.after.width / v.after.height - 214 / 320) < 0.01, 'aspect ratio kept');
+    // 1:1 shows the photo's own pixels (one CSS pixel each, nearest-neighbour), 2x doubles them.
+    await page.setViewportSize({ width: 1100, height: 1000 });
+    await page.waitForFunction(() => document.getElementById('after').getBoundingClientRect().height > 319, null, { timeout: 5000 }).catch(() => {});
+    await page.click('button[data-zoom="1"]');
+    v = await view();
+    assert.equal(v.zoom, 1);
+    assert.ok(Math.abs(v.after.width - 214) < 0.5 && Math.abs(v.after.height - 320) < 0.5);
+    assert.equal(v.rendering, 'pixelated');
+    await page.click('button[data-zoom="2"]');
+    v = await view();
+    assert.equal(v.zoom, 2);
+    assert.ok(Math.abs(v.after.width - 428) < 0.5 && Math.abs(v.after.height - 640) < 0.5, `2x is ${v.after.width}x${v.after.height}`);
+    await page.click('button[data-zoom="fit"]');
   });
   await test('weights are cached: a reload does not download them again', async () => {
     const fetched = () => server.requests.filter((r) => r.url.includes('/weights/default.')).length;
