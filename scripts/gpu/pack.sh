@@ -63,8 +63,12 @@ config["clean"] = sorted(str(p) for p in (root / "train").iterdir())
 config["validation"] = sorted(str(p) for p in (root / "val").iterdir())
 json.dump(config, open(".gpu/gpu.json", "w"), indent=2)
 PY
-size=$(du -sm --exclude=.git . | cut -f1)
-echo "== working tree with .gpu: ${size} MiB (limit 64; budget ${budget_mib})"
+# What travels: tracked files, untracked files git does not ignore, and the carried .gpu/.
+bytes=$( { git ls-files -z; git ls-files -z -o --exclude-standard; } \
+  | xargs -0 -r stat -c %s 2>/dev/null | awk '{s += $1} END {print s + 0}')
+gpu_bytes=$(du -sb .gpu | cut -f1)
+size=$(( (bytes + gpu_bytes) / 1048576 ))
+echo "== what travels: ${size} MiB (working tree $(( bytes / 1048576 )) + .gpu $(( gpu_bytes / 1048576 )); limit 64, budget ${budget_mib})"
 du -sh .gpu/* | sort -h
 if [ "$size" -gt "$budget_mib" ]; then
   echo "too large: lower PACK_JPEG_QUALITY or move .gpu/run/cache out" >&2
