@@ -205,35 +205,6 @@ pub fn train<B: AutodiffBackend>(
     let mut last_read = Instant::now();
     let mut done = start;
     for step in start..end {
-        if let Some(limit) = limits.time {
-            // Stop while the next step, a validation and a checkpoint still fit.
-            let per_step = started
-                .elapsed()
-                .saturating_sub(save_cost + validation_cost)
-                / (step - start).max(1) as u32;
-            let reserve =
-                2 * per_step + validation_cost + save_cost.max(Duration::from_millis(500));
-            if step > start && called.elapsed() + reserve >= limit {
-                // Never checkpoint weights that a non-finite loss has reached.
-                pending.read(step, &last_good)?;
-                let state = TrainState {
-                    step,
-                    config: config.clone(),
-                };
-                let saved = save_checkpoint(out, &net, &optim, &state)?;
-                bar.abandon_with_message(format!(
-                    "time limit: stopped at step {step}; continue with --resume {}",
-                    out.display()
-                ));
-                eprintln!(
-                    "time limit reached after {:.0} s: checkpoint {} (step {step} of {total}); continue with --resume {}",
-                    called.elapsed().as_secs_f64(),
-                    saved.display(),
-                    out.display()
-                );
-                return Ok(step);
-            }
-        }
         let epoch = step / config.steps_per_epoch;
         let lr = config.lr_at(epoch);
         let batch = batches.next()?;
@@ -243,7 +214,18 @@ pub fn train<B: AutodiffBackend>(
         done = step + 1;
         bar.set_position(done as u64);
         let epoch_end = done % config.steps_per_epoch == 0;
-        let stopping = STOP.load(Ordering::SeqCst);
+        // With a time limit, stop now unless the next step, a validation and a checkpoint
+        // still fit (from what they have cost so far).
+        let out_of_time = limits.time.is_some_and(|limit| {
+            let per_step = started
+                .elapsed()
+                .saturating_sub(save_cost + validation_cost)
+                / (done - start) as u32;
+            let reserve =
+                2 * per_step + validation_cost + save_cost.max(Duration::from_millis(500));
+            done < end && called.elapsed() + reserve >= limit
+        });
+        let stopping = STOP.load(Ordering::SeqCst) || out_of_time;
         let checkpoint_due =
             epoch_end || done % config.checkpoint_every == 0 || done == end || stopping;
         if checkpoint_due || last_read.elapsed() >= LOSS_READ_INTERVAL {
@@ -309,6 +291,19 @@ pub fn train<B: AutodiffBackend>(
             epoch_steps = 0;
             epoch_train = Duration::ZERO;
             epoch_started = Instant::now();
+        }
+        if out_of_time {
+            bar.abandon_with_message(format!(
+                "time limit: stopped at step {done}; continue with --resume {}",
+                out.display()
+            ));
+            eprintln!(
+                "time limit reached after {:.0} s: checkpoint {} (step {done} of {total}); continue with --resume {}",
+                called.elapsed().as_secs_f64(),
+                last_good.as_ref().expect("a checkpoint was just saved").display(),
+                out.display()
+            );
+            return Ok(done);
         }
         if stopping {
             bar.abandon_with_message("interrupted; checkpoint saved");
