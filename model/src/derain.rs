@@ -61,9 +61,12 @@ pub fn to_tensor<B: Backend>(
 
 /// A `[1, C, H, W]` tensor as planar pixels.
 pub fn to_planar<B: Backend>(tensor: Tensor<B, 4>) -> Vec<f32> {
-    tensor
-        .into_data()
-        .convert::<f32>()
+    planar_from_data(tensor.into_data())
+}
+
+/// A tensor's data (read back at once, or asynchronously) as planar f32 pixels.
+fn planar_from_data(data: TensorData) -> Vec<f32> {
+    data.convert::<f32>()
         .into_vec::<f32>()
         .expect("a float tensor converts to f32")
 }
@@ -172,11 +175,7 @@ where
                             .into_data_async()
                             .await
                             .map_err(|e| ModelError::Device(format!("{e:?}")))?;
-                        maps.push(
-                            data.convert::<f32>()
-                                .into_vec::<f32>()
-                                .expect("a float tensor converts to f32"),
-                        );
+                        maps.push(planar_from_data(data));
                     }
                     Ok(maps)
                 }
