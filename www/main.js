@@ -241,15 +241,16 @@
   // The compare view. `state.zoom` is 'fit' (the whole photo inside the window, never
   // enlarged), 1 (the photo's own pixels) or 2; when zoomed the viewport scrolls (drag, wheel,
   // arrow keys, touch). The divider stands at a fraction of the visible width.
+  // The height the photo may take: the window less the toolbar and the hint, kept in view.
+  function availableHeight() {
+    const chrome = $('result').querySelector('.toolbar').offsetHeight + 48;
+    return Math.max(120, window.innerHeight - chrome);
+  }
+
   function scale() {
     const [w, h] = state.size;
     if (state.zoom !== 'fit') return state.zoom;
-    const compare = $('compare');
-    const width = compare.parentElement.clientWidth;
-    // Keep the toolbar and the hint in view with the photo.
-    const chrome = $('result').querySelector('.toolbar').offsetHeight + 48;
-    const height = Math.max(120, window.innerHeight - chrome);
-    return Math.min(1, width / w, height / h);
+    return Math.min(1, $('compare').parentElement.clientWidth / w, availableHeight() / h);
   }
 
   function layout() {
@@ -261,7 +262,7 @@
     stage.style.width = `${w * s}px`;
     stage.style.height = `${h * s}px`;
     const width = Math.min(compare.parentElement.clientWidth, w * s);
-    const height = state.zoom === 'fit' ? h * s : Math.min(h * s, Math.max(120, window.innerHeight - 120));
+    const height = Math.min(h * s, availableHeight());
     compare.style.width = `${width}px`;
     compare.style.height = `${height}px`;
     compare.dataset.zoom = String(state.zoom);
