@@ -2,13 +2,18 @@
 # One GPU session (issue 10/13 measurements, then an issue 11 training slice), run on the lent machine
 # with carry [".gpu"] (see scripts/gpu/pack.sh). Everything it measures goes to $OUT:
 # session.log (card, driver, every figure), run.tar (the run folder without its cache, to
-# continue anywhere) and cache.tar (compiled kernels and autotune results for this GPU model).
-# SECONDS_LEFT (default 560) bounds the whole script, so the call returns in time; STEPS
-# (default "1 2 3 4 5 6") picks sections, to split the work over two calls.
+# continue anywhere) and cache.tar.xz (compiled kernels and autotune results for this GPU model).
+# SECONDS_LEFT (default 560) bounds the whole script: every step's timeout is capped by what is
+# left, keeping RESERVE seconds for the steps after it, so the call returns in time and a slow
+# step cannot starve the rest. STEPS (default "1 2 3 4 5 6") picks sections. The run folder lives
+# in /tmp/brn-run on the device (seeded from a carried .gpu/run), so a second call on the same
+# warm machine (STEPS=6) resumes the training slice where the first stopped.
 set -uo pipefail
 start=$(date +%s)
 budget="${SECONDS_LEFT:-560}"
 left() { echo $(( budget - ($(date +%s) - start) )); }
+# cap WANTED RESERVE: a timeout of at most WANTED that leaves RESERVE seconds for what follows.
+cap() { local c=$(( $(left) - $2 )); [ "$c" -gt "$1" ] && c=$1; [ "$c" -lt 1 ] && c=1; echo "$c"; }
 want() { [[ " ${STEPS:-1 2 3 4 5 6} " == *" $1 "* ]]; }
 out="${OUT:-/tmp/brn-out}"; mkdir -p "$out"
 exec > >(tee -a "$out/session.log") 2>&1
@@ -16,32 +21,39 @@ export CUDA_PATH="${CUDA_PATH:-/usr/local/cuda}"
 export LD_LIBRARY_PATH="$CUDA_PATH/lib64:${LD_LIBRARY_PATH:-}"
 export PYTHONUNBUFFERED=1
 brn=/tmp/brn
-xz -dc .gpu/brn.xz > "$brn" && chmod +x "$brn"
-cache=.gpu/run/cache
-echo "== $(date -u +%FT%TZ) machine"
+[ -x "$brn" ] || { xz -dc .gpu/brn.xz > "$brn" && chmod +x "$brn"; }
+run=/tmp/brn-run
+[ -d "$run" ] || { [ -d .gpu/run ] && cp -r .gpu/run "$run"; }
+cache="$run/cache"
+echo "== $(date -u +%FT%TZ) machine (budget ${budget} s, steps ${STEPS:-1 2 3 4 5 6})"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
-nproc
+echo "cores: $(nproc); CUDA: $(ls -d "$CUDA_PATH"/include/cuda.h 2>&1); nvrtc: $(ls "$CUDA_PATH"/lib64/libnvrtc.so* 2>&1 | head -1)"
+"$brn" --version
 
 if want 1; then
 echo "== 1. PyTorch anchor: train step, batch 12 of 100x100, T = 6 (fp32, then bf16 autocast)"
-timeout 120 python3 .gpu/torch_brn.py train --device cuda --batch 12 --patch 100 --stages 6 --runs 20 --warmup 3
-timeout 120 python3 .gpu/torch_brn.py train --device cuda --batch 12 --patch 100 --stages 6 --runs 20 --warmup 3 --amp
+timeout "$(cap 60 420)" python3 .gpu/torch_brn.py train --device cuda --batch 12 --patch 100 --stages 6 --runs 20 --warmup 3
+timeout "$(cap 60 400)" python3 .gpu/torch_brn.py train --device cuda --batch 12 --patch 100 --stages 6 --runs 20 --warmup 3 --amp
 fi
 if want 2; then
 had_cache=no; [ -d "$cache/autotune" ] && had_cache=yes
 echo "== 2. brn bench --train, same shape (kernel cache present before: $had_cache)"
-timeout 330 "$brn" bench --train --device cuda:0 --batch 12 --size 100 --stages 6 --warmup 3 --runs 20 --cache "$cache" --json
+t0=$(date +%s)
+timeout "$(cap 240 240)" "$brn" bench --train --device cuda:0 --batch 12 --size 100 --stages 6 --warmup 3 --runs 20 --cache "$cache" --json
+echo "exit $? after $(( $(date +%s) - t0 )) s (process start to end)"
 fi
 if want 3; then
 echo "== 3. again in a fresh process: the first step with the cache just written"
-timeout 120 "$brn" bench --train --device cuda:0 --batch 12 --size 100 --stages 6 --warmup 3 --runs 20 --cache "$cache" --json
+t0=$(date +%s)
+timeout "$(cap 90 200)" "$brn" bench --train --device cuda:0 --batch 12 --size 100 --stages 6 --warmup 3 --runs 20 --cache "$cache" --json
+echo "exit $? after $(( $(date +%s) - t0 )) s (process start to end)"
 fi
 if want 4; then
 echo "== 4. loader throughput of the training config on $(nproc) cores"
-timeout 60 "$brn" bench --loader .gpu/gpu.json --runs 50
+timeout "$(cap 30 180)" "$brn" bench --loader .gpu/gpu.json --runs 30
 fi
 if want 5; then
-echo "== 5. GPU inference (issue 13): a 4000x3000 photo at T = 6 (and 4), wgpu and CUDA; PyTorch forward 1024^2"
+echo "== 5. GPU inference (issue 13): a 4000x3000 photo at T = 6, CUDA and wgpu; PyTorch forward 1024^2"
 for f in .gpu/gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done; ldconfig
 icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 [ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
@@ -54,31 +66,32 @@ Image.fromarray(img).save('/tmp/photo.png')
 "
 nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > /tmp/gpu-mem.log &
 sampler=$!
-for device in gpu cuda:0; do
+for device in cuda:0 gpu; do
   for stages in 6 4; do
+    [ "$stages" = 4 ] && [ "$(left)" -lt 200 ] && continue
     start_ns=$(date +%s%N)
-    timeout 150 "$brn" derain /tmp/photo.png -o "/tmp/out-$device-$stages" --device "$device" --stages "$stages" 2>&1 | tail -3
-    echo "derain 4000x3000 --device $device --stages $stages: $(( ($(date +%s%N) - start_ns) / 1000000 )) ms end to end (decode to PNG written)"
+    timeout "$(cap 60 130)" "$brn" derain /tmp/photo.png -o "/tmp/out-$device-$stages" --device "$device" --stages "$stages" 2>&1 | tail -3
+    echo "derain 4000x3000 --device $device --stages $stages: $(( ($(date +%s%N) - start_ns) / 1000000 )) ms end to end (process start, decode, to PNG written)"
   done
 done
 kill $sampler 2>/dev/null
 echo "peak GPU memory used while deraining: $(sort -n /tmp/gpu-mem.log | tail -1) MiB"
-timeout 120 python3 .gpu/torch_brn.py forward --device cuda --size 1024 --stages 6 --runs 5
+timeout "$(cap 40 100)" python3 .gpu/torch_brn.py forward --device cuda --size 1024 --stages 6 --runs 5
 fi
 if want 6; then
-slice=$(( $(left) - 60 ))
+slice=$(( $(left) - 45 ))
 echo "== 6. training slice: $slice s"
-if [ "$slice" -gt 60 ]; then
-  if [ -f .gpu/run/latest.json ]; then
-    "$brn" train --resume .gpu/run --device cuda:0 --time-limit "$slice"
+if [ "$slice" -gt 40 ]; then
+  if [ -f "$run/latest.json" ]; then
+    "$brn" train --resume "$run" --device cuda:0 --time-limit "$slice"
   else
-    "$brn" train --config .gpu/gpu.json -o .gpu/run --device cuda:0 --time-limit "$slice"
+    "$brn" train --config .gpu/gpu.json -o "$run" --device cuda:0 --time-limit "$slice"
   fi
-  tail -5 .gpu/run/log.csv
+  tail -5 "$run/log.csv"
 fi
 fi
 echo "== results"
-[ -d .gpu/run ] && tar -cf "$out/run.tar" --exclude=run/cache -C .gpu run
-[ -d "$cache" ] && tar -cf "$out/cache.tar" -C .gpu/run cache
+[ -d "$run" ] && tar -cf "$out/run.tar" --exclude=brn-run/cache -C /tmp --transform 's,^brn-run,run,' brn-run
+[ -d "$cache" ] && tar -cf - -C "$run" cache | xz -T0 -3 > "$out/cache.tar.xz"
 ls -l "$out"
 echo "== done in $(( $(date +%s) - start )) s"
