@@ -7,6 +7,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use crate::backend::{conv2d, BrnBackend};
 use crate::cell::{conv3x3, CellState, ConvGru, ConvLstm};
 use crate::config::CellKind;
 
@@ -19,14 +20,14 @@ pub struct ResBlock<B: Backend> {
     pub conv2: Conv2d<B>,
 }
 
-impl<B: Backend> ResBlock<B> {
+impl<B: BrnBackend> ResBlock<B> {
     /// # Shapes
     /// - `features`: `[N, C, H, W]` → `[N, C, H, W]`
     pub fn forward(&self, features: Tensor<B, 4>) -> Tensor<B, 4> {
-        let residual = relu(
-            self.conv2
-                .forward(relu(self.conv1.forward(features.clone()))),
-        );
+        let residual = relu(conv2d(
+            &self.conv2,
+            relu(conv2d(&self.conv1, features.clone())),
+        ));
         relu(residual + features)
     }
 }
@@ -84,7 +85,9 @@ impl<B: Backend> Branch<B> {
     pub fn is_recurrent(&self) -> bool {
         self.lstm.is_some() || self.gru.is_some()
     }
+}
 
+impl<B: BrnBackend> Branch<B> {
     /// One stage.
     ///
     /// # Shapes
@@ -98,7 +101,7 @@ impl<B: Backend> Branch<B> {
         state: Option<CellState<B>>,
         other: Option<Tensor<B, 4>>,
     ) -> (Tensor<B, 4>, Option<CellState<B>>) {
-        let features = relu(self.input.forward(images));
+        let features = relu(conv2d(&self.input, images));
         let (mut features, state) = match (state, &self.lstm, &self.gru) {
             (Some(state), Some(lstm), _) => {
                 let state = lstm.forward(features, state, other);
@@ -113,6 +116,6 @@ impl<B: Backend> Branch<B> {
         for block in &self.resblocks {
             features = block.forward(features);
         }
-        (self.output.forward(features), state)
+        (conv2d(&self.output, features), state)
     }
 }

@@ -11,6 +11,8 @@ use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use crate::backend::{conv2d, BrnBackend};
+
 /// A 3x3 convolution with stride 1 and padding 1, the only kind the BRN family uses.
 pub fn conv3x3<B: Backend>(
     channels_in: usize,
@@ -65,7 +67,9 @@ impl<B: Backend> ConvLstm<B> {
             gates: conv3x3(inputs, 4 * channels, device),
         }
     }
+}
 
+impl<B: BrnBackend> ConvLstm<B> {
     /// One step of the cell.
     ///
     /// # Shapes
@@ -77,7 +81,7 @@ impl<B: Backend> ConvLstm<B> {
         state: CellState<B>,
         other: Option<Tensor<B, 4>>,
     ) -> CellState<B> {
-        let gates = self.gates.forward(concat(features, state.hidden, other));
+        let gates = conv2d(&self.gates, concat(features, state.hidden, other));
         let [input, forget, candidate, output]: [Tensor<B, 4>; 4] = gates
             .chunk(4, 1)
             .try_into()
@@ -112,7 +116,9 @@ impl<B: Backend> ConvGru<B> {
             candidate: conv3x3(inputs, channels, device),
         }
     }
+}
 
+impl<B: BrnBackend> ConvGru<B> {
     /// One step of the cell.
     ///
     /// # Shapes
@@ -125,19 +131,19 @@ impl<B: Backend> ConvGru<B> {
         other: Option<Tensor<B, 4>>,
     ) -> CellState<B> {
         let hidden = state.hidden;
-        let gates =
-            self.update_reset
-                .forward(concat(features.clone(), hidden.clone(), other.clone()));
+        let gates = conv2d(
+            &self.update_reset,
+            concat(features.clone(), hidden.clone(), other.clone()),
+        );
         let [update, reset]: [Tensor<B, 4>; 2] = gates
             .chunk(2, 1)
             .try_into()
             .expect("the gate convolution has 2 * channels outputs");
         let update = sigmoid(update);
-        let candidate = tanh(self.candidate.forward(concat(
-            sigmoid(reset) * hidden.clone(),
-            features,
-            other,
-        )));
+        let candidate = tanh(conv2d(
+            &self.candidate,
+            concat(sigmoid(reset) * hidden.clone(), features, other),
+        ));
         let hidden = hidden.clone() - update.clone() * hidden + update * candidate;
         CellState { hidden, cell: None }
     }

@@ -3,6 +3,7 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
+use crate::backend::BrnBackend;
 use crate::error::ModelError;
 use crate::image::Picture;
 use crate::network::Brn;
@@ -82,7 +83,7 @@ fn check_stages(options: &DerainOptions) -> Result<(), ModelError> {
 
 /// The network's outputs for one tile, in the order [`assemble`] expects: background, the rain
 /// layer (when asked for and the network has one), then every stage's backgrounds and rains.
-fn tile_outputs<B: Backend>(
+fn tile_outputs<B: BrnBackend>(
     model: &Brn<B>,
     pixels: Vec<f32>,
     tile: &Tile,
@@ -126,7 +127,7 @@ fn assemble<B: Backend>(
 }
 
 /// Run `model` over `picture` tile by tile; `progress(done, total)` returns false to cancel.
-pub fn derain<B: Backend>(
+pub fn derain<B: BrnBackend>(
     model: &Brn<B>,
     picture: &Picture,
     options: &DerainOptions,
@@ -157,7 +158,7 @@ pub async fn derain_async<B, P, F>(
     mut progress: P,
 ) -> Result<Derained, ModelError>
 where
-    B: Backend,
+    B: BrnBackend,
     P: FnMut(usize, usize) -> F,
     F: core::future::Future<Output = bool>,
 {

@@ -4,12 +4,14 @@
 
 #![warn(missing_docs)]
 
+pub mod backend;
 pub mod branch;
 pub mod cell;
 pub mod config;
 pub mod error;
 pub mod network;
 
+pub use backend::BrnBackend;
 pub use config::{BrnConfig, CellKind, Coupling, Mapping};
 pub use error::ModelError;
 pub use network::{Brn, Stages};

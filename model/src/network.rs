@@ -4,6 +4,7 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use crate::backend::BrnBackend;
 use crate::branch::{Branch, BranchShape};
 use crate::cell::CellState;
 use crate::config::{BrnConfig, CellKind, Mapping};
@@ -69,7 +70,7 @@ impl BrnConfig {
     }
 }
 
-impl<B: Backend> Brn<B> {
+impl<B: BrnBackend> Brn<B> {
     /// Derain with the configured number of stages, keeping every stage's estimates.
     ///
     /// # Shapes
@@ -166,7 +167,9 @@ impl<B: Backend> Brn<B> {
             rain_stages,
         }
     }
+}
 
+impl<B: Backend> Brn<B> {
     /// Number of scalar parameters the forward pass uses.
     pub fn parameter_count(&self) -> usize {
         self.num_params()

@@ -22,11 +22,12 @@ if [ "${1:-}" != "--data-only" ]; then
   xz -T0 -9 -f .gpu/brn
 fi
 cp "$shared/bench/torch_brn.py" .gpu/
-# The Vulkan loader for `brn --device gpu` (the GPU machine's image may lack it; its NVIDIA
-# driver brings the ICD).
-if [ ! -f .gpu/gl/done ]; then
-  mkdir -p .gpu/gl && (cd .gpu/gl && apt-get download libvulkan1 >/dev/null && touch done) \
-    || echo "warning: could not download libvulkan1; --device gpu may not start there"
+# The Vulkan loader and libglvnd for `brn --device gpu`: the GPU machine's NVIDIA Vulkan ICD
+# (libGLX_nvidia.so.0) fails vkCreateInstance without libglvnd's libraries (seen 2026-11-28).
+if [ ! -f .gpu/gl/done-glvnd ]; then
+  mkdir -p .gpu/gl && (cd .gpu/gl && apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 \
+    libgl1 libglx0 libgles2 >/dev/null && touch done-glvnd) \
+    || echo "warning: could not download the Vulkan loader and libglvnd; --device gpu may not start there"
 fi
 
 venv="$HOME/.cache/brn/pack-venv"

@@ -2,7 +2,7 @@
 # One GPU session (issue 10/13 measurements, then an issue 11 training slice), run on the lent machine
 # with carry [".gpu"] (see scripts/gpu/pack.sh). Everything it measures goes to $OUT:
 # session.log (card, driver, every figure), run.tar (the run folder without its cache, to
-# continue anywhere) and cache.tar.xz (compiled kernels and autotune results for this GPU model).
+# continue anywhere), autotune.tar.xz and kernels.tar.xz.* (the kernel cache for this GPU model).
 # SECONDS_LEFT (default 560) bounds the whole script: every step's timeout is capped by what is
 # left, keeping RESERVE seconds for the steps after it, so the call returns in time and a slow
 # step cannot starve the rest. STEPS (default "1 2 3 4 5 6") picks sections. The run folder lives
@@ -37,15 +37,19 @@ timeout "$(cap 60 400)" python3 .gpu/torch_brn.py train --device cuda --batch 12
 fi
 if want 2; then
 had_cache=no; [ -d "$cache/autotune" ] && had_cache=yes
-echo "== 2. brn bench --train, same shape (kernel cache present before: $had_cache)"
+echo "== 2. brn bench --train, same shape (kernel cache present before: $had_cache); weight gradient split into bands (the default on GPUs)"
 t0=$(date +%s)
-timeout "$(cap 240 240)" "$brn" bench --train --device cuda:0 --batch 12 --size 100 --stages 6 --warmup 3 --runs 20 --cache "$cache" --json
+timeout "$(cap 240 260)" "$brn" bench --train --device cuda:0 --batch 12 --size 100 --stages 6 --warmup 3 --runs 20 --cache "$cache" --json
 echo "exit $? after $(( $(date +%s) - t0 )) s (process start to end)"
 fi
 if want 3; then
 echo "== 3. again in a fresh process: the first step with the cache just written"
 t0=$(date +%s)
-timeout "$(cap 90 200)" "$brn" bench --train --device cuda:0 --batch 12 --size 100 --stages 6 --warmup 3 --runs 20 --cache "$cache" --json
+timeout "$(cap 90 220)" "$brn" bench --train --device cuda:0 --batch 12 --size 100 --stages 6 --warmup 3 --runs 20 --cache "$cache" --json
+echo "exit $? after $(( $(date +%s) - t0 )) s (process start to end)"
+echo "== 3b. burn's own weight gradient for comparison (BRN_WEIGHT_GRADIENT=burn; 0.497 s per step on 2026-11-28)"
+t0=$(date +%s)
+BRN_WEIGHT_GRADIENT=burn timeout "$(cap 90 200)" "$brn" bench --train --device cuda:0 --batch 12 --size 100 --stages 6 --warmup 2 --runs 10 --cache "$cache" --json
 echo "exit $? after $(( $(date +%s) - t0 )) s (process start to end)"
 fi
 if want 4; then
@@ -55,8 +59,11 @@ fi
 if want 5; then
 echo "== 5. GPU inference (issue 13): a 4000x3000 photo at T = 6, CUDA and wgpu; PyTorch forward 1024^2"
 for f in .gpu/gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done; ldconfig
-icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
+for icd in /usr/share/vulkan/icd.d/nvidia_icd.json /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json; do
+  [ -f "$icd" ] && export VK_DRIVER_FILES="$icd" && break
+done
+egl=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+[ -f "$egl" ] && export __EGL_VENDOR_LIBRARY_FILENAMES="$egl"
 python3 -c "
 import numpy as np
 from PIL import Image
@@ -66,13 +73,14 @@ Image.fromarray(img).save('/tmp/photo.png')
 "
 nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > /tmp/gpu-mem.log &
 sampler=$!
-for device in cuda:0 gpu; do
-  for stages in 6 4; do
-    [ "$stages" = 4 ] && [ "$(left)" -lt 200 ] && continue
-    start_ns=$(date +%s%N)
-    timeout "$(cap 60 130)" "$brn" derain /tmp/photo.png -o "/tmp/out-$device-$stages" --device "$device" --stages "$stages" 2>&1 | tail -3
-    echo "derain 4000x3000 --device $device --stages $stages: $(( ($(date +%s%N) - start_ns) / 1000000 )) ms end to end (process start, decode, to PNG written)"
-  done
+export BRN_KERNEL_CACHE=/tmp/brn-kernels   # derain's default cache, emptied: runs 1 and 2 show what it saves
+# CUDA at T = 6 with derain's kernel cache empty, then again with it filled; T = 4; wgpu (Vulkan).
+rm -rf "$BRN_KERNEL_CACHE"
+for run_of in "cuda:0 6 cold-cache" "cuda:0 6 warm-cache" "cuda:0 4 warm-cache" "gpu 6 -"; do
+  set -- $run_of
+  start_ns=$(date +%s%N)
+  timeout "$(cap 60 130)" "$brn" derain /tmp/photo.png -o "/tmp/out-$1-$2" --device "$1" --stages "$2" 2>&1 | tail -3
+  echo "derain 4000x3000 --device $1 --stages $2 ($3): $(( ($(date +%s%N) - start_ns) / 1000000 )) ms end to end (process start, decode, to PNG written)"
 done
 kill $sampler 2>/dev/null
 echo "peak GPU memory used while deraining: $(sort -n /tmp/gpu-mem.log | tail -1) MiB"
@@ -92,6 +100,9 @@ fi
 fi
 echo "== results"
 [ -d "$run" ] && tar -cf "$out/run.tar" --exclude=brn-run/cache -C /tmp --transform 's,^brn-run,run,' brn-run
-[ -d "$cache" ] && tar -cf - -C "$run" cache | xz -T0 -3 > "$out/cache.tar.xz"
+# The autotune results are small and spare the minutes of autotuning; the compiled kernels
+# (33 MB as xz on 2026-11-28) come back in parts of 15 MiB when there is room to carry them.
+[ -d "$cache/autotune" ] && tar -cf - -C "$run" cache/autotune | xz -T0 -6 > "$out/autotune.tar.xz"
+[ -d "$cache/kernels" ] && tar -cf - -C "$run" cache/kernels | xz -T0 -6 | split -b 15m - "$out/kernels.tar.xz."
 ls -l "$out"
 echo "== done in $(( $(date +%s) - start )) s"

@@ -2,9 +2,9 @@
 
 use std::time::Instant;
 
+use crate::train::TrainBackend;
 use anyhow::Result;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor};
 use model::{Brn, BrnConfig};
 
@@ -59,7 +59,7 @@ pub struct StepTimes {
 /// Time training steps (forward, SSIM loss, backward, Adam update) of BRN on fixed patches:
 /// `warmup` untimed steps (at least one), then `runs` steps back to back, as training runs them,
 /// with the device synchronised only at the end.
-pub fn time_train_steps<B: AutodiffBackend>(
+pub fn time_train_steps<B: TrainBackend>(
     batch: usize,
     patch: usize,
     stages: usize,

@@ -320,11 +320,7 @@ impl Validation {
     }
 
     /// Mean Y-channel PSNR / SSIM (the paper's metric) of `net` with its configured T.
-    pub fn score<B: burn::tensor::backend::Backend>(
-        &self,
-        net: &Brn<B>,
-        device: &B::Device,
-    ) -> (f64, f64) {
+    pub fn score<B: model::BrnBackend>(&self, net: &Brn<B>, device: &B::Device) -> (f64, f64) {
         let (mut psnr, mut ssim) = (0.0, 0.0);
         for (rainy, clean) in &self.pairs {
             let (w, h) = (clean.width() as usize, clean.height() as usize);

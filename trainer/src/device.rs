@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use burn::tensor::backend::Backend;
+use model::BrnBackend;
 
 /// What `--device` names: the CPU, the platform's GPU, either, or CUDA devices by index.
 #[derive(Debug, PartialEq)]
@@ -56,7 +56,7 @@ pub trait Job: Sized {
     const SEVERAL_DEVICES: bool = false;
 
     /// Where GPU backends keep their compiled kernels and autotune results between runs
-    /// (see [`use_kernel_cache`]); `None` keeps the backends' defaults.
+    /// (see [`use_kernel_cache`]); `None` takes the user's [`default_kernel_cache`].
     fn kernel_cache(&self) -> Option<PathBuf> {
         None
     }
@@ -65,7 +65,7 @@ pub trait Job: Sized {
     fn use_gpu_tile(&mut self, _tile: usize) {}
 
     /// Run on backend `B` with these devices (one, unless [`Job::SEVERAL_DEVICES`]).
-    fn run<B: Backend>(self, devices: &[B::Device]) -> Result<ExitCode>;
+    fn run<B: BrnBackend>(self, devices: &[B::Device]) -> Result<ExitCode>;
 }
 
 /// Run `job` on the backend and devices that `device` (a `--device` value) names.
@@ -151,8 +151,15 @@ fn gpu<J: Job>(job: J, fall_back: bool) -> Result<ExitCode> {
 
 #[cfg(feature = "cuda")]
 fn cuda<J: Job>(indices: Vec<usize>, job: J) -> Result<ExitCode> {
-    if let Some(dir) = job.kernel_cache() {
-        use_kernel_cache(&dir)?;
+    match job.kernel_cache() {
+        Some(dir) => use_kernel_cache(&dir)?,
+        None => {
+            if let Some(dir) = default_kernel_cache() {
+                if let Err(why) = use_kernel_cache(&dir) {
+                    eprintln!("warning: {why:#}; kernels are compiled anew in every run");
+                }
+            }
+        }
     }
     check_cuda(&indices)?;
     let devices: Vec<_> = indices
@@ -214,6 +221,22 @@ impl KernelCache {
             driver: dir.join("cuda-jit"),
         }
     }
+}
+
+/// The kernel cache of commands that name none (`derain`, `eval`, `bench` without `--cache`): `$BRN_KERNEL_CACHE`, else
+/// `brn/kernels` in the user's cache folder (`$XDG_CACHE_HOME`, `~/.cache`, or
+/// `%LOCALAPPDATA%`), so that every later run on this GPU skips compilation and autotuning
+/// (without it, each process compiled its kernels anew and the autotune results went to a
+/// `target/` folder in the working folder). `None` where no such folder is known.
+pub fn default_kernel_cache() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("BRN_KERNEL_CACHE") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .or_else(|| std::env::var_os("LOCALAPPDATA").map(PathBuf::from))?;
+    Some(base.join("brn").join("kernels"))
 }
 
 /// Keep compiled kernels and autotune results in `dir`, so that a later run (on this machine,

@@ -12,6 +12,7 @@ use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
+use model::BrnBackend;
 use model::{Brn, BrnConfig};
 
 pub use crate::checkpoint::{latest_checkpoint, TrainState};
@@ -66,6 +67,12 @@ impl From<Option<usize>> for Limits {
 /// for the device to finish all queued work, so it is not done every step.
 const LOSS_READ_INTERVAL: Duration = Duration::from_secs(2);
 
+/// A backend that trains the BRN family: autodiff over a backend that runs it (the forward and
+/// backward passes on `Self`, validation on the inner backend).
+pub trait TrainBackend: AutodiffBackend<InnerBackend: BrnBackend> + BrnBackend {}
+
+impl<B> TrainBackend for B where B: AutodiffBackend<InnerBackend: BrnBackend> + BrnBackend {}
+
 /// The losses of steps not yet read back: summed on the device, read in one go.
 struct PendingLoss<B: Backend> {
     sum: Option<Tensor<B, 1>>,
@@ -119,7 +126,7 @@ impl<B: Backend> PendingLoss<B> {
 ///
 /// With several `devices` each step is data-parallel: every device takes a share of the batch
 /// (see [`gradients`]); the weights and the optimizer live on the first.
-pub fn train<B: AutodiffBackend>(
+pub fn train<B: TrainBackend>(
     config: TrainConfig,
     out: &Path,
     resume: bool,
@@ -330,7 +337,7 @@ fn materialise<B: AutodiffBackend>(net: Brn<B>) -> Brn<B> {
 }
 
 /// The weights a new run starts from (`init` in the config): same architecture, any T.
-fn initial_weights<B: AutodiffBackend>(
+fn initial_weights<B: TrainBackend>(
     path: &Path,
     config: &BrnConfig,
     device: &B::Device,
@@ -357,7 +364,7 @@ fn initial_weights<B: AutodiffBackend>(
 /// (`Module::fork`) on its own thread, each shard's loss is weighted by its share of the batch
 /// so that the sum is the whole batch's mean, and the gradients are moved to the first device
 /// (`GradientsParams::to_device`) and summed there (`GradientsAccumulator`).
-pub fn gradients<B: AutodiffBackend>(
+pub fn gradients<B: TrainBackend>(
     net: &Brn<B>,
     config: &TrainConfig,
     (rainy, clean): (Vec<f32>, Vec<f32>),

@@ -568,3 +568,52 @@ fn a_time_limit_stops_with_a_checkpoint_and_exit_code_zero() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Two training steps on the GPU (wgpu; Mesa's lavapipe in `test.sh`), whose convolutions'
+/// weight gradients are split into bands of rows (`model::backend::weight_gradient`; 48-px
+/// patches make three bands, the last one padded), land on the CPU's two steps (burn's own
+/// weight gradient on flex) far closer than the second step moved the weights. Skipped without
+/// a Vulkan driver, unless BRN_REQUIRE_GPU is set.
+#[cfg(feature = "gpu")]
+#[test]
+fn the_gpu_trains_as_the_cpu_does() {
+    if let Err(why) = trainer::device::start_gpu() {
+        assert!(std::env::var_os("BRN_REQUIRE_GPU").is_none(), "{why}");
+        eprintln!("SKIPPED: {why}; set BRN_REQUIRE_GPU to fail instead");
+        return;
+    }
+    type Gpu = Autodiff<burn_wgpu::Wgpu>;
+    let dir = temp_dir("gpu");
+    let config = TrainConfig {
+        patch: 48,
+        ..tiny_config(&photos(&dir))
+    };
+    let flex: burn_flex::FlexDevice = Default::default();
+    // Both start from the same weights (each backend draws its own random initialisation).
+    let start = dir.join("start");
+    train::<B>(config.clone(), &start, false, Some(1), &[flex]).unwrap();
+    let config = TrainConfig {
+        init: Some(
+            latest_checkpoint(&start)
+                .unwrap()
+                .unwrap()
+                .join("model.safetensors"),
+        ),
+        ..config
+    };
+    let (one, two, gpu) = (dir.join("one"), dir.join("two"), dir.join("gpu"));
+    train::<B>(config.clone(), &one, false, Some(1), &[flex]).unwrap();
+    train::<B>(config.clone(), &two, false, Some(2), &[flex]).unwrap();
+    train::<Gpu>(config, &gpu, false, Some(2), &[Default::default()]).unwrap();
+    let (one, two, gpu) = (tensors_of(&one), tensors_of(&two), tensors_of(&gpu));
+    let across = mean_difference(&two, &gpu);
+    let progress = mean_difference(&one, &two);
+    println!(
+        "gpu vs cpu after two steps: mean |Δw| {across:e}; the second step moved {progress:e}"
+    );
+    assert!(
+        progress > 0.0 && across < progress / 20.0,
+        "{across} vs {progress}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use model::BrnBackend;
+
+use crate::train::TrainBackend;
 use clap::Args;
 use model::derain::{to_planar, to_tensor};
 use model::BrnConfig;
@@ -105,12 +107,12 @@ impl Job for BenchArgs {
         self.cache.clone()
     }
 
-    fn run<B: Backend>(self, devices: &[B::Device]) -> Result<ExitCode> {
+    fn run<B: BrnBackend>(self, devices: &[B::Device]) -> Result<ExitCode> {
         train_bench::<burn::backend::Autodiff<B>>(&self, &devices[0])
     }
 }
 
-fn train_bench<B: AutodiffBackend>(args: &BenchArgs, device: &B::Device) -> Result<ExitCode> {
+fn train_bench<B: TrainBackend>(args: &BenchArgs, device: &B::Device) -> Result<ExitCode> {
     let shapes = match args.batch {
         Some(batch) => vec![(batch, args.size.unwrap_or(100))],
         None => vec![(2, 64), (12, 100)]

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use burn::tensor::backend::Backend;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use model::image::encode_png;
+use model::BrnBackend;
 use model::DerainOptions;
 
 use super::{load_model, read_picture, ModelArgs};
@@ -40,7 +40,7 @@ pub struct DerainArgs {
     gpu_tile: Option<usize>,
 }
 
-fn derain<B: Backend>(args: DerainArgs, device: &B::Device) -> Result<ExitCode> {
+fn derain<B: BrnBackend>(args: DerainArgs, device: &B::Device) -> Result<ExitCode> {
     if args.tile.is_some_and(|tile| tile < 16) {
         bail!("--tile must be at least 16 pixels");
     }
@@ -147,7 +147,7 @@ impl Job for DerainArgs {
         self.gpu_tile = Some(tile);
     }
 
-    fn run<B: Backend>(self, devices: &[B::Device]) -> Result<ExitCode> {
+    fn run<B: BrnBackend>(self, devices: &[B::Device]) -> Result<ExitCode> {
         derain::<B>(self, &devices[0])
     }
 }

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use burn::tensor::backend::Backend;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use model::derain::{to_planar, to_tensor};
+use model::BrnBackend;
 use serde::Serialize;
 
 use super::{load_model, ModelArgs};
@@ -66,7 +66,7 @@ type PsnrSsim = (f64, f64);
 
 /// Derain an 8-bit image whole and score it as the paper does, after each stage in `stages`
 /// (ascending; the run has as many stages as the last). Also returns the rainy input's score.
-fn score_pair<B: Backend>(
+fn score_pair<B: BrnBackend>(
     net: &model::Brn<B>,
     stages: &[usize],
     pair: &data::Pair,
@@ -108,7 +108,7 @@ fn mean_of(scores: &[(f64, f64)]) -> Mean {
     }
 }
 
-fn evaluate<B: Backend>(args: EvalArgs, device: &B::Device) -> Result<ExitCode> {
+fn evaluate<B: BrnBackend>(args: EvalArgs, device: &B::Device) -> Result<ExitCode> {
     let (net, stages) = load_model::<B>(&args.model, device)?;
     let mut counts: Vec<usize> = args
         .also_stages
@@ -216,7 +216,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
 }
 
 impl Job for EvalArgs {
-    fn run<B: Backend>(self, devices: &[B::Device]) -> Result<ExitCode> {
+    fn run<B: BrnBackend>(self, devices: &[B::Device]) -> Result<ExitCode> {
         evaluate::<B>(self, &devices[0])
     }
 }

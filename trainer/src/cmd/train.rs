@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use burn::tensor::backend::Backend;
 use clap::Args;
+use model::BrnBackend;
 
 use crate::config::TrainConfig;
 use crate::device::{run_on, Job};
@@ -145,7 +145,7 @@ impl Job for TrainJob {
         Some(self.cache.clone())
     }
 
-    fn run<B: Backend>(self, devices: &[B::Device]) -> Result<ExitCode> {
+    fn run<B: BrnBackend>(self, devices: &[B::Device]) -> Result<ExitCode> {
         let steps = crate::train::train::<burn::backend::Autodiff<B>>(
             self.config,
             &self.out,

@@ -1,0 +1,159 @@
+//! The operations BRN runs its own way, as a backend extension: [`BrnBackend`] is burn's
+//! `Backend` plus the BRN convolution, whose autodiff backward computes the weight gradient as
+//! many small matrix products over parts of the image (see [`weight_gradient`]) instead of
+//! one product whose reduction runs over every pixel of the batch.
+//!
+//! Why: burn 0.21's weight gradient is one GEMM with a tiny output (`C_out x C_in·9`) and a
+//! reduction over `N·H·W`, so a GPU runs it on a handful of blocks: on an H200 it was 82 % of a
+//! training step's GPU time (`docs/gpu-sessions.md`). The model calls [`conv2d`]; every backend
+//! runs burn's own convolution forward, and the autodiff backend records our backward.
+
+mod autodiff;
+pub mod weight_gradient;
+
+use burn::nn::conv::Conv2d;
+use burn::nn::PaddingConfig2d;
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::{ConvOptions, FloatTensor};
+use burn::tensor::{Tensor, TensorPrimitive};
+
+/// A burn backend that runs the BRN family: burn's operations plus the convolution below.
+pub trait BrnBackend: Backend {
+    /// A 2-D convolution, as burn's `conv2d`. The autodiff backend overrides it to record a
+    /// backward pass whose weight gradient is [`BrnBackend::conv2d_weight_gradient`].
+    ///
+    /// # Shapes
+    /// - `x`: `[N, C_in, H, W]`, `weight`: `[C_out, C_in, K_h, K_w]`, `bias`: `[C_out]`
+    /// - output: `[N, C_out, H_out, W_out]`
+    fn brn_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d(x, weight, bias, options)
+    }
+
+    /// The gradient of a convolution's weight: burn's by default, or the one split over parts
+    /// of the image ([`weight_gradient::split`]) where a backend runs that faster.
+    ///
+    /// # Shapes
+    /// - `x`: `[N, C_in, H, W]`, `weight`: `[C_out, C_in, K_h, K_w]`,
+    ///   `output_grad`: `[N, C_out, H_out, W_out]`
+    /// - output: `[C_out, C_in, K_h, K_w]`
+    fn conv2d_weight_gradient(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d_weight_backward(x, weight, output_grad, options)
+    }
+}
+
+/// Run a convolution module through [`BrnBackend::brn_conv2d`] with its parameters; padding
+/// other than explicit and symmetric (the model's) goes through `Conv2d::forward` itself.
+///
+/// # Shapes
+/// - `x`: `[N, C_in, H, W]` → `[N, C_out, H_out, W_out]`
+pub fn conv2d<B: BrnBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let PaddingConfig2d::Explicit(top, left, bottom, right) = conv.padding else {
+        return conv.forward(x);
+    };
+    if top != bottom || left != right {
+        return conv.forward(x);
+    }
+    let options = ConvOptions::new(conv.stride, [top, left], conv.dilation, conv.groups);
+    let bias = conv
+        .bias
+        .as_ref()
+        .map(|bias| bias.val().into_primitive().tensor());
+    Tensor::from_primitive(TensorPrimitive::Float(B::brn_conv2d(
+        x.into_primitive().tensor(),
+        conv.weight.val().into_primitive().tensor(),
+        bias,
+        options,
+    )))
+}
+
+// The CPU backends keep burn's weight gradient (see `weight_gradient` for the figures); the GPU
+// backends split it.
+#[cfg(feature = "flex")]
+impl BrnBackend for burn_flex::Flex {}
+
+#[cfg(feature = "ndarray")]
+impl BrnBackend for burn_ndarray::NdArray {}
+
+#[cfg(feature = "wgpu")]
+impl BrnBackend for burn_wgpu::Wgpu {
+    fn conv2d_weight_gradient(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        weight_gradient::split_or_burn::<Self>(x, weight, output_grad, options)
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl BrnBackend for burn_cuda::Cuda {
+    fn conv2d_weight_gradient(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        weight_gradient::split_or_burn::<Self>(x, weight, output_grad, options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cell::conv3x3;
+    use burn::backend::Autodiff;
+    use burn::tensor::{Distribution, Tolerance};
+    use burn_flex::Flex;
+
+    type Ad = Autodiff<Flex>;
+
+    /// Through the autodiff backend, [`conv2d`] gives the output and the gradients of the input,
+    /// the weight and the bias that burn's own `Conv2d::forward` gives (the reference), for
+    /// the model's 3x3 convolution at a size where the weight gradient is split into bands.
+    #[test]
+    fn the_brn_convolution_has_burns_output_and_gradients() {
+        let device = Default::default();
+        let conv = conv3x3::<Ad>(5, 4, &device);
+        let x = Tensor::<Ad, 4>::random([2, 5, 40, 30], Distribution::Normal(0., 1.), &device)
+            .require_grad();
+        let weights =
+            Tensor::<Ad, 4>::random([2, 4, 40, 30], Distribution::Normal(0., 1.), &device);
+
+        let ours = conv2d(&conv, x.clone());
+        let burns = conv.forward(x.clone());
+        ours.to_data()
+            .assert_approx_eq::<f32>(&burns.to_data(), Tolerance::rel_abs(1e-5, 1e-5));
+
+        let gradients = |output: Tensor<Ad, 4>| {
+            let grads = (output * weights.clone()).sum().backward();
+            (
+                x.grad(&grads).unwrap(),
+                conv.weight.val().grad(&grads).unwrap(),
+                conv.bias.as_ref().unwrap().val().grad(&grads).unwrap(),
+            )
+        };
+        let (x_ours, w_ours, b_ours) = gradients(ours);
+        let (x_burn, w_burn, b_burn) = gradients(burns);
+        let close = Tolerance::rel_abs(1e-4, 1e-4);
+        x_ours
+            .to_data()
+            .assert_approx_eq::<f32>(&x_burn.to_data(), close);
+        w_ours
+            .to_data()
+            .assert_approx_eq::<f32>(&w_burn.to_data(), close);
+        b_ours
+            .to_data()
+            .assert_approx_eq::<f32>(&b_burn.to_data(), close);
+    }
+}
