@@ -1,5 +1,6 @@
-//! The autodiff backend's BRN convolution: burn's forward, and a backward pass whose weight
-//! gradient is the inner backend's [`BrnBackend::conv2d_weight_gradient`].
+//! The autodiff backend's BRN convolution: the inner backend's [`BrnBackend::brn_conv2d`]
+//! forward, and a backward pass with the inner backend's [`BrnBackend::conv2d_input_gradient`]
+//! and [`BrnBackend::conv2d_weight_gradient`].
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -32,7 +33,7 @@ impl<B: BrnBackend> Backward<B, 2> for Convolution {
         let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight);
 
         if let Some(node) = x_node {
-            let grad = B::conv2d_x_backward(
+            let grad = B::conv2d_input_gradient(
                 x.clone(),
                 weight.clone(),
                 output_grad.clone(),
@@ -64,11 +65,11 @@ impl<B: BrnBackend, C: CheckpointStrategy> BrnBackend for Autodiff<B, C> {
                 let weight_state = prep.checkpoint(&weight);
                 prep.finish(
                     (x_state, weight_state, options.clone()),
-                    B::conv2d(x.primitive, weight.primitive, None, options),
+                    B::brn_conv2d(x.primitive, weight.primitive, None, options),
                 )
             }
             OpsKind::UnTracked(prep) => {
-                prep.finish(B::conv2d(x.primitive, weight.primitive, None, options))
+                prep.finish(B::brn_conv2d(x.primitive, weight.primitive, None, options))
             }
         };
         match bias {

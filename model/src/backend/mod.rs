@@ -9,6 +9,8 @@
 //! runs burn's own convolution forward, and the autodiff backend records our backward.
 
 mod autodiff;
+#[cfg(feature = "flex")]
+pub mod cpu_conv;
 pub mod weight_gradient;
 
 use burn::nn::conv::Conv2d;
@@ -32,6 +34,21 @@ pub trait BrnBackend: Backend {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         Self::conv2d(x, weight, bias, options)
+    }
+
+    /// The gradient of a convolution's input: burn's by default (a transposed convolution).
+    ///
+    /// # Shapes
+    /// - `x`: `[N, C_in, H, W]`, `weight`: `[C_out, C_in, K_h, K_w]`,
+    ///   `output_grad`: `[N, C_out, H_out, W_out]`
+    /// - output: `[N, C_in, H, W]`
+    fn conv2d_input_gradient(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d_x_backward(x, weight, output_grad, options)
     }
 
     /// The gradient of a convolution's weight: burn's by default, or the one split over parts
@@ -76,10 +93,145 @@ pub fn conv2d<B: BrnBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> 
     )))
 }
 
-// The CPU backends keep burn's weight gradient (see `weight_gradient` for the figures); the GPU
-// backends split it.
+// The CPU backends keep burn's weight gradient (the split is no faster there: README, "Speed on
+// a GPU"); the GPU backends split it. flex runs its convolutions with `cpu_conv`.
 #[cfg(feature = "flex")]
-impl BrnBackend for burn_flex::Flex {}
+impl BrnBackend for burn_flex::Flex {
+    fn brn_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        let Some(shape) = flex::shape(&x, &weight, bias.as_ref(), &options) else {
+            return <Self as burn::tensor::ops::ModuleOps<Self>>::conv2d(x, weight, bias, options);
+        };
+        let device = flex::device(&x);
+        let (x, weight, bias) = (flex::data(x), flex::data(weight), bias.map(flex::data));
+        let output = cpu_conv::conv2d(
+            flex::floats(&x),
+            flex::floats(&weight),
+            bias.as_ref().map(flex::floats),
+            shape,
+        );
+        let [out_h, out_w] = shape.out_size();
+        flex::tensor(
+            output,
+            [shape.batch, shape.channels_out, out_h, out_w],
+            &device,
+        )
+    }
+
+    fn conv2d_input_gradient(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        match flex::shape(&x, &weight, None, &options) {
+            Some(shape) if cpu_conv::input_gradient_applies(shape) => {
+                let device = flex::device(&x);
+                let (grad, weight) = (flex::data(output_grad), flex::data(weight));
+                let input =
+                    cpu_conv::input_gradient(flex::floats(&grad), flex::floats(&weight), shape);
+                let [height, width] = shape.size;
+                flex::tensor(
+                    input,
+                    [shape.batch, shape.channels_in, height, width],
+                    &device,
+                )
+            }
+            _ => <Self as burn::tensor::ops::ModuleOps<Self>>::conv2d_x_backward(
+                x,
+                weight,
+                output_grad,
+                options,
+            ),
+        }
+    }
+
+    fn conv2d_weight_gradient(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        let Some(shape) = flex::shape(&x, &weight, None, &options) else {
+            return <Self as burn::tensor::ops::ModuleOps<Self>>::conv2d_weight_backward(
+                x,
+                weight,
+                output_grad,
+                options,
+            );
+        };
+        let device = flex::device(&x);
+        let (x, grad) = (flex::data(x), flex::data(output_grad));
+        let gradient = cpu_conv::weight_gradient(flex::floats(&x), flex::floats(&grad), shape);
+        let [kernel_h, kernel_w] = shape.kernel;
+        flex::tensor(
+            gradient,
+            [shape.channels_out, shape.channels_in, kernel_h, kernel_w],
+            &device,
+        )
+    }
+}
+
+/// Moving flex tensors to and from the plain `f32` slices of [`cpu_conv`].
+#[cfg(feature = "flex")]
+mod flex {
+    use super::cpu_conv;
+    use burn::tensor::ops::{ConvOptions, FloatTensor, FloatTensorOps};
+    use burn::tensor::{DType, Tensor, TensorData, TensorMetadata, TensorPrimitive};
+    use burn_flex::{Flex, FlexDevice};
+
+    /// The convolution's sizes, where `cpu_conv` computes it: f32 tensors, stride 1, dilation 1,
+    /// one group.
+    pub fn shape(
+        x: &FloatTensor<Flex>,
+        weight: &FloatTensor<Flex>,
+        bias: Option<&FloatTensor<Flex>>,
+        options: &ConvOptions<2>,
+    ) -> Option<cpu_conv::Shape> {
+        let f32s = x.dtype() == DType::F32
+            && weight.dtype() == DType::F32
+            && bias.is_none_or(|b| b.dtype() == DType::F32);
+        if !f32s || !cpu_conv::applies(options) {
+            return None;
+        }
+        let [batch, channels_in, height, width] = x.shape().dims();
+        let [channels_out, _, kernel_h, kernel_w] = weight.shape().dims();
+        Some(cpu_conv::Shape {
+            batch,
+            channels_in,
+            size: [height, width],
+            channels_out,
+            kernel: [kernel_h, kernel_w],
+            padding: options.padding,
+        })
+    }
+
+    pub fn device(x: &FloatTensor<Flex>) -> FlexDevice {
+        <Flex as FloatTensorOps<Flex>>::float_device(x)
+    }
+
+    /// The tensor's values, in row-major order.
+    pub fn data(tensor: FloatTensor<Flex>) -> TensorData {
+        match tensor.shape().num_dims() {
+            1 => Tensor::<Flex, 1>::from_primitive(TensorPrimitive::Float(tensor)).into_data(),
+            _ => Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(tensor)).into_data(),
+        }
+    }
+
+    pub fn floats(data: &TensorData) -> &[f32] {
+        data.as_slice::<f32>().expect("checked: f32 tensors")
+    }
+
+    pub fn tensor(values: Vec<f32>, shape: [usize; 4], device: &FlexDevice) -> FloatTensor<Flex> {
+        Tensor::<Flex, 4>::from_data(TensorData::new(values, shape), device)
+            .into_primitive()
+            .tensor()
+    }
+}
 
 #[cfg(feature = "ndarray")]
 impl BrnBackend for burn_ndarray::NdArray {}
