@@ -1,4 +1,5 @@
-// The page: file intake (drop, paste, picker), progress, the before/after viewer and download.
+// The page: file intake (drop, paste, picker) into a queue of photos, progress, the before/after
+// viewer and downloads (one photo, or all as a zip: zip.js).
 // All computation happens in worker.js. URL options: ?backend=cpu forces the CPU path;
 // ?limit=BYTES caps the GPU limits used to size tiles (tests force many tiles with it).
 'use strict';
@@ -9,10 +10,15 @@
   const state = {
     worker: null, mode: params.get('backend') === 'cpu' ? 'cpu' : 'auto',
     limit: Number(params.get('limit')) || 0, reason: '',
-    nextId: 1, currentId: 0, views: [], inputName: 'photo', pngUrl: null, cpuSecondsPerMp: null,
+    nextId: 1, currentId: 0, views: [], viewsId: 0, shownId: 0, cpuSecondsPerMp: null,
+    // Every photo given: {id, name, file, status: waiting | working | done | failed | cancelled,
+    // message, png (Blob), url, progress}. Results are kept as PNG blobs, never as pixels, so
+    // a long queue stays small; only the photo on show is decoded.
+    queue: [],
   };
-  // What tests read: the phase (mirrored as `state`), the last result and the engine in use.
-  window.brnPage = { state: 'loading', backend: null, lastPng: null, lastError: null, results: 0 };
+  // What tests read: the phase (mirrored as `state`), the last result, the engine in use and
+  // the queue ({name, status, message} per photo).
+  window.brnPage = { state: 'loading', backend: null, lastPng: null, lastError: null, results: 0, queue: [] };
 
   // The page's one phase, which drives both the controls and the test hook:
   // loading (engine starting) → ready | no-weights | failed; ready → working (a derain) or
@@ -99,6 +105,7 @@
         startWorker();
         break;
       case 'ready': {
+        state.engineReady = true;
         const engine = msg.engine;
         if (state.reason) engine.reason = state.reason;
         if (engine.backend === 'cpu' && msg.warmUp && msg.weights) {
@@ -114,6 +121,7 @@
         if (!msg.weights) {
           showMessage('This build has no default weights: load a weights file (.safetensors or an authors\' .pth) above.', 'info');
         }
+        pump();
         break;
       }
       case 'weights':
@@ -121,28 +129,35 @@
         setPhase('ready');
         setStatus(engineText(state.engine, msg.weights));
         showMessage(`Loaded ${msg.weights.label}.`, 'info');
+        pump();
         break;
       case 'progress': {
         if (msg.id !== state.currentId) break;
         $('bar').max = msg.total;
         $('bar').value = msg.done;
         const eta = msg.done > 0 ? (msg.seconds / msg.done) * (msg.total - msg.done) : 0;
-        $('progress-text').textContent = `tile ${msg.done} of ${msg.total} · ${fmtSeconds(msg.seconds)}`
+        $('progress-text').textContent = `${current() ? `${current().name}: ` : ''}tile ${msg.done} of ${msg.total} · ${fmtSeconds(msg.seconds)}`
           + (msg.done < msg.total ? ` · about ${fmtSeconds(eta)} left` : '');
+        if (current()) setItem(current(), 'working', `tile ${msg.done} of ${msg.total}`);
         break;
       }
       case 'result':
         if (msg.id !== state.currentId) break;
         showResult(msg);
         break;
-      case 'error':
+      case 'error': {
         // A failed derain or weights load leaves the engine as it was.
         if (busy()) setPhase(state.weights ? 'ready' : 'no-weights');
         window.brnPage.lastError = msg.message;
+        const item = msg.during === 'derain' ? state.queue.find((i) => i.id === msg.id) : null;
+        if (item) {
+          setItem(item, msg.message === 'cancelled' ? 'cancelled' : 'failed', msg.message === 'cancelled' ? '' : msg.message);
+          state.currentId = 0;
+        }
         if (msg.message === 'cancelled') {
-          showMessage('Cancelled.', 'info');
+          showMessage(`Cancelled ${item ? `"${item.name}"` : ''}.`, 'info');
         } else if (msg.during === 'derain') {
-          showMessage(`Could not derain this file: ${msg.message}`);
+          showMessage(`Could not derain "${item ? item.name : 'this file'}": ${msg.message}`);
         } else if (msg.during === 'weights') {
           showMessage(`Could not use these weights: ${msg.message}. The previous weights are still in use.`);
         } else {
@@ -152,22 +167,20 @@
         if (msg.fatal) {
           showMessage(`${$('message').textContent} The engine was restarted.`);
           startWorker();
+        } else {
+          pump();
         }
         break;
+      }
       default:
         break;
     }
   }
 
-  function derainFile(file) {
-    if (phase === 'loading') {
-      showMessage('The engine is still starting; try again in a moment.', 'info');
-      return;
-    }
-    if (busy()) {
-      showMessage('A photo is being processed; cancel it first or wait.', 'info');
-      return;
-    }
+  // The queue. Photos wait until the engine is free; each one's state shows in the list.
+  const current = () => state.queue.find((i) => i.id === state.currentId && i.status === 'working');
+
+  function addPhotos(files) {
     if (phase === 'no-weights') {
       showMessage('Load a weights file first.');
       return;
@@ -176,23 +189,102 @@
       showMessage('The engine did not start; reload the page to retry.');
       return;
     }
-    if (file.type && !file.type.startsWith('image/') && file.type !== 'application/octet-stream') {
-      showMessage(`"${file.name}" is not an image (${file.type}).`);
-      return;
-    }
     showMessage('');
-    state.inputName = (file.name || 'photo').replace(/\.[^.]*$/, '') || 'photo';
+    for (const file of files) {
+      const item = {
+        id: state.nextId++, name: file.name || `pasted-${state.nextId}.png`, file,
+        status: 'waiting', message: '', png: null, url: null,
+      };
+      state.queue.push(item);
+      if (file.type && !file.type.startsWith('image/') && file.type !== 'application/octet-stream') {
+        item.status = 'failed';
+        item.message = `not an image (${file.type})`;
+        item.file = null;
+      }
+    }
+    renderQueue();
+    if (phase === 'loading') {
+      showMessage('The engine is still starting; the photos will be processed when it is ready.', 'info');
+    }
+    pump();
+  }
+
+  // Start the next waiting photo when the engine is free.
+  function pump() {
+    if (phase !== 'ready') return;
+    const item = state.queue.find((i) => i.status === 'waiting');
+    if (!item) return;
+    const file = item.file;
+    state.currentId = item.id;
+    setItem(item, 'working', 'reading…');
+    $('bar').value = 0;
+    $('progress-text').textContent = `${item.name}: starting…`;
+    setPhase('working');
     file.arrayBuffer().then((buffer) => {
-      state.currentId = state.nextId++;
-      $('bar').value = 0;
-      $('progress-text').textContent = 'starting…';
-      setPhase('working');
+      if (item.status !== 'working') return; // cancelled while reading
+      setItem(item, 'working', 'starting…');
       state.worker.postMessage({
-        type: 'derain', id: state.currentId, file: buffer,
+        type: 'derain', id: item.id, file: buffer,
         stages: Number($('stages').value), keepStages: $('keep-stages').checked,
       }, [buffer]);
-    }, (e) => showMessage(`Could not read the file: ${e.message}`));
+    }, (e) => {
+      setItem(item, 'failed', `cannot read the file (${e.message})`);
+      setPhase('ready');
+      pump();
+    });
   }
+
+  function setItem(item, status, message) {
+    item.status = status;
+    item.message = message || '';
+    if (status !== 'waiting' && status !== 'working') item.file = status === 'done' ? item.file : null;
+    renderQueue();
+  }
+
+  const STATUS_TEXT = { waiting: 'waiting', working: 'working', done: 'done', failed: 'failed', cancelled: 'cancelled' };
+
+  function renderQueue() {
+    const list = $('queue-list');
+    list.textContent = '';
+    for (const item of state.queue) {
+      const li = document.createElement('li');
+      li.dataset.status = item.status;
+      li.dataset.id = String(item.id);
+      if (item.id === state.shownId) li.setAttribute('aria-current', 'true');
+      const name = document.createElement('span');
+      name.className = 'name';
+      name.textContent = item.name;
+      const text = document.createElement('span');
+      text.className = 'state';
+      text.textContent = STATUS_TEXT[item.status] + (item.message ? `: ${item.message}` : '');
+      li.append(name, text);
+      if (item.status === 'done') {
+        const view = document.createElement('button');
+        view.type = 'button';
+        view.className = 'small view';
+        view.textContent = 'View';
+        view.addEventListener('click', () => viewItem(item));
+        const link = document.createElement('a');
+        link.className = 'button small download';
+        link.href = item.url;
+        link.download = resultName(item);
+        link.textContent = 'PNG';
+        li.append(view, link);
+      }
+      list.appendChild(li);
+    }
+    const count = (s) => state.queue.filter((i) => i.status === s).length;
+    const done = count('done');
+    $('queue').hidden = state.queue.length < 2 && !state.queue.some((i) => i.status === 'failed');
+    $('queue-summary').textContent = `${state.queue.length} photo(s): ${done} done`
+      + `${count('working') + count('waiting') ? `, ${count('working') + count('waiting')} to go` : ''}`
+      + `${count('failed') ? `, ${count('failed')} failed` : ''}${count('cancelled') ? `, ${count('cancelled')} cancelled` : ''}`;
+    $('download-all').disabled = done === 0;
+    $('cancel-all').disabled = !state.queue.some((i) => i.status === 'waiting' || i.status === 'working');
+    window.brnPage.queue = state.queue.map((i) => ({ name: i.name, status: i.status, message: i.message }));
+  }
+
+  const resultName = (item) => `${item.name.replace(/\.[^.]*$/, '') || 'photo'}-derained.png`;
 
   function draw(canvas, view, width, height) {
     canvas.width = width;
@@ -200,33 +292,78 @@
     canvas.getContext('2d').putImageData(new ImageData(view.rgba, width, height), 0, 0);
   }
 
-  function showResult(msg) {
-    state.views = msg.views;
+  // The view select: the views of the newest result (input, derained, rain, stages), or only
+  // the derained photo for an earlier one.
+  function fillViews(labels) {
     const select = $('view');
     select.textContent = '';
-    msg.views.forEach((v, i) => {
+    labels.forEach((label, i) => {
       if (i === 0) return; // the input is the "before" side
       const o = document.createElement('option');
       o.value = String(i);
-      o.textContent = v.label;
+      o.textContent = label;
       select.appendChild(o);
     });
     select.value = '1';
+  }
+
+  function showItem(item, size, elapsed) {
+    if (state.shownOrphan && state.shownOrphan !== item.url) URL.revokeObjectURL(state.shownOrphan);
+    state.shownOrphan = null;
+    state.shownId = item.id;
+    state.size = size;
+    state.zoom = 'fit';
+    $('download').href = item.url;
+    $('download').download = resultName(item);
+    $('elapsed').textContent = elapsed;
+    $('result').hidden = false;
+    renderQueue();
+    layout();
+  }
+
+  // Show an earlier result again, decoding its PNG and the original photo (the browser's
+  // decoder; a format it lacks, such as TIFF, shows the result on both sides).
+  async function viewItem(item) {
+    if (item.id === state.viewsId) {
+      fillViews(state.views.map((v) => v.label));
+      draw($('before'), state.views[0], item.width, item.height);
+      draw($('after'), state.views[1], item.width, item.height);
+      showItem(item, [item.width, item.height], item.elapsed);
+      return;
+    }
+    try {
+      const after = await createImageBitmap(item.png);
+      const before = item.file ? await createImageBitmap(item.file).catch(() => after) : after;
+      for (const [canvas, bitmap] of [[$('before'), before], [$('after'), after]]) {
+        canvas.width = item.width;
+        canvas.height = item.height;
+        canvas.getContext('2d').drawImage(bitmap, 0, 0, item.width, item.height);
+      }
+      fillViews(['Input', 'Derained']);
+      showItem(item, [item.width, item.height], item.elapsed);
+    } catch (e) {
+      showMessage(`Cannot show "${item.name}": ${e.message}`);
+    }
+  }
+
+  function showResult(msg) {
+    const item = state.queue.find((i) => i.id === msg.id);
+    state.views = msg.views;
+    state.viewsId = msg.id;
+    fillViews(msg.views.map((v) => v.label));
     draw($('before'), msg.views[0], msg.width, msg.height);
     draw($('after'), msg.views[1], msg.width, msg.height);
-    state.size = [msg.width, msg.height];
-    state.zoom = 'fit';
-    if (state.pngUrl) URL.revokeObjectURL(state.pngUrl);
-    const blob = new Blob([msg.png], { type: 'image/png' });
-    state.pngUrl = URL.createObjectURL(blob);
-    $('download').href = state.pngUrl;
-    $('download').download = `${state.inputName}-derained.png`;
+    item.png = new Blob([msg.png], { type: 'image/png' });
+    item.url = URL.createObjectURL(item.png);
+    item.width = msg.width;
+    item.height = msg.height;
     const mp = (msg.width * msg.height) / 1e6;
-    $('elapsed').textContent = `${msg.width}×${msg.height} in ${fmtSeconds(msg.seconds)} `
-      + `(${fmtSeconds(msg.seconds / mp)} per megapixel, ${msg.backend === 'webgpu' ? 'WebGPU' : 'CPU'})`
-      + (!msg.stagesKept && $('keep-stages').checked ? ' · stage views are kept for photos up to 4 MP' : '');
-    $('result').hidden = false;
-    layout();
+    item.elapsed = `${msg.width}×${msg.height} in ${fmtSeconds(msg.seconds)} `
+      + `(${fmtSeconds(msg.seconds / mp)} per megapixel, ${msg.backend === 'webgpu' ? 'WebGPU' : 'CPU'})`;
+    setItem(item, 'done', `${fmtSeconds(msg.seconds)}`);
+    state.currentId = 0;
+    showItem(item, [msg.width, msg.height], item.elapsed
+      + (!msg.stagesKept && $('keep-stages').checked ? ' · stage views are kept for photos up to 4 MP' : ''));
     if (msg.backend === 'cpu' && state.engine) {
       // A real photo's speed replaces the warm-up's rough estimate.
       state.cpuSecondsPerMp = (msg.seconds / mp) * (state.weights ? state.weights.stages / Number($('stages').value) : 1);
@@ -236,6 +373,7 @@
     window.brnPage.lastSeconds = msg.seconds;
     window.brnPage.results += 1;
     setPhase('ready');
+    pump();
   }
 
   // The compare view. `state.zoom` is 'fit' (the whole photo inside the window, never
@@ -335,7 +473,7 @@
 
   // Intake: picker, drag and drop, paste.
   $('file').addEventListener('change', (e) => {
-    if (e.target.files[0]) derainFile(e.target.files[0]);
+    if (e.target.files.length) addPhotos([...e.target.files]);
     e.target.value = '';
   });
   const drop = $('drop');
@@ -350,14 +488,16 @@
     drop.classList.remove('over');
   }));
   document.addEventListener('drop', (e) => {
-    const file = e.dataTransfer && e.dataTransfer.files[0];
-    if (!file) return;
-    if (/\.(pth|safetensors)$/i.test(file.name)) loadWeightsFile(file);
-    else derainFile(file);
+    const files = [...(e.dataTransfer ? e.dataTransfer.files : [])];
+    const weights = files.filter((f) => /\.(pth|safetensors)$/i.test(f.name));
+    if (weights.length) loadWeightsFile(weights[0]);
+    const photos = files.filter((f) => !weights.includes(f));
+    if (photos.length) addPhotos(photos);
   });
   document.addEventListener('paste', (e) => {
-    const item = [...(e.clipboardData ? e.clipboardData.items : [])].find((i) => i.kind === 'file');
-    if (item) derainFile(item.getAsFile());
+    const files = [...(e.clipboardData ? e.clipboardData.items : [])]
+      .filter((i) => i.kind === 'file').map((i) => i.getAsFile()).filter(Boolean);
+    if (files.length) addPhotos(files);
   });
 
   function loadWeightsFile(file) {
@@ -385,11 +525,59 @@
     state.worker.postMessage({ type: 'cancel' });
     $('progress-text').textContent = 'cancelling after this tile…';
   });
+  $('cancel-all').addEventListener('click', () => {
+    for (const item of state.queue) {
+      if (item.status === 'waiting') setItem(item, 'cancelled');
+    }
+    if (current()) {
+      state.worker.postMessage({ type: 'cancel' });
+      $('progress-text').textContent = 'cancelling after this tile…';
+    }
+  });
+  $('download-all').addEventListener('click', async () => {
+    const done = state.queue.filter((i) => i.status === 'done');
+    if (!done.length) return;
+    const entries = await Promise.all(done.map(async (item) => ({
+      name: resultName(item), bytes: new Uint8Array(await item.png.arrayBuffer()),
+    })));
+    const url = URL.createObjectURL(window.brnZip.make(entries));
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = 'derained.zip';
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  });
+  // Finished photos leave the list; the one on show stays viewable and downloadable until
+  // another is shown (its PNG is released then).
+  $('clear-finished').addEventListener('click', () => {
+    state.queue = state.queue.filter((item) => {
+      const keep = item.status === 'waiting' || item.status === 'working';
+      if (!keep && item.url && item.id !== state.shownId) URL.revokeObjectURL(item.url);
+      if (!keep && item.id === state.shownId) state.shownOrphan = item.url;
+      return keep;
+    });
+    renderQueue();
+  });
   $('view').addEventListener('change', () => {
+    if (state.shownId !== state.viewsId) return; // an earlier photo has only its result
     const view = state.views[Number($('view').value)];
     if (view) draw($('after'), view, state.size[0], state.size[1]);
   });
   $('slider').addEventListener('input', (e) => setSlider(Number(e.target.value)));
+
+  // Offline use after the first visit (service-worker.js). `brnPage.offline` says where that
+  // stands: installing, ready, unsupported (no service workers, or not a secure context), failed.
+  if ('serviceWorker' in navigator && window.isSecureContext) {
+    window.brnPage.offline = navigator.serviceWorker.controller ? 'ready' : 'installing';
+    navigator.serviceWorker.register('./service-worker.js').then(() => navigator.serviceWorker.ready).then(() => {
+      if (navigator.serviceWorker.controller) window.brnPage.offline = 'ready';
+      else navigator.serviceWorker.addEventListener('controllerchange', () => { window.brnPage.offline = 'ready'; });
+    }, () => { window.brnPage.offline = 'failed'; });
+  } else {
+    window.brnPage.offline = 'unsupported';
+  }
 
   startWorker();
 })();

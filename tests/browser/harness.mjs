@@ -37,7 +37,15 @@ export async function serve(dist) {
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   const origin = `http://127.0.0.1:${server.address().port}`;
-  return { origin, requests, close: () => new Promise((r) => server.close(r)) };
+  let running = true;
+  // Stop serving (open connections too), as a network gone away; safe to call twice.
+  const close = () => new Promise((resolve) => {
+    if (!running) { resolve(); return; }
+    running = false;
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+  return { origin, requests, close };
 }
 
 /** Debian Chromium, headless; `webgpu` adds --enable-unsafe-webgpu (SwiftShader here). */
@@ -67,14 +75,23 @@ export async function launch({ webgpu }) {
   return { context, close, requests };
 }
 
-/** Open the page and wait until the engine is ready (or failed). */
+/** Open the page and wait until the engine is ready (or failed) and the service worker has
+ * taken its files for offline use (so that its downloads never overlap a derain). */
 export async function open(context, url, timeout = 300_000) {
   const page = await context.newPage();
   page.on('console', (m) => { if (process.env.BRN_BROWSER_LOG) console.log(`  [page] ${m.text()}`); });
   page.on('pageerror', (e) => console.log(`  [page error] ${e.message}`));
   await page.goto(url);
-  await page.waitForFunction(() => ['ready', 'no-weights', 'failed'].includes(window.brnPage.state), null, { timeout });
+  await page.waitForFunction(() => ['ready', 'no-weights', 'failed'].includes(window.brnPage.state)
+    && window.brnPage.offline !== 'installing', null, { timeout });
   return page;
+}
+
+/** Wait until the page's queue has no photo waiting or working; returns the queue. */
+export async function queueSettled(page, count, timeout = 600_000) {
+  await page.waitForFunction((n) => window.brnPage.queue.length >= n
+    && window.brnPage.queue.every((i) => !['waiting', 'working'].includes(i.status)), count, { timeout, polling: 100 });
+  return page.evaluate(() => window.brnPage.queue);
 }
 
 /** Give the page a file through its picker and wait for the result (or an error). */

@@ -11,14 +11,20 @@
 //  4. Cancel: a many-tile derain stops at the Cancel button; the next derain still works.
 //  5. The compare view: a portrait photo fits a 1100x1000 window unscaled and a short window
 //     scaled down; 1:1 shows the photo's own pixels, 2x doubles them.
-//  6. Privacy: every request went to the page's own origin, none carried a body, and no
+//  6. A queue of three photos (one broken) gives two results and one clear error; "Download
+//     all" gives a zip (read by Python's zipfile) of the two results, each matching the native
+//     derain.
+//  7. Drop and paste (synthetic DragEvent / ClipboardEvent with files) derain like the picker.
+//  8. Offline: with the server stopped, a reload of the page (from a sub-path) still derains.
+//  9. Privacy: every request went to the page's own origin, none carried a body, and no
 //     request at all was made while an image was being derained.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { crop, decodePng, encodePng, psnr } from './png.mjs';
-import { SUB_PATH, derain, launch, native, open, serve } from './harness.mjs';
+import { execFileSync } from 'node:child_process';
+import { SUB_PATH, derain, launch, native, open, queueSettled, serve } from './harness.mjs';
 
 const dist = path.resolve(process.env.BRN_DIST || '../../dist');
 const brn = process.env.BRN_BIN;
@@ -60,6 +66,7 @@ function reference(file, stages) {
 }
 const gpuReference = reference(smallPng, GPU_STAGES);
 const cpuReference = reference(testPng, CPU_STAGES);
+const smallCpuReference = reference(smallPng, CPU_STAGES);
 
 const server = await serve(dist);
 let failures = 0;
@@ -142,6 +149,53 @@ try {
     compare(good.png, cpuReference);
   });
 
+  await test('a queue of three photos (one broken) gives two results, one clear error, and a zip of both', async () => {
+    await page.selectOption('#stages', String(CPU_STAGES));
+    // The earlier tests' photos are in the list: "Clear finished" empties it.
+    await page.click('#clear-finished');
+    assert.equal(await page.evaluate(() => window.brnPage.queue.length), 0, 'finished photos were kept');
+    await page.setInputFiles('#file', [testPng, truncated, smallPng]);
+    const queue = await queueSettled(page, 3);
+    console.log(`     queue: ${queue.map((i) => `${i.name} ${i.status}${i.message ? ` (${i.message})` : ''}`).join('; ')}`);
+    assert.deepEqual(queue.map((i) => i.status), ['done', 'failed', 'done']);
+    assert.match(queue[1].message, /truncated|corrupt|decode/i);
+    assert.equal(await page.isVisible('#queue'), true, 'the queue is not shown');
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-all')]);
+    const zip = path.join(tmp, 'all.zip');
+    await download.saveAs(zip);
+    const listing = JSON.parse(execFileSync('python3', ['-c', `
+import json, sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+assert z.testzip() is None
+json.dump([[i.filename, z.read(i).hex()] for i in z.infolist()], sys.stdout)`, zip], { encoding: 'utf8' }));
+    console.log(`     zip: ${listing.map(([name, hex]) => `${name} (${hex.length / 2} bytes)`).join(', ')}`);
+    assert.deepEqual(listing.map(([name]) => name), ['rainy-derained.png', 'small-derained.png']);
+    compare(Buffer.from(listing[0][1], 'hex'), cpuReference);
+    compare(Buffer.from(listing[1][1], 'hex'), smallCpuReference);
+  });
+
+  await test('drop and paste derain like the picker', async () => {
+    const bytes = [...fs.readFileSync(smallPng)];
+    for (const how of ['drop', 'paste']) {
+      const results = await page.evaluate(() => {
+        window.brnPage.lastError = null;
+        return window.brnPage.results;
+      });
+      await page.evaluate(({ bytes, how }) => {
+        const data = new DataTransfer();
+        data.items.add(new File([new Uint8Array(bytes)], `${how}.png`, { type: 'image/png' }));
+        const event = how === 'drop'
+          ? new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true })
+          : new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true });
+        document.dispatchEvent(event);
+      }, { bytes, how });
+      await page.waitForFunction((n) => window.brnPage.results > n || window.brnPage.lastError, results, { timeout: 300_000 });
+      const out = await page.evaluate(() => ({ png: Array.from(window.brnPage.lastPng), last: window.brnPage.queue.at(-1) }));
+      assert.deepEqual([out.last.name, out.last.status], [`${how}.png`, 'done'], JSON.stringify(out.last));
+      compare(Uint8Array.from(out.png), smallCpuReference);
+    }
+  });
+
   await test('Cancel stops a many-tile derain; the next one works', async () => {
     await page.setInputFiles('#file', bigPng);
     await page.waitForFunction(() => /tile [1-9]/.test(document.getElementById('progress-text').textContent), null, { timeout: 300_000 });
@@ -204,6 +258,17 @@ try {
     await page.waitForFunction(() => ['ready', 'failed'].includes(window.brnPage.state), null, { timeout: 300_000 });
     assert.equal(await page.evaluate(() => window.brnPage.state), 'ready');
     assert.equal(fetched(), before, 'the reload fetched the weights again');
+  });
+  await test('offline: with the server stopped, a reload from the sub-path still derains', async () => {
+    await page.waitForFunction(() => window.brnPage.offline === 'ready', null, { timeout: 60_000 });
+    await server.close();
+    await page.reload();
+    await page.waitForFunction(() => ['ready', 'failed'].includes(window.brnPage.state), null, { timeout: 300_000 });
+    assert.equal(await page.evaluate(() => window.brnPage.state), 'ready', await page.textContent('#status'));
+    await page.selectOption('#stages', String(CPU_STAGES));
+    const out = await derainCounted(cpu, page, smallPng);
+    assert.equal(out.error, null, out.error);
+    compare(out.png, smallCpuReference);
   });
   if (page) await page.close();
 } finally {
