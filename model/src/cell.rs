@@ -9,7 +9,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
 use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorPrimitive};
 
 use crate::backend::{conv2d, BrnBackend};
 
@@ -82,19 +82,12 @@ impl<B: BrnBackend> ConvLstm<B> {
         other: Option<Tensor<B, 4>>,
     ) -> CellState<B> {
         let gates = conv2d(&self.gates, concat(features, state.hidden, other));
-        let [input, forget, candidate, output]: [Tensor<B, 4>; 4] = gates
-            .chunk(4, 1)
-            .try_into()
-            .expect("the gate convolution has 4 * channels outputs");
-        let update = sigmoid(input) * tanh(candidate);
-        let cell = match state.cell {
-            Some(cell) => sigmoid(forget) * cell + update,
-            None => update,
-        };
-        let hidden = sigmoid(output) * tanh(cell.clone());
+        let float = |t: Tensor<B, 4>| t.into_primitive().tensor();
+        let (hidden, cell) = B::lstm_gates(float(gates), state.cell.map(float));
+        let tensor = |t| Tensor::from_primitive(TensorPrimitive::Float(t));
         CellState {
-            hidden,
-            cell: Some(cell),
+            hidden: tensor(hidden),
+            cell: Some(tensor(cell)),
         }
     }
 }

@@ -11,6 +11,7 @@
 mod autodiff;
 #[cfg(feature = "flex")]
 pub mod cpu_conv;
+pub mod lstm;
 pub mod weight_gradient;
 
 use burn::nn::conv::Conv2d;
@@ -34,6 +35,24 @@ pub trait BrnBackend: Backend {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         Self::conv2d(x, weight, bias, options)
+    }
+
+    /// The convolutional LSTM's gate arithmetic after its gate convolution ([`lstm`]): burn's
+    /// tensor operations by default (so autodiff records them).
+    ///
+    /// # Shapes
+    /// - `gates`: `[N, 4C, H, W]` (`i; f; g; o`), `cell`: `[N, C, H, W]`
+    /// - returns `(hidden, cell)`, `[N, C, H, W]` each
+    fn lstm_gates(
+        gates: FloatTensor<Self>,
+        cell: Option<FloatTensor<Self>>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let float = |t| Tensor::<Self, 4>::from_primitive(TensorPrimitive::Float(t));
+        let (hidden, cell) = lstm::by_tensor_ops(float(gates), cell.map(float));
+        (
+            hidden.into_primitive().tensor(),
+            cell.into_primitive().tensor(),
+        )
     }
 
     /// The gradient of a convolution's input: burn's by default (a transposed convolution).
@@ -106,20 +125,44 @@ impl BrnBackend for burn_flex::Flex {
         let Some(shape) = flex::shape(&x, &weight, bias.as_ref(), &options) else {
             return <Self as burn::tensor::ops::ModuleOps<Self>>::conv2d(x, weight, bias, options);
         };
-        let device = flex::device(&x);
-        let (x, weight, bias) = (flex::data(x), flex::data(weight), bias.map(flex::data));
+        let bias = bias.as_ref().map(flex::floats);
         let output = cpu_conv::conv2d(
-            flex::floats(&x),
-            flex::floats(&weight),
-            bias.as_ref().map(flex::floats),
+            &flex::floats(&x),
+            &flex::floats(&weight),
+            bias.as_deref(),
             shape,
         );
         let [out_h, out_w] = shape.out_size();
-        flex::tensor(
-            output,
-            [shape.batch, shape.channels_out, out_h, out_w],
-            &device,
-        )
+        flex::tensor(output, [shape.batch, shape.channels_out, out_h, out_w])
+    }
+
+    fn lstm_gates(
+        gates: FloatTensor<Self>,
+        cell: Option<FloatTensor<Self>>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        use burn::tensor::{DType, TensorMetadata};
+        let [batch, channels4, height, width] = gates.shape().dims();
+        let f32s =
+            gates.dtype() == DType::F32 && cell.as_ref().is_none_or(|c| c.dtype() == DType::F32);
+        if !f32s || channels4 % 4 != 0 {
+            let float = |t| Tensor::<Self, 4>::from_primitive(TensorPrimitive::Float(t));
+            let (hidden, cell) = lstm::by_tensor_ops(float(gates), cell.map(float));
+            return (
+                hidden.into_primitive().tensor(),
+                cell.into_primitive().tensor(),
+            );
+        }
+        let channels = channels4 / 4;
+        let previous = cell.as_ref().map(flex::floats);
+        let (hidden, cell) = lstm::in_one_pass(
+            &flex::floats(&gates),
+            previous.as_deref(),
+            batch,
+            channels,
+            height * width,
+        );
+        let shape = [batch, channels, height, width];
+        (flex::tensor(hidden, shape), flex::tensor(cell, shape))
     }
 
     fn conv2d_input_gradient(
@@ -130,16 +173,13 @@ impl BrnBackend for burn_flex::Flex {
     ) -> FloatTensor<Self> {
         match flex::shape(&x, &weight, None, &options) {
             Some(shape) if cpu_conv::input_gradient_applies(shape) => {
-                let device = flex::device(&x);
-                let (grad, weight) = (flex::data(output_grad), flex::data(weight));
-                let input =
-                    cpu_conv::input_gradient(flex::floats(&grad), flex::floats(&weight), shape);
+                let input = cpu_conv::input_gradient(
+                    &flex::floats(&output_grad),
+                    &flex::floats(&weight),
+                    shape,
+                );
                 let [height, width] = shape.size;
-                flex::tensor(
-                    input,
-                    [shape.batch, shape.channels_in, height, width],
-                    &device,
-                )
+                flex::tensor(input, [shape.batch, shape.channels_in, height, width])
             }
             _ => <Self as burn::tensor::ops::ModuleOps<Self>>::conv2d_x_backward(
                 x,
@@ -164,14 +204,12 @@ impl BrnBackend for burn_flex::Flex {
                 options,
             );
         };
-        let device = flex::device(&x);
-        let (x, grad) = (flex::data(x), flex::data(output_grad));
-        let gradient = cpu_conv::weight_gradient(flex::floats(&x), flex::floats(&grad), shape);
+        let gradient =
+            cpu_conv::weight_gradient(&flex::floats(&x), &flex::floats(&output_grad), shape);
         let [kernel_h, kernel_w] = shape.kernel;
         flex::tensor(
             gradient,
             [shape.channels_out, shape.channels_in, kernel_h, kernel_w],
-            &device,
         )
     }
 }
@@ -180,9 +218,11 @@ impl BrnBackend for burn_flex::Flex {
 #[cfg(feature = "flex")]
 mod flex {
     use super::cpu_conv;
-    use burn::tensor::ops::{ConvOptions, FloatTensor, FloatTensorOps};
-    use burn::tensor::{DType, Tensor, TensorData, TensorMetadata, TensorPrimitive};
-    use burn_flex::{Flex, FlexDevice};
+    use burn::tensor::ops::{ConvOptions, FloatTensor};
+    use std::borrow::Cow;
+
+    use burn::tensor::{DType, TensorData, TensorMetadata};
+    use burn_flex::{Flex, FlexTensor};
 
     /// The convolution's sizes, where `cpu_conv` computes it: f32 tensors, stride 1, dilation 1,
     /// one group.
@@ -210,26 +250,22 @@ mod flex {
         })
     }
 
-    pub fn device(x: &FloatTensor<Flex>) -> FlexDevice {
-        <Flex as FloatTensorOps<Flex>>::float_device(x)
-    }
-
-    /// The tensor's values, in row-major order.
-    pub fn data(tensor: FloatTensor<Flex>) -> TensorData {
-        match tensor.shape().num_dims() {
-            1 => Tensor::<Flex, 1>::from_primitive(TensorPrimitive::Float(tensor)).into_data(),
-            _ => Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(tensor)).into_data(),
+    /// The tensor's values in row-major order: borrowed from its storage when it is laid out
+    /// so (most tensors; no copy even when the tensor is shared, as autodiff keeps inputs),
+    /// else copied.
+    pub fn floats(tensor: &FloatTensor<Flex>) -> Cow<'_, [f32]> {
+        let layout = tensor.layout();
+        let count = layout.num_elements();
+        if layout.is_contiguous() && layout.start_offset() == 0 {
+            Cow::Borrowed(&tensor.storage::<f32>()[..count])
+        } else {
+            Cow::Owned(tensor.to_contiguous().storage::<f32>()[..count].to_vec())
         }
     }
 
-    pub fn floats(data: &TensorData) -> &[f32] {
-        data.as_slice::<f32>().expect("checked: f32 tensors")
-    }
-
-    pub fn tensor(values: Vec<f32>, shape: [usize; 4], device: &FlexDevice) -> FloatTensor<Flex> {
-        Tensor::<Flex, 4>::from_data(TensorData::new(values, shape), device)
-            .into_primitive()
-            .tensor()
+    /// A flex tensor holding `values` (moved, not copied).
+    pub fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FloatTensor<Flex> {
+        FlexTensor::from_data(TensorData::new(values, shape))
     }
 }
 
