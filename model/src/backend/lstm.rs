@@ -5,7 +5,8 @@
 
 use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Tensor, TensorPrimitive};
 
 /// The gate arithmetic as burn tensor operations.
 ///
@@ -26,6 +27,22 @@ pub fn by_tensor_ops<B: Backend>(
         None => update,
     };
     (sigmoid(output) * tanh(cell.clone()), cell)
+}
+
+/// [`by_tensor_ops`] on primitives, as the backend trait passes them.
+///
+/// # Shapes
+/// - as [`by_tensor_ops`]
+pub fn by_tensor_ops_primitive<B: Backend>(
+    gates: FloatTensor<B>,
+    cell: Option<FloatTensor<B>>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let float = |t| Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(t));
+    let (hidden, cell) = by_tensor_ops(float(gates), cell.map(float));
+    (
+        hidden.into_primitive().tensor(),
+        cell.into_primitive().tensor(),
+    )
 }
 
 fn logistic(x: f32) -> f32 {

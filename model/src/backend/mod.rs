@@ -47,12 +47,7 @@ pub trait BrnBackend: Backend {
         gates: FloatTensor<Self>,
         cell: Option<FloatTensor<Self>>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let float = |t| Tensor::<Self, 4>::from_primitive(TensorPrimitive::Float(t));
-        let (hidden, cell) = lstm::by_tensor_ops(float(gates), cell.map(float));
-        (
-            hidden.into_primitive().tensor(),
-            cell.into_primitive().tensor(),
-        )
+        lstm::by_tensor_ops_primitive::<Self>(gates, cell)
     }
 
     /// The gradient of a convolution's input: burn's by default (a transposed convolution).
@@ -145,12 +140,7 @@ impl BrnBackend for burn_flex::Flex {
         let f32s =
             gates.dtype() == DType::F32 && cell.as_ref().is_none_or(|c| c.dtype() == DType::F32);
         if !f32s || channels4 % 4 != 0 {
-            let float = |t| Tensor::<Self, 4>::from_primitive(TensorPrimitive::Float(t));
-            let (hidden, cell) = lstm::by_tensor_ops(float(gates), cell.map(float));
-            return (
-                hidden.into_primitive().tensor(),
-                cell.into_primitive().tensor(),
-            );
+            return lstm::by_tensor_ops_primitive::<Self>(gates, cell);
         }
         let channels = channels4 / 4;
         let previous = cell.as_ref().map(flex::floats);
@@ -272,29 +262,28 @@ mod flex {
 #[cfg(feature = "ndarray")]
 impl BrnBackend for burn_ndarray::NdArray {}
 
-#[cfg(feature = "wgpu")]
-impl BrnBackend for burn_wgpu::Wgpu {
-    fn conv2d_weight_gradient(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        output_grad: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        weight_gradient::split_or_burn::<Self>(x, weight, output_grad, options)
-    }
+/// A GPU backend: burn's operations, with the weight gradient split into bands.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+macro_rules! split_weight_gradient {
+    ($backend:ty) => {
+        impl BrnBackend for $backend {
+            fn conv2d_weight_gradient(
+                x: FloatTensor<Self>,
+                weight: FloatTensor<Self>,
+                output_grad: FloatTensor<Self>,
+                options: ConvOptions<2>,
+            ) -> FloatTensor<Self> {
+                weight_gradient::split_or_burn::<Self>(x, weight, output_grad, options)
+            }
+        }
+    };
 }
 
+#[cfg(feature = "wgpu")]
+split_weight_gradient!(burn_wgpu::Wgpu);
+
 #[cfg(feature = "cuda")]
-impl BrnBackend for burn_cuda::Cuda {
-    fn conv2d_weight_gradient(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        output_grad: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        weight_gradient::split_or_burn::<Self>(x, weight, output_grad, options)
-    }
-}
+split_weight_gradient!(burn_cuda::Cuda);
 
 #[cfg(test)]
 mod tests {
