@@ -150,11 +150,12 @@
         if (busy()) setPhase(state.weights ? 'ready' : 'no-weights');
         window.brnPage.lastError = msg.message;
         const item = msg.during === 'derain' ? state.queue.find((i) => i.id === msg.id) : null;
+        const cancelled = msg.message === 'cancelled';
         if (item) {
-          setItem(item, msg.message === 'cancelled' ? 'cancelled' : 'failed', msg.message === 'cancelled' ? '' : msg.message);
+          setItem(item, cancelled ? 'cancelled' : 'failed', cancelled ? '' : msg.message);
           state.currentId = 0;
         }
-        if (msg.message === 'cancelled') {
+        if (cancelled) {
           showMessage(`Cancelled ${item ? `"${item.name}"` : ''}.`, 'info');
         } else if (msg.during === 'derain') {
           showMessage(`Could not derain "${item ? item.name : 'this file'}": ${msg.message}`);
@@ -237,7 +238,8 @@
   function setItem(item, status, message) {
     item.status = status;
     item.message = message || '';
-    if (status !== 'waiting' && status !== 'working') item.file = status === 'done' ? item.file : null;
+    // A done photo keeps its original for the "before" side; a failed or cancelled one drops it.
+    if (status === 'failed' || status === 'cancelled') item.file = null;
     renderQueue();
   }
 

@@ -2,13 +2,13 @@
 
 use std::time::Instant;
 
-use crate::train::TrainBackend;
 use anyhow::Result;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::{ElementConversion, Tensor};
 use model::{Brn, BrnConfig};
 
 use crate::loss::{loss, LossKind};
+use crate::train::TrainBackend;
 
 /// Peak resident set size of this process so far, in bytes (Linux `VmHWM`).
 pub fn peak_rss_bytes() -> Option<u64> {

@@ -223,8 +223,8 @@ impl KernelCache {
     }
 }
 
-/// The kernel cache of commands that name none (`derain`, `eval`, `bench` without `--cache`): `$BRN_KERNEL_CACHE`, else
-/// `brn/kernels` in the user's cache folder (`$XDG_CACHE_HOME`, `~/.cache`, or
+/// The kernel cache of commands that name none (`derain`, `eval`, `bench` without `--cache`):
+/// `$BRN_KERNEL_CACHE`, else `brn/kernels` in the user's cache folder (`$XDG_CACHE_HOME`, `~/.cache`, or
 /// `%LOCALAPPDATA%`), so that every later run on this GPU skips compilation and autotuning
 /// (without it, each process compiled its kernels anew and the autotune results went to a
 /// `target/` folder in the working folder). `None` where no such folder is known.

@@ -12,8 +12,7 @@ use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
-use model::BrnBackend;
-use model::{Brn, BrnConfig};
+use model::{Brn, BrnBackend, BrnConfig};
 
 pub use crate::checkpoint::{latest_checkpoint, TrainState};
 use crate::checkpoint::{restore, save_checkpoint};
@@ -337,7 +336,7 @@ fn materialise<B: AutodiffBackend>(net: Brn<B>) -> Brn<B> {
 }
 
 /// The weights a new run starts from (`init` in the config): same architecture, any T.
-fn initial_weights<B: TrainBackend>(
+fn initial_weights<B: AutodiffBackend>(
     path: &Path,
     config: &BrnConfig,
     device: &B::Device,

@@ -7,18 +7,11 @@
 //! burn-flex 0.21 first copies the whole input to NHWC on one thread, then gathers columns and
 //! scatters each tile's result into NCHW; here every copy is a contiguous row segment and the
 //! output needs no scatter. Stride 1, dilation 1 and one group (every BRN convolution); other
-//! convolutions stay with flex.
-
-use burn::tensor::ops::ConvOptions;
+//! convolutions stay with flex (see `super::is_plain`).
 
 /// About how many output pixels one band covers (whole rows): its columns,
 /// `C_in·K_h·K_w x pixels` floats, stay in a core's cache.
 const PIXELS_PER_BAND: usize = 768;
-
-/// Whether [`conv2d`] computes this convolution.
-pub fn applies(options: &ConvOptions<2>) -> bool {
-    options.stride == [1, 1] && options.dilation == [1, 1] && options.groups == 1
-}
 
 /// The sizes of one convolution.
 #[derive(Clone, Copy, Debug)]
@@ -68,17 +61,15 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, shape: Shape) -> 
     let [out_h, out_w] = shape.out_size();
     let out_plane = out_h * out_w;
     let mut output = vec![0f32; shape.batch * shape.channels_out * out_plane];
-    let (rows, bands_per_image) = bands(shape);
+    let bands = Bands::of(shape);
     let out = Output(output.as_mut_ptr());
     let run = |task: usize| {
-        let (image, band_index) = (task / bands_per_image, task % bands_per_image);
-        let first = band_index * rows;
-        let last = (first + rows).min(out_h);
-        // SAFETY: `band` writes rows first..last of every output channel of `image` only, and
-        // the tasks cover disjoint (image, rows) pairs; `output` outlives them.
-        unsafe { band(x, weight, bias, shape, image, first..last, out) };
+        let (image, rows) = bands.band(task);
+        // SAFETY: `band` writes these rows of every output channel of `image` only, and the
+        // tasks cover disjoint (image, rows) pairs; `output` outlives them.
+        unsafe { band(x, weight, bias, shape, image, rows, out) };
     };
-    let tasks = shape.batch * bands_per_image;
+    let tasks = bands.count(shape.batch);
     #[cfg(feature = "parallel")]
     {
         use rayon::prelude::*;
@@ -106,8 +97,7 @@ unsafe fn band(
     let [out_h, out_w] = shape.out_size();
     let pixels = rows.len() * out_w;
     let depth = shape.depth();
-    let mut columns = vec![0f32; depth * pixels];
-    im2col(x, shape, image, rows.clone(), &mut columns);
+    let columns = im2col(x, shape, image, rows.clone());
 
     // The band's output, channel by channel: rows.start·W_out.. of each output plane.
     let out_plane = out_h * out_w;
@@ -143,22 +133,17 @@ unsafe fn band(
     );
 }
 
-/// im2col for output rows `rows` of image `image`: row `(c, a, b)` of `columns`
-/// (`[C_in·K_h·K_w, rows·W_out]`, zeroed by the caller) gets `x[c, y + a − pad_h, x + b − pad_w]`
-/// for every output pixel `(y, x)` of the band, zero outside the image; every copy is one
-/// contiguous segment of an input row.
-fn im2col(
-    x: &[f32],
-    shape: Shape,
-    image: usize,
-    rows: std::ops::Range<usize>,
-    columns: &mut [f32],
-) {
+/// im2col for output rows `rows` of image `image`: the columns `[C_in·K_h·K_w, rows·W_out]`,
+/// whose row `(c, a, b)` holds `x[c, y + a − pad_h, x + b − pad_w]` for every output pixel
+/// `(y, x)` of the band, zero outside the image; every copy is one contiguous segment of an
+/// input row.
+fn im2col(x: &[f32], shape: Shape, image: usize, rows: std::ops::Range<usize>) -> Vec<f32> {
     let [height, width] = shape.size;
     let [kernel_h, kernel_w] = shape.kernel;
     let [pad_h, pad_w] = shape.padding;
     let [_, out_w] = shape.out_size();
     let pixels = rows.len() * out_w;
+    let mut columns = vec![0f32; shape.depth() * pixels];
     let plane = height * width;
     let input = &x[image * shape.channels_in * plane..][..shape.channels_in * plane];
     for c in 0..shape.channels_in {
@@ -182,13 +167,45 @@ fn im2col(
             }
         }
     }
+    columns
 }
 
-/// The output rows of one band, and how many bands an image has.
-fn bands(shape: Shape) -> (usize, usize) {
-    let [out_h, out_w] = shape.out_size();
-    let rows = (PIXELS_PER_BAND / out_w.max(1)).clamp(1, out_h.max(1));
-    (rows, out_h.div_ceil(rows))
+/// How the output rows of every image are cut into bands of about [`PIXELS_PER_BAND`] pixels;
+/// the bands of the batch are numbered image by image.
+#[derive(Clone, Copy)]
+struct Bands {
+    /// Output rows of a band (the last band of an image may have fewer).
+    rows: usize,
+    /// Bands per image.
+    per_image: usize,
+    /// Output rows of an image.
+    out_h: usize,
+}
+
+impl Bands {
+    fn of(shape: Shape) -> Self {
+        let [out_h, out_w] = shape.out_size();
+        let rows = (PIXELS_PER_BAND / out_w.max(1)).clamp(1, out_h.max(1));
+        Self {
+            rows,
+            per_image: out_h.div_ceil(rows),
+            out_h,
+        }
+    }
+
+    /// Bands in a batch of `batch` images.
+    fn count(&self, batch: usize) -> usize {
+        batch * self.per_image
+    }
+
+    /// Band `task`'s image and output rows.
+    fn band(&self, task: usize) -> (usize, std::ops::Range<usize>) {
+        let first = (task % self.per_image) * self.rows;
+        (
+            task / self.per_image,
+            first..(first + self.rows).min(self.out_h),
+        )
+    }
 }
 
 /// Whether [`input_gradient`] applies: the padding is at most the kernel's reach.
@@ -244,13 +261,11 @@ pub fn weight_gradient(x: &[f32], output_grad: &[f32], shape: Shape) -> Vec<f32>
     let out_plane = out_h * out_w;
     let depth = shape.depth();
     let size = shape.channels_out * depth;
-    let (rows, per_image) = bands(shape);
+    let bands = Bands::of(shape);
     let accumulate = |mut sum: Vec<f32>, task: usize| {
-        let (image, first) = (task / per_image, (task % per_image) * rows);
-        let rows = first..(first + rows).min(out_h);
+        let (image, rows) = bands.band(task);
         let pixels = rows.len() * out_w;
-        let mut columns = vec![0f32; depth * pixels];
-        im2col(x, shape, image, rows.clone(), &mut columns);
+        let columns = im2col(x, shape, image, rows.clone());
         let grad = &output_grad[image * shape.channels_out * out_plane + rows.start * out_w..];
         // SAFETY: sum is C_out x depth; grad holds C_out rows of `pixels` at stride out_plane
         // from this band's first pixel; columns is depth x pixels.
@@ -279,7 +294,7 @@ pub fn weight_gradient(x: &[f32], output_grad: &[f32], shape: Shape) -> Vec<f32>
         }
         sum
     };
-    let tasks = shape.batch * per_image;
+    let tasks = bands.count(shape.batch);
     let run = |first: usize| {
         (first..(first + BANDS_PER_SUM).min(tasks)).fold(vec![0f32; size], accumulate)
     };

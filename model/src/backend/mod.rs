@@ -1,12 +1,14 @@
 //! The operations BRN runs its own way, as a backend extension: [`BrnBackend`] is burn's
-//! `Backend` plus the BRN convolution, whose autodiff backward computes the weight gradient as
-//! many small matrix products over parts of the image (see [`weight_gradient`]) instead of
-//! one product whose reduction runs over every pixel of the batch.
+//! `Backend` plus the BRN convolution (forward and both gradients) and the LSTM's gate
+//! arithmetic, each with burn's operations as the default. The model calls [`conv2d`] and
+//! [`BrnBackend::lstm_gates`]; the autodiff backend records our own backward node.
 //!
-//! Why: burn 0.21's weight gradient is one GEMM with a tiny output (`C_out x C_in·9`) and a
-//! reduction over `N·H·W`, so a GPU runs it on a handful of blocks: on an H200 it was 82 % of a
-//! training step's GPU time (`docs/gpu-sessions.md`). The model calls [`conv2d`]; every backend
-//! runs burn's own convolution forward, and the autodiff backend records our backward.
+//! - GPU backends (wgpu, CUDA) compute the weight gradient as many small matrix products over
+//!   bands of the image ([`weight_gradient`]): burn 0.21's is one GEMM with a tiny output
+//!   (`C_out x C_in·9`) and a reduction over `N·H·W`, which a GPU runs on a handful of blocks
+//!   (82 % of an H200 training step's GPU time, `docs/gpu-sessions.md`).
+//! - flex runs the convolution and both its gradients on [`cpu_conv`] and the LSTM's gate
+//!   arithmetic in one pass ([`lstm`]).
 
 mod autodiff;
 #[cfg(feature = "flex")]
@@ -20,7 +22,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::{Tensor, TensorPrimitive};
 
-/// A burn backend that runs the BRN family: burn's operations plus the convolution below.
+/// A burn backend that runs the BRN family: burn's operations plus the ones below.
 pub trait BrnBackend: Backend {
     /// A 2-D convolution, as burn's `conv2d`. The autodiff backend overrides it to record a
     /// backward pass whose weight gradient is [`BrnBackend::conv2d_weight_gradient`].
@@ -82,6 +84,12 @@ pub trait BrnBackend: Backend {
     }
 }
 
+/// Whether a convolution is the kind our own kernels ([`weight_gradient`], `cpu_conv`)
+/// compute: stride 1, dilation 1, one group, as every BRN convolution.
+pub fn is_plain(options: &ConvOptions<2>) -> bool {
+    options.stride == [1, 1] && options.dilation == [1, 1] && options.groups == 1
+}
+
 /// Run a convolution module through [`BrnBackend::brn_conv2d`] with its parameters; padding
 /// other than explicit and symmetric (the model's) goes through `Conv2d::forward` itself.
 ///
@@ -107,8 +115,8 @@ pub fn conv2d<B: BrnBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> 
     )))
 }
 
-// The CPU backends keep burn's weight gradient (the split is no faster there: README, "Speed on
-// a GPU"); the GPU backends split it. flex runs its convolutions with `cpu_conv`.
+// flex: the convolution and its gradients on `cpu_conv` (burn's split weight gradient was no
+// faster than burn's own on the CPU: README, "Speed on a GPU"), the LSTM in one pass.
 #[cfg(feature = "flex")]
 impl BrnBackend for burn_flex::Flex {
     fn brn_conv2d(
@@ -225,7 +233,7 @@ mod flex {
         let f32s = x.dtype() == DType::F32
             && weight.dtype() == DType::F32
             && bias.is_none_or(|b| b.dtype() == DType::F32);
-        if !f32s || !cpu_conv::applies(options) {
+        if !f32s || !super::is_plain(options) {
             return None;
         }
         let [batch, channels_in, height, width] = x.shape().dims();

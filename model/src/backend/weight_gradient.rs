@@ -33,11 +33,7 @@ pub fn split_or_burn<B: Backend>(
     output_grad: FloatTensor<B>,
     options: ConvOptions<2>,
 ) -> FloatTensor<B> {
-    if options.stride != [1, 1]
-        || options.dilation != [1, 1]
-        || options.groups != 1
-        || burns_asked()
-    {
+    if !super::is_plain(&options) || burns_asked() {
         return B::conv2d_weight_backward(x, weight, output_grad, options);
     }
     let [_, _, kernel_h, kernel_w] = burn::tensor::TensorMetadata::shape(&weight).dims();

@@ -5,17 +5,15 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use model::BrnBackend;
-
-use crate::train::TrainBackend;
 use clap::Args;
 use model::derain::{to_planar, to_tensor};
-use model::BrnConfig;
+use model::{BrnBackend, BrnConfig};
 use serde::Serialize;
 
 use crate::bench;
 use crate::config::TrainConfig;
 use crate::device::{run_on, Job};
+use crate::train::TrainBackend;
 
 /// Arguments of `brn bench`.
 #[derive(Args)]
