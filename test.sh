@@ -3,7 +3,7 @@
 # the authors' outputs, CLI end to end, then builds the page and tests it in a real browser
 # (Debian Chromium headless: WebGPU via SwiftShader, and the CPU fallback). Installs what it
 # needs (rustfmt, clippy, the wasm target, trunk, wasm-bindgen-cli, npm packages, Chromium,
-# Mesa's lavapipe Vulkan driver for `brn --device gpu`).
+# Mesa's lavapipe Vulkan driver for `brn --device gpu`, Python 3 if missing).
 # Reads ../shared (override with BRN_SHARED). Build caches live outside the clone.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -20,6 +20,12 @@ if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then
   $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
 fi
 export BRN_REQUIRE_GPU=1
+# Python 3: the browser tests read the page's zip with its zipfile module (run.sh serves with it).
+if ! command -v python3 >/dev/null 2>&1; then
+  echo "== installing Python 3"
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq python3-minimal >/dev/null
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all --check
