@@ -1,14 +1,28 @@
 // The page: file intake (drop, paste, picker) into a queue of photos, progress, the before/after
 // viewer and downloads (one photo, or all as a zip: zip.js).
 // All computation happens in worker.js. URL options: ?backend=cpu forces the CPU path;
-// ?limit=BYTES caps the GPU limits used to size tiles (tests force many tiles with it).
+// ?limit=BYTES caps the GPU limits used to size tiles (tests force many tiles with it);
+// ?workers=N sets how many Web Workers share the CPU path's tiles.
 'use strict';
 
 (() => {
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.search);
+  // Wasm memory one CPU worker grows to deraining 256-pixel tiles (measured: see README).
+  const WORKER_MIB = 160;
+  const MAX_WORKERS = 16;
+  // CPU workers: one a core but one (the page and the engine worker's decoding and blending
+  // need a little), and no more than a quarter of the device's memory holds (Chromium tells
+  // it, rounded, as navigator.deviceMemory in GiB).
+  function cpuWorkers() {
+    const asked = Math.floor(Number(params.get('workers')));
+    if (asked >= 1) return Math.min(asked, MAX_WORKERS);
+    const cores = (navigator.hardwareConcurrency || 2) - 1;
+    const memory = navigator.deviceMemory ? Math.floor((navigator.deviceMemory * 1024) / 4 / WORKER_MIB) : MAX_WORKERS;
+    return Math.max(1, Math.min(cores, memory, MAX_WORKERS));
+  }
   const state = {
-    worker: null, mode: params.get('backend') === 'cpu' ? 'cpu' : 'auto',
+    worker: null, helpers: [], workers: cpuWorkers(), mode: params.get('backend') === 'cpu' ? 'cpu' : 'auto',
     limit: Number(params.get('limit')) || 0, reason: '',
     nextId: 1, currentId: 0, views: [], viewsId: 0, shownId: 0, cpuSecondsPerMp: null,
     // Every photo given: {id, name, file, status: waiting | working | done | failed | cancelled,
@@ -16,8 +30,9 @@
     // a long queue stays small; only the photo on show is decoded.
     queue: [],
   };
-  // What tests read: the phase (mirrored as `state`), the last result, the engine in use and
-  // the queue ({name, status, message} per photo).
+  // What tests read: the phase (mirrored as `state`), the last result (with its time and the
+  // wasm memory of the engine worker and of the largest helper), the engine in use, its CPU
+  // workers and the queue ({name, status, message} per photo).
   window.brnPage = { state: 'loading', backend: null, lastPng: null, lastError: null, results: 0, queue: [] };
 
   // The page's one phase, which drives both the controls and the test hook:
@@ -55,7 +70,7 @@
   function engineText(engine, weights) {
     const what = engine.backend === 'webgpu'
       ? `Using WebGPU on ${engine.adapter}`
-      : `Using the CPU${engine.reason ? ` (${engine.reason})` : ''}`;
+      : `Using the CPU${engine.reason ? ` (${engine.reason})` : ''}${engine.workers > 1 ? ` on ${engine.workers} workers` : ''}`;
     const speed = engine.backend === 'cpu' && state.cpuSecondsPerMp
       ? `, expect about ${fmtSeconds(state.cpuSecondsPerMp)} per megapixel` : '';
     const w = weights ? ` · weights: ${weights.label}, ${weights.architecture}` : '';
@@ -81,8 +96,39 @@
     if (weights) fillStages(weights.stages, weights.stages);
   }
 
+  function stopHelpers() {
+    for (const helper of state.helpers) helper.terminate();
+    state.helpers = [];
+  }
+
+  // The CPU path's helper workers, each connected to the engine worker by its own channel.
+  function startHelpers(count) {
+    stopHelpers();
+    const ports = [];
+    for (let i = 0; i < count; i += 1) {
+      const helper = new Worker('./worker.js');
+      const channel = new MessageChannel();
+      helper.onerror = (e) => helperFailed(e.message || 'it did not load');
+      helper.postMessage({ type: 'helper', port: channel.port1 }, [channel.port1]);
+      state.helpers.push(helper);
+      ports.push(channel.port2);
+    }
+    state.worker.postMessage({ type: 'helpers', ports }, ports);
+  }
+
+  // A helper worker that stops is a bug or a browser limit: start again on one worker.
+  function helperFailed(why) {
+    const item = current();
+    if (item) setItem(item, 'failed', `a CPU worker stopped (${why})`);
+    state.currentId = 0;
+    state.workers = 1;
+    showMessage(`A CPU worker stopped (${why}); the engine was restarted on one worker.`);
+    startWorker();
+  }
+
   function startWorker() {
     if (state.worker) state.worker.terminate();
+    stopHelpers();
     setPhase('loading');
     const worker = new Worker('./worker.js');
     state.worker = worker;
@@ -91,13 +137,21 @@
       setStatus(`The engine failed to load: ${e.message || 'unknown error'}. Reload the page to retry.`, 'error');
       setPhase('failed');
     };
-    worker.postMessage({ type: 'init', mode: state.mode, limitOverride: state.limit });
+    worker.postMessage({ type: 'init', mode: state.mode, limitOverride: state.limit, workers: state.workers });
   }
 
   function onWorkerMessage(msg) {
     switch (msg.type) {
       case 'status':
         setStatus(msg.text);
+        break;
+      case 'want-helpers':
+        startHelpers(msg.count);
+        break;
+      case 'helpers-dropped':
+        stopHelpers();
+        state.workers = 1;
+        showMessage(`Deraining on one CPU worker: ${msg.reason}.`, 'info');
         break;
       case 'gpu-failed':
         state.mode = 'cpu';
@@ -110,12 +164,14 @@
         if (state.reason) engine.reason = state.reason;
         if (engine.backend === 'cpu' && msg.warmUp && msg.weights) {
           // Scale the warm-up's time (a small image, few stages) to a megapixel at the weights' T.
+          // The warm-up ran on one worker; the tiles of a photo share all of them.
           const w = msg.warmUp;
-          state.cpuSecondsPerMp = (w.seconds / (w.pixels / 1e6)) * (msg.weights.stages / w.stages);
+          state.cpuSecondsPerMp = (w.seconds / (w.pixels / 1e6)) * (msg.weights.stages / w.stages) / engine.workers;
         }
         state.engine = engine;
         showWeights(msg.weights);
         window.brnPage.backend = engine.backend;
+        window.brnPage.workers = engine.workers;
         setPhase(msg.weights ? 'ready' : 'no-weights');
         setStatus(engineText(engine, msg.weights));
         if (!msg.weights) {
@@ -166,6 +222,8 @@
           setPhase('failed');
         }
         if (msg.fatal) {
+          // A CPU worker that crashed may have run out of memory: start again on one.
+          if (msg.helper) state.workers = 1;
           showMessage(`${$('message').textContent} The engine was restarted.`);
           startWorker();
         } else {
@@ -373,6 +431,7 @@
     }
     window.brnPage.lastPng = msg.png;
     window.brnPage.lastSeconds = msg.seconds;
+    window.brnPage.memory = msg.memory;
     window.brnPage.results += 1;
     setPhase('ready');
     pump();

@@ -1,11 +1,17 @@
-// The page's Web Worker: owns the wasm engine (WebGPU device or CPU), the weights, and every
-// derain, so the page never freezes. Messages in: init, weights, derain, cancel.
-// Messages out: status, ready, progress, result, error, weights, gpu-failed, crashed.
+// The page's Web Workers. The engine worker owns the wasm engine (WebGPU device or CPU), the
+// weights, and every derain, so the page never freezes. Messages in: init, helpers, weights,
+// derain, cancel. Messages out: status, want-helpers, helpers-dropped, ready, progress,
+// result, error, weights, gpu-failed.
+// On the CPU with several workers, the page also starts helper workers (this script, given a
+// MessagePort by a `helper` message) and hands the engine worker the other ends: the engine
+// worker then decodes, shares the tiles out among the helpers, blends and encodes, and each
+// helper runs the network on the tiles it is sent (same weights, so the same pixels).
 /* global wasm_bindgen */
 'use strict';
 
 importScripts('./web.js');
 const brn = wasm_bindgen;
+const WASM = new URL('./web_bg.wasm', self.location);
 
 const CACHE = 'brn-weights-v1';
 const USER_WEIGHTS_KEY = 'user-weights/current';
@@ -13,6 +19,14 @@ let cancelled = false;
 let engine = null; // brn.Engine: backend, adapter, tile, warmUpPixels; loadWeights, warmUp, derain
 let reason = ''; // why the CPU is used, if it is
 let weights = null; // {label, architecture, stages, source}
+let wasm = null; // the module's exports (its memory's size is reported)
+// Helper workers (CPU, several workers): {port, busy, pending: Map(id → {resolve, reject})}.
+let helpers = [];
+let idleWaiters = []; // tile requests waiting for a helper to be free
+let nextRequest = 1;
+let helperCrashed = false; // a helper's wasm trapped: the page restarts every worker
+let givePorts = null; // resolves the page's answer to want-helpers
+let helperMemory = 0; // the largest wasm memory a helper reported, in bytes
 
 const post = (msg, transfer) => self.postMessage(msg, transfer || []);
 const status = (text) => post({ type: 'status', text });
@@ -76,10 +90,82 @@ async function defaultWeights() {
   return { bytes, label: manifest.label, source: 'default' };
 }
 
-function load(bytes, label, source) {
+// Load weights here (which checks them), then in every helper (same bytes, same result).
+async function load(bytes, label, source) {
   const info = engine.loadWeights(bytes, label);
   weights = { label, architecture: info.architecture, stages: info.stages, source };
+  try {
+    await Promise.all(helpers.map((h) => ask(h, { type: 'weights', bytes, label })));
+  } catch (e) {
+    dropHelpers(`a CPU worker could not start (${errorText(e)})`);
+  }
   return weights;
+}
+
+// One request to a helper; resolves to its answer, rejects with its error.
+function ask(helper, msg, transfer) {
+  return new Promise((resolve, reject) => {
+    const id = nextRequest++;
+    helper.pending.set(id, { resolve, reject });
+    helper.port.postMessage({ ...msg, id }, transfer || []);
+  });
+}
+
+function answered(helper, msg) {
+  const waiter = helper.pending.get(msg.id);
+  if (!waiter) return;
+  helper.pending.delete(msg.id);
+  if (msg.type === 'failed') {
+    if (msg.fatal) helperCrashed = true;
+    waiter.reject(new Error(msg.message));
+  } else {
+    waiter.resolve(msg);
+  }
+}
+
+function connect(ports) {
+  helpers = ports.map((port) => {
+    const helper = { port, busy: false, pending: new Map() };
+    port.onmessage = (e) => answered(helper, e.data);
+    return helper;
+  });
+}
+
+// Helpers that could not start are let go: the engine worker derains alone.
+function dropHelpers(why) {
+  for (const h of helpers) h.port.close();
+  helpers = [];
+  helperCrashed = false;
+  post({ type: 'helpers-dropped', reason: why });
+}
+
+// A free helper (tiles are never more than helpers in flight, but a cancelled derain's tiles
+// may still be finishing when the next derain starts).
+function idleHelper() {
+  const free = helpers.find((h) => !h.busy);
+  if (free) {
+    free.busy = true;
+    return Promise.resolve(free);
+  }
+  return new Promise((resolve) => idleWaiters.push(resolve));
+}
+
+function release(helper) {
+  const next = idleWaiters.shift();
+  if (next) next(helper);
+  else helper.busy = false;
+}
+
+// The engine's `share`: one tile's maps from a helper.
+async function share(pixels, width, height, stages, allStages) {
+  const helper = await idleHelper();
+  try {
+    const answer = await ask(helper, { type: 'tile', pixels, width, height, stages, allStages }, [pixels.buffer]);
+    helperMemory = Math.max(helperMemory, answer.memory);
+    return answer.maps;
+  } finally {
+    release(helper);
+  }
 }
 
 // The engine runs a small image with at most two stages (every kernel more stages use).
@@ -91,11 +177,14 @@ async function warmUp() {
 
 // What the page shows of the engine.
 function engineInfo() {
-  return { backend: engine.backend, adapter: engine.adapter, tile: engine.tile, reason };
+  return {
+    backend: engine.backend, adapter: engine.adapter, tile: engine.tile, reason,
+    workers: Math.max(1, helpers.length), memory: wasm.memory.buffer.byteLength,
+  };
 }
 
-async function init({ mode, limitOverride }) {
-  await brn({ module_or_path: new URL('./web_bg.wasm', self.location) });
+async function init({ mode, limitOverride, workers }) {
+  wasm = await brn({ module_or_path: WASM });
   let adapter = null;
   if (mode === 'cpu') {
     reason = 'CPU requested';
@@ -117,18 +206,27 @@ async function init({ mode, limitOverride }) {
     }
   } else {
     engine = brn.Engine.cpu();
+    if (workers > 1) {
+      status(`Starting ${workers} CPU workers…`);
+      const ports = new Promise((resolve) => { givePorts = resolve; });
+      post({ type: 'want-helpers', count: workers });
+      connect(await ports);
+    }
   }
 
   status('Loading weights…');
   const user = await cached(USER_WEIGHTS_KEY);
-  let loaded = null;
+  let chosen = null;
   if (user) {
-    try { loaded = load(user.bytes, user.name, 'yours (cached)'); } catch (_) { await forget(USER_WEIGHTS_KEY); }
+    try {
+      engine.loadWeights(user.bytes, user.name);
+      chosen = { bytes: user.bytes, label: user.name, source: 'yours (cached)' };
+    } catch (_) {
+      await forget(USER_WEIGHTS_KEY);
+    }
   }
-  if (!loaded) {
-    const def = await defaultWeights();
-    if (def) loaded = load(def.bytes, def.label, def.source);
-  }
+  if (!chosen) chosen = await defaultWeights();
+  const loaded = chosen ? await load(chosen.bytes, chosen.label, chosen.source) : null;
   let warm = null;
   if (loaded) {
     status(engine.backend === 'webgpu' ? 'Compiling GPU kernels (one-time warm-up)…' : 'Warming up…');
@@ -140,18 +238,44 @@ async function init({ mode, limitOverride }) {
 async function run({ id, file, stages, keepStages }) {
   cancelled = false;
   const t0 = performance.now();
-  const out = await engine.derain(new Uint8Array(file), stages, keepStages, async (done, total) => {
+  const progress = async (done, total) => {
     post({ type: 'progress', id, done, total, seconds: (performance.now() - t0) / 1000 });
     // Yield to the event loop so that a Cancel message is seen before the next tile.
     await new Promise((resolve) => setTimeout(resolve, 0));
     return !cancelled;
-  });
+  };
+  const out = await engine.derain(new Uint8Array(file), stages, keepStages, progress,
+    helpers.length ? share : null, helpers.length);
   const seconds = (performance.now() - t0) / 1000;
   const views = out.views.map((v) => ({ label: v.label, rgba: v.rgba }));
   post({
     type: 'result', id, seconds, width: out.width, height: out.height, png: out.png,
-    stagesKept: out.stagesKept, views, backend: engine.backend,
+    stagesKept: out.stagesKept, views, backend: engine.backend, workers: Math.max(1, helpers.length),
+    memory: { engine: wasm.memory.buffer.byteLength, helper: helperMemory },
   }, [out.png.buffer, ...views.map((v) => v.rgba.buffer)]);
+}
+
+// A helper worker: the CPU engine with the same weights, running the tiles it is sent.
+function serveTiles(port) {
+  const started = brn({ module_or_path: WASM }).then((exports) => {
+    wasm = exports;
+    engine = brn.Engine.cpu();
+  });
+  port.onmessage = async (event) => {
+    const msg = event.data;
+    try {
+      await started;
+      if (msg.type === 'weights') {
+        engine.loadWeights(new Uint8Array(msg.bytes), msg.label);
+        port.postMessage({ type: 'loaded', id: msg.id });
+      } else if (msg.type === 'tile') {
+        const maps = engine.runTile(msg.pixels, msg.width, msg.height, msg.stages, msg.allStages);
+        port.postMessage({ type: 'maps', id: msg.id, maps, memory: wasm.memory.buffer.byteLength }, maps.map((m) => m.buffer));
+      }
+    } catch (e) {
+      port.postMessage({ type: 'failed', id: msg.id, message: errorText(e), fatal: fatal(e) || !engine });
+    }
+  };
 }
 
 self.onmessage = async (event) => {
@@ -160,6 +284,13 @@ self.onmessage = async (event) => {
     switch (msg.type) {
       case 'init':
         await init(msg);
+        break;
+      case 'helpers':
+        if (givePorts) givePorts(msg.ports);
+        givePorts = null;
+        break;
+      case 'helper':
+        serveTiles(msg.port);
         break;
       case 'cancel':
         cancelled = true;
@@ -170,9 +301,9 @@ self.onmessage = async (event) => {
           await forget(USER_WEIGHTS_KEY);
           const def = await defaultWeights();
           if (!def) throw new Error('this build has no default weights');
-          load(def.bytes, def.label, def.source);
+          await load(def.bytes, def.label, def.source);
         } else {
-          load(bytes, msg.name, 'yours');
+          await load(bytes, msg.name, 'yours');
           await remember(USER_WEIGHTS_KEY, bytes, msg.name);
         }
         status('Warming up…');
@@ -187,6 +318,6 @@ self.onmessage = async (event) => {
         break;
     }
   } catch (e) {
-    post({ type: 'error', id: msg.id, during: msg.type, message: errorText(e), fatal: fatal(e) });
+    post({ type: 'error', id: msg.id, during: msg.type, message: errorText(e), fatal: fatal(e) || helperCrashed, helper: helperCrashed });
   }
 };

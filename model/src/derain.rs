@@ -101,6 +101,23 @@ fn tile_outputs<B: BrnBackend>(
     maps
 }
 
+/// Whether `model` estimates a rain layer (a rain branch, or a residual mapping).
+fn has_rain<B: Backend>(model: &Brn<B>) -> bool {
+    model.rain.is_some() || model.config.mapping == crate::config::Mapping::Residual
+}
+
+/// How many maps [`tile_outputs`] gives per tile.
+fn output_count<B: Backend>(model: &Brn<B>, options: &DerainOptions) -> usize {
+    let rain = has_rain(model);
+    let want_rain = options.rain_layer || options.all_stages;
+    let stages = if options.all_stages {
+        options.stages * (1 + rain as usize)
+    } else {
+        0
+    };
+    1 + (want_rain && rain) as usize + stages
+}
+
 /// Sort the blended maps of [`tile_outputs`] into a [`Derained`].
 fn assemble<B: Backend>(
     mut maps: Vec<Vec<f32>>,
@@ -110,8 +127,7 @@ fn assemble<B: Backend>(
     let mut rest = maps.split_off(1);
     let background = maps.pop().expect("the background map");
     let want_rain = options.rain_layer || options.all_stages;
-    let has_rain = model.rain.is_some() || model.config.mapping == crate::config::Mapping::Residual;
-    let rain = (want_rain && has_rain).then(|| rest.remove(0));
+    let rain = (want_rain && has_rain(model)).then(|| rest.remove(0));
     let (background_stages, rain_stages) = if options.all_stages {
         let rain_stages = rest.split_off(options.stages);
         (rest, rain_stages)
@@ -126,6 +142,35 @@ fn assemble<B: Backend>(
     }
 }
 
+/// The network's planar maps for one tile's planar `[3, height, width]` pixels, in the order
+/// the blending of [`derain_shared`] expects: what a Web Worker that holds the same weights
+/// computes for the worker that shares out the tiles.
+pub fn tile_maps<B: BrnBackend>(
+    model: &Brn<B>,
+    pixels: Vec<f32>,
+    width: usize,
+    height: usize,
+    options: &DerainOptions,
+    device: &B::Device,
+) -> Result<Vec<Vec<f32>>, ModelError> {
+    check_stages(options)?;
+    if pixels.len() != 3 * width * height {
+        return Err(ModelError::InvalidConfig(format!(
+            "a tile of {width}x{height} RGB pixels needs {} values, not {}",
+            3 * width * height,
+            pixels.len()
+        )));
+    }
+    let tile = Tile {
+        x: 0,
+        y: 0,
+        width,
+        height,
+    };
+    let outputs = tile_outputs(model, pixels, &tile, options, device);
+    Ok(outputs.into_iter().map(to_planar).collect())
+}
+
 /// Run `model` over `picture` tile by tile; `progress(done, total)` returns false to cancel.
 pub fn derain<B: BrnBackend>(
     model: &Brn<B>,
@@ -138,10 +183,7 @@ pub fn derain<B: BrnBackend>(
     let plan = TilePlan::new(picture.width, picture.height, options.tile, options.overlap);
     let maps = plan.run(
         &picture.rgb,
-        |pixels, tile| {
-            let outputs = tile_outputs(model, pixels, tile, options, device);
-            Ok(outputs.into_iter().map(to_planar).collect())
-        },
+        |pixels, tile| tile_maps(model, pixels, tile.width, tile.height, options, device),
         progress,
     )?;
     Ok(assemble(maps, model, options))
@@ -155,34 +197,151 @@ pub async fn derain_async<B, P, F>(
     picture: &Picture,
     options: &DerainOptions,
     device: &B::Device,
-    mut progress: P,
+    progress: P,
 ) -> Result<Derained, ModelError>
 where
     B: BrnBackend,
     P: FnMut(usize, usize) -> F,
     F: core::future::Future<Output = bool>,
 {
+    let run_tile = |pixels, tile: &Tile| {
+        let outputs = tile_outputs(model, pixels, tile, options, device);
+        async move {
+            let mut maps = Vec::with_capacity(outputs.len());
+            for tensor in outputs {
+                let data = tensor
+                    .into_data_async()
+                    .await
+                    .map_err(|e| ModelError::Device(format!("{e:?}")))?;
+                maps.push(planar_from_data(data));
+            }
+            Ok(maps)
+        }
+    };
+    derain_shared(model, picture, options, 1, run_tile, progress).await
+}
+
+/// [`derain`] with the network run by `run_tile(pixels, tile)`, up to `concurrency` tiles at
+/// once (the page's CPU fallback sends them to other Web Workers, each computing
+/// [`tile_maps`] with the same weights). The tiles are blended in plan order, so the result
+/// is the same bit for bit at any concurrency. `model` gives the outputs' layout.
+pub async fn derain_shared<B, R, RF, P, PF>(
+    model: &Brn<B>,
+    picture: &Picture,
+    options: &DerainOptions,
+    concurrency: usize,
+    mut run_tile: R,
+    progress: P,
+) -> Result<Derained, ModelError>
+where
+    B: Backend,
+    R: FnMut(Vec<f32>, &Tile) -> RF,
+    RF: core::future::Future<Output = Result<Vec<Vec<f32>>, ModelError>>,
+    P: FnMut(usize, usize) -> PF,
+    PF: core::future::Future<Output = bool>,
+{
     check_stages(options)?;
     let plan = TilePlan::new(picture.width, picture.height, options.tile, options.overlap);
+    let expected = output_count(model, options);
     let maps = plan
         .run_async(
             &picture.rgb,
+            concurrency,
             |pixels, tile| {
-                let outputs = tile_outputs(model, pixels, tile, options, device);
+                let area = tile.width * tile.height;
+                let maps = run_tile(pixels, tile);
                 async move {
-                    let mut maps = Vec::with_capacity(outputs.len());
-                    for tensor in outputs {
-                        let data = tensor
-                            .into_data_async()
-                            .await
-                            .map_err(|e| ModelError::Device(format!("{e:?}")))?;
-                        maps.push(planar_from_data(data));
+                    let maps = maps.await?;
+                    // Maps from elsewhere (another worker) must have the layout blending needs.
+                    if maps.len() != expected || maps.iter().any(|m| m.len() != 3 * area) {
+                        return Err(ModelError::Device(format!(
+                            "a tile came back as {} maps of {:?} values, not {expected} of {}",
+                            maps.len(),
+                            maps.iter().map(Vec::len).collect::<Vec<_>>(),
+                            3 * area
+                        )));
                     }
                     Ok(maps)
                 }
             },
-            &mut progress,
+            progress,
         )
         .await?;
     Ok(assemble(maps, model, options))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrnConfig;
+    use crate::tiling::{late, ready_now};
+    use burn_flex::Flex;
+
+    /// The page's CPU workers: tiles computed by [`tile_maps`] (another worker's share) and
+    /// handed back late and out of order through [`derain_shared`] give exactly what the one-
+    /// worker [`derain`] gives (the reference), every output included; a worker's malformed
+    /// answer is an error, not a panic.
+    #[test]
+    fn shared_tiles_give_what_one_worker_gives() {
+        let device = Default::default();
+        let model: Brn<Flex> = BrnConfig::brn().with_stages(2).init(&device).unwrap();
+        let (width, height) = (70, 52);
+        let picture = Picture {
+            width,
+            height,
+            rgb: (0..3 * width * height)
+                .map(|i| ((i * 37) % 255) as f32 / 255.0)
+                .collect(),
+            alpha: None,
+            depth: crate::image::BitDepth::Eight,
+            gray: false,
+        };
+        let options = DerainOptions {
+            tile: 32,
+            overlap: 12,
+            rain_layer: true,
+            all_stages: true,
+            ..DerainOptions::new(2)
+        };
+        let one = derain(&model, &picture, &options, &device, |_, _| true).unwrap();
+        let tiles = TilePlan::new(width, height, options.tile, options.overlap)
+            .tiles
+            .len();
+        assert!(tiles >= 6, "{tiles} tiles");
+        let mut index = 0;
+        let shared = ready_now(derain_shared(
+            &model,
+            &picture,
+            &options,
+            4,
+            |pixels, tile| {
+                index += 1;
+                let maps = tile_maps(&model, pixels, tile.width, tile.height, &options, &device);
+                late(maps, 2 * (tiles - index))
+            },
+            |_, _| core::future::ready(true),
+        ))
+        .unwrap();
+        let bits = |maps: Vec<&Vec<f32>>| -> Vec<u32> {
+            maps.into_iter().flatten().map(|v| v.to_bits()).collect()
+        };
+        fn all(d: &Derained) -> Vec<&Vec<f32>> {
+            let mut maps = vec![&d.background, d.rain.as_ref().unwrap()];
+            maps.extend(&d.background_stages);
+            maps.extend(&d.rain_stages);
+            maps
+        }
+        assert_eq!(all(&one).len(), 2 + 2 * 2);
+        assert_eq!(bits(all(&one)), bits(all(&shared)));
+
+        let short = ready_now(derain_shared(
+            &model,
+            &picture,
+            &options,
+            2,
+            |_, _| core::future::ready(Ok(vec![vec![0.0; 3]])),
+            |_, _| core::future::ready(true),
+        ));
+        assert!(matches!(short, Err(ModelError::Device(_))), "{short:?}");
+    }
 }

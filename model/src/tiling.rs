@@ -168,17 +168,21 @@ impl TilePlan {
     {
         ready_now(self.run_async(
             planar,
+            1,
             |pixels, tile| core::future::ready(f(pixels, tile)),
             |done, total| core::future::ready(progress(done, total)),
         ))
     }
 
     /// [`TilePlan::run`] for work that finishes asynchronously (reading results back from
-    /// WebGPU in the browser): `f`'s maps and `progress`'s answer are awaited, which also lets
-    /// the caller's event loop run between tiles. The one tile loop of both.
+    /// WebGPU, or tiles sent to other Web Workers): up to `concurrency` tiles are in `f` at
+    /// once, and their maps are blended in plan order whatever order they finish in, so the
+    /// result does not depend on `concurrency` bit for bit. `progress`'s answer is awaited,
+    /// which also lets the caller's event loop run between tiles. The one tile loop of all.
     pub async fn run_async<F, FF, P, PF>(
         &self,
         planar: &[f32],
+        concurrency: usize,
         mut f: F,
         mut progress: P,
     ) -> Result<Vec<Vec<f32>>, ModelError>
@@ -188,9 +192,16 @@ impl TilePlan {
         P: FnMut(usize, usize) -> PF,
         PF: core::future::Future<Output = bool>,
     {
+        use futures_util::stream::{self, StreamExt};
+
         let mut blend = self.blend();
-        for (done, tile) in self.tiles.iter().enumerate() {
-            blend.add(tile, &f(self.crop(planar, tile), tile).await?);
+        let mut outputs = stream::iter(&self.tiles)
+            .map(|tile| f(self.crop(planar, tile), tile))
+            .buffered(concurrency.max(1));
+        let mut tiles = self.tiles.iter().enumerate();
+        while let Some(maps) = outputs.next().await {
+            let (done, tile) = tiles.next().expect("one output per tile");
+            blend.add(tile, &maps?);
             if !progress(done + 1, self.tiles.len()).await {
                 return Err(ModelError::Cancelled);
             }
@@ -200,13 +211,15 @@ impl TilePlan {
 }
 
 /// The output of a future whose every await is ready at once (the synchronous path of
-/// [`TilePlan::run`]): one poll completes it.
-fn ready_now<T>(future: impl core::future::Future<Output = T>) -> T {
+/// [`TilePlan::run`]). A combinator may still yield to be fair to others (it wakes itself
+/// first), so it is polled until ready; nothing it waits on is ever pending.
+pub(crate) fn ready_now<T>(future: impl core::future::Future<Output = T>) -> T {
     let mut future = core::pin::pin!(future);
     let mut context = core::task::Context::from_waker(core::task::Waker::noop());
-    match future.as_mut().poll(&mut context) {
-        core::task::Poll::Ready(value) => value,
-        core::task::Poll::Pending => unreachable!("the synchronous tile loop never waits"),
+    loop {
+        if let core::task::Poll::Ready(value) = future.as_mut().poll(&mut context) {
+            return value;
+        }
     }
 }
 
@@ -263,6 +276,23 @@ impl Blend {
     }
 }
 
+/// A future that is pending `polls` times (waking itself each time) before it gives `value`:
+/// tiles that finish late, for the tests of concurrent tile loops.
+#[cfg(test)]
+pub(crate) async fn late<T>(value: T, polls: usize) -> T {
+    let mut left = polls;
+    core::future::poll_fn(|context| {
+        if left == 0 {
+            return core::task::Poll::Ready(());
+        }
+        left -= 1;
+        context.waker().wake_by_ref();
+        core::task::Poll::Pending
+    })
+    .await;
+    value
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +341,48 @@ mod tests {
         assert_eq!(calls, plan.tiles.len());
         for (a, b) in out[0].iter().zip(&image) {
             assert!((a - 2.0 * b).abs() < 1e-5);
+        }
+    }
+
+    /// Tiles in flight at once that finish in reverse order blend to the same bits as one at a
+    /// time (the reference: the synchronous loop), and progress still counts them in order.
+    #[test]
+    fn concurrent_tiles_blend_as_one_at_a_time() {
+        let (w, h) = (150, 110);
+        let image: Vec<f32> = (0..3 * w * h).map(|i| (i % 97) as f32 / 97.0).collect();
+        let plan = TilePlan::new(w, h, 48, 16);
+        assert!(plan.tiles.len() >= 9);
+        // Each tile's output depends on where it is, so every overlap sums distinct values.
+        let f = |pixels: Vec<f32>, tile: &Tile| {
+            let k = 1.0 + (tile.x * 7 + tile.y * 3) as f32 * 1e-3;
+            vec![pixels.iter().map(|v| v * k).collect::<Vec<f32>>()]
+        };
+        let one = plan.run(&image, |p, t| Ok(f(p, t)), |_, _| true).unwrap();
+        for concurrency in [2, 3, 16] {
+            let mut seen = Vec::new();
+            let mut index = 0;
+            let many = ready_now(plan.run_async(
+                &image,
+                concurrency,
+                |p, t| {
+                    index += 1;
+                    // Later tiles are ready sooner: they finish out of order.
+                    late(Ok(f(p, t)), 3 * (plan.tiles.len() - index))
+                },
+                |done, _| {
+                    seen.push(done);
+                    core::future::ready(true)
+                },
+            ))
+            .unwrap();
+            assert_eq!(seen, (1..=plan.tiles.len()).collect::<Vec<_>>());
+            assert!(
+                one[0]
+                    .iter()
+                    .zip(&many[0])
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "concurrency {concurrency} changed the blend"
+            );
         }
     }
 

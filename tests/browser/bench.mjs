@@ -1,8 +1,10 @@
 // Browser bench (issue 4): for WebGPU (SwiftShader here) and the CPU fallback in headless
 // Chromium, the time to the first derained result from a cold page (weights fetched, engine
 // started, warm-up run, photo derained) and the time per megapixel of a second, warm derain;
-// and the native command's time for the same image. Prints a table.
-//   node bench.mjs   with BRN_DIST, BRN_BIN, BRN_SHARED; BENCH_SIDE (default 256), BENCH_STAGES (default 8)
+// and the native command's time for the same image. The CPU fallback runs once per count of
+// Web Workers in BENCH_WORKERS. Prints a table.
+//   node bench.mjs   with BRN_DIST, BRN_BIN, BRN_SHARED; BENCH_SIDE (default 256), BENCH_STAGES
+//   (default 8), BENCH_WORKERS (CPU worker counts, default 1,2), BENCH_BACKENDS (default webgpu,cpu)
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +15,8 @@ const dist = path.resolve(process.env.BRN_DIST || '../../dist');
 const brn = process.env.BRN_BIN;
 const shared = path.resolve(process.env.BRN_SHARED || '../../../shared');
 const side = Number(process.env.BENCH_SIDE || 256);
+const workerCounts = (process.env.BENCH_WORKERS || '1,2').split(',').map(Number);
+const backends = (process.env.BENCH_BACKENDS || 'webgpu,cpu').split(',');
 const stages = Number(process.env.BENCH_STAGES || 8);
 const source = path.join(shared, 'data/rain100l/rainy/rain-001.png');
 
@@ -23,10 +27,14 @@ const mp = (side * side) / 1e6;
 
 const server = await serve(dist);
 const rows = [];
-for (const webgpu of [true, false]) {
+const runs = [
+  ...(backends.includes('webgpu') ? [{ webgpu: true, workers: 1 }] : []),
+  ...(backends.includes('cpu') ? workerCounts.map((workers) => ({ webgpu: false, workers })) : []),
+];
+for (const { webgpu, workers } of runs) {
   const browser = await launch({ webgpu });
   const t0 = Date.now();
-  const page = await open(browser.context, `${server.origin}/`);
+  const page = await open(browser.context, `${server.origin}/?workers=${workers}`);
   await page.selectOption('#stages', String(stages));
   const first = await derain(page, photo);
   if (first.error) throw new Error(first.error);
@@ -40,7 +48,8 @@ for (const webgpu of [true, false]) {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.screenshot({ path: path.join(process.env.BENCH_SCREENSHOTS, `${backend}-phone.png`), fullPage: true });
   }
-  rows.push({ backend, cold, perMp: warm.seconds / mp });
+  const name = backend === 'cpu' ? `cpu, ${workers} worker${workers > 1 ? 's' : ''}` : backend;
+  rows.push({ backend: name, cold, perMp: warm.seconds / mp });
   await browser.close();
 }
 await server.close();

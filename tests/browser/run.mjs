@@ -9,6 +9,9 @@
 //     derain (PSNR >= 40 dB), and the page says CPU.
 //  3. A non-image and a truncated PNG: a message is shown, and a good image still works after.
 //  4. Cancel: a many-tile derain stops at the Cancel button; the next derain still works.
+//  4b. Several CPU workers: with 2 workers (helpers sharing the tiles) a 6-tile photo gives
+//     the same pixels as with 1, and sooner (where the machine has 2 cores); a cancel that
+//     leaves tiles in flight does not disturb the next derain.
 //  5. The compare view: a portrait photo fits a 1100x1000 window unscaled and a short window
 //     scaled down; 1:1 shows the photo's own pixels, 2x doubles them.
 //  6. A queue of three photos (one broken) gives two results and one clear error; "Download
@@ -33,6 +36,7 @@ const weights = path.join(shared, 'weights/brn/Rain100L.pth');
 const source = path.join(shared, 'data/rain100l/rainy/rain-001.png');
 const GPU_STAGES = 2;
 const CPU_STAGES = 4;
+const WORKER_STAGES = 2;
 const SMALL_LIMIT = 4 << 20; // 4 MiB per buffer: 64-pixel tiles
 
 for (const [what, p] of [['dist', dist], ['weights', weights], ['test image', source]]) {
@@ -206,6 +210,37 @@ json.dump([[i.filename, z.read(i).hex()] for i in z.infolist()], sys.stdout)`, z
     assert.doesNotMatch(text, /tile (\d+) of \1\b/, 'every tile ran despite Cancel');
     const good = await derainCounted(cpu, page, testPng);
     assert.equal(good.error, null, good.error);
+  });
+  await test('2 CPU workers give the same pixels as 1, and sooner', async () => {
+    const run = async (workers, cancelFirst) => {
+      const p = await open(cpu.context, `${server.origin}${SUB_PATH}?workers=${workers}`);
+      const status = await p.textContent('#status');
+      console.log(`     status: ${status}`);
+      assert.equal(await p.evaluate(() => window.brnPage.workers), workers, status);
+      await p.selectOption('#stages', String(WORKER_STAGES));
+      if (cancelFirst) {
+        await p.setInputFiles('#file', bigPng);
+        await p.waitForFunction(() => /tile [1-9]/.test(document.getElementById('progress-text').textContent), null, { timeout: 300_000 });
+        await p.click('#cancel');
+        await p.waitForFunction(() => window.brnPage.lastError === 'cancelled', null, { timeout: 300_000 });
+      }
+      const out = await derainCounted(cpu, p, bigPng);
+      assert.equal(out.error, null, out.error);
+      const memory = await p.evaluate(() => window.brnPage.memory);
+      const tiles = await p.textContent('#progress-text');
+      await p.close();
+      return { ...out, memory, tiles };
+    };
+    const one = await run(1, false);
+    const two = await run(2, true);
+    const mp = (481 * 321) / 1e6;
+    const mib = (b) => (b / 2 ** 20).toFixed(0);
+    console.log(`     ${one.tiles}; 1 worker ${one.seconds.toFixed(1)} s (${(one.seconds / mp).toFixed(0)} s/MP, wasm memory ${mib(one.memory.engine)} MiB), `
+      + `2 workers ${two.seconds.toFixed(1)} s (${(two.seconds / mp).toFixed(0)} s/MP, engine ${mib(two.memory.engine)} MiB + ${mib(two.memory.helper)} MiB a helper)`);
+    assert.match(one.tiles, /tile 6 of 6/);
+    assert.ok(two.memory.helper > 0, 'no helper ran a tile');
+    assert.deepEqual(decodePng(two.png), decodePng(one.png), '2 workers changed the pixels');
+    if (os.cpus().length >= 2) assert.ok(two.seconds < one.seconds, '2 workers were not faster than 1');
   });
   await test('the compare view fits the window, never enlarges, and zooms to the photo\'s own pixels', async () => {
     await page.setViewportSize({ width: 1100, height: 1000 });

@@ -7,11 +7,14 @@ use std::rc::Rc;
 
 use burn_flex::Flex;
 use burn_wgpu::{graphics::WebGpu, init_setup_async, RuntimeOptions, Wgpu, WgpuDevice};
-use js_sys::{Array, Object, Promise, Reflect, Uint8Array, Uint8ClampedArray};
+use js_sys::{
+    Array, Float32Array, Function, Object, Promise, Reflect, Uint8Array, Uint8ClampedArray,
+};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use model::image::Picture;
+use model::tiling::Tile;
 use model::{Brn, DerainOptions, Derained, ModelError};
 
 use crate::{views, CPU_TILE, MAX_PIXELS, MAX_STAGE_VIEW_PIXELS};
@@ -151,20 +154,55 @@ impl Engine {
     /// each tile and returns (a promise of) false to cancel. `keep_stages` also returns each
     /// stage's estimates (images up to 4 MP). Resolves to
     /// `{width, height, png, stagesKept, views: [{label, rgba}]}`.
+    ///
+    /// With `share` (the CPU fallback on several Web Workers), the network runs elsewhere:
+    /// `share(pixels, width, height, stages, allStages)` is called for up to `workers` tiles
+    /// at once and resolves to that tile's maps as another engine's [`Engine::run_tile`]
+    /// gives them (same weights); this engine decodes, blends in tile order (the result is
+    /// the same bit for bit as deraining here) and encodes.
     pub fn derain(
         &self,
         file: Vec<u8>,
         stages: usize,
         keep_stages: bool,
-        progress: js_sys::Function,
+        progress: Function,
+        share: Option<Function>,
+        workers: usize,
     ) -> Promise {
         let (network, tile) = (self.network(), self.tile);
         future_to_promise(async move {
-            derain(network?, tile, file, stages, keep_stages, progress)
+            let share = share.map(|f| (f, workers.max(1)));
+            derain(network?, tile, file, stages, keep_stages, progress, share)
                 .await
                 .map(JsValue::from)
                 .map_err(JsValue::from)
         })
+    }
+
+    /// Run the network on one tile's planar RGB pixels (`[3, height, width]`, in [0, 1]) for
+    /// another engine's [`Engine::derain`]: its maps (background, rain layer, then with
+    /// `all_stages` every stage's backgrounds and rains), each a `Float32Array`. CPU only.
+    #[wasm_bindgen(js_name = runTile)]
+    pub fn run_tile(
+        &self,
+        pixels: Vec<f32>,
+        width: usize,
+        height: usize,
+        stages: usize,
+        all_stages: bool,
+    ) -> Result<Array, JsError> {
+        let Network::Cpu(net) = &*self.network()? else {
+            return Err(JsError::new(
+                "runTile runs on the CPU engine; a WebGPU engine derains whole images",
+            ));
+        };
+        let options = tile_options(width.max(height), stages, all_stages);
+        let maps = model::tile_maps(net, pixels, width, height, &options, &Default::default())
+            .map_err(js_error)?;
+        Ok(maps
+            .iter()
+            .map(|m| Float32Array::from(m.as_slice()))
+            .collect())
     }
 
     /// Run the network once on a small blank image with at most two stages (every kernel a
@@ -185,17 +223,69 @@ impl Engine {
                 gray: false,
             };
             let stages = stages.clamp(1, WARM_UP_STAGES);
-            let options = DerainOptions {
-                tile: side,
-                rain_layer: true,
-                ..DerainOptions::new(stages)
-            };
+            let options = tile_options(side, stages, false);
             run(&network, &picture, &options, |_, _| async { true })
                 .await
                 .map_err(|e| JsValue::from(js_error(e)))?;
             Ok(JsValue::from(stages as u32))
         })
     }
+}
+
+/// The options of a page derain: the rain layer always (the page shows it), every stage's
+/// estimates when asked.
+fn tile_options(tile: usize, stages: usize, all_stages: bool) -> DerainOptions {
+    DerainOptions {
+        tile,
+        overlap: model::tiling::overlap_for(tile),
+        rain_layer: true,
+        all_stages,
+        ..DerainOptions::new(stages)
+    }
+}
+
+/// One tile's maps from another worker: `share(pixels, width, height, stages, allStages)`
+/// resolves to an array of `Float32Array`s.
+async fn shared_tile(
+    share: &Function,
+    pixels: Vec<f32>,
+    tile: &Tile,
+    options: &DerainOptions,
+) -> Result<Vec<Vec<f32>>, ModelError> {
+    let failed = |e: JsValue| {
+        let message = e
+            .dyn_ref::<js_sys::Error>()
+            .map(|e| String::from(e.message()))
+            .or_else(|| e.as_string())
+            .unwrap_or_else(|| format!("{e:?}"));
+        ModelError::Device(format!("a CPU worker failed ({message})"))
+    };
+    let args = Array::of5(
+        &Float32Array::from(pixels.as_slice()),
+        &(tile.width as u32).into(),
+        &(tile.height as u32).into(),
+        &(options.stages as u32).into(),
+        &options.all_stages.into(),
+    );
+    let promise = share.apply(&JsValue::NULL, &args).map_err(failed)?;
+    let maps = JsFuture::from(Promise::resolve(&promise))
+        .await
+        .map_err(failed)?;
+    if !Array::is_array(&maps) {
+        return Err(ModelError::Device(
+            "a CPU worker answered without maps".into(),
+        ));
+    }
+    Array::from(&maps)
+        .iter()
+        .map(|m| {
+            m.dyn_into::<Float32Array>()
+                .map(|m| m.to_vec())
+                .map_err(|_| {
+                    ModelError::Device("a CPU worker answered with no Float32Array".into())
+                })
+        })
+        .collect()
 }
 
 async fn run<P, F>(
@@ -224,19 +314,14 @@ async fn derain(
     file: Vec<u8>,
     stages: usize,
     keep_stages: bool,
-    progress: js_sys::Function,
+    progress: Function,
+    share: Option<(Function, usize)>,
 ) -> Result<Object, JsError> {
     let picture = model::image::decode_within(&file, MAX_PIXELS).map_err(js_error)?;
     drop(file);
     let pixels = (picture.width * picture.height) as u64;
     let keep_stages = keep_stages && pixels <= MAX_STAGE_VIEW_PIXELS;
-    let options = DerainOptions {
-        tile,
-        overlap: model::tiling::overlap_for(tile),
-        rain_layer: true,
-        all_stages: keep_stages,
-        ..DerainOptions::new(stages)
-    };
+    let options = tile_options(tile, stages, keep_stages);
     // Awaiting the page's promise between tiles lets the worker see a Cancel message.
     let report = |done: usize, total: usize| {
         let promise = progress.call2(
@@ -254,9 +339,18 @@ async fn derain(
             }
         }
     };
-    let out = run(&network, &picture, &options, report)
-        .await
-        .map_err(js_error)?;
+    let out = match (&share, &*network) {
+        (Some((share, workers)), Network::Cpu(net)) => {
+            let run_tile = |pixels, tile: &Tile| {
+                let tile = *tile;
+                let options = &options;
+                async move { shared_tile(share, pixels, &tile, options).await }
+            };
+            model::derain_shared(net, &picture, &options, *workers, run_tile, report).await
+        }
+        _ => run(&network, &picture, &options, report).await,
+    }
+    .map_err(js_error)?;
     let png = model::encode_png(&out.background, &picture).map_err(js_error)?;
     let result = Object::new();
     set(&result, "width", picture.width as u32);
