@@ -3,11 +3,10 @@
 
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
-use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use crate::backend::{conv2d, BrnBackend};
+use crate::backend::{conv2d, conv2d_relu, conv2d_relu_add, BrnBackend};
 use crate::cell::{conv3x3, CellState, ConvGru, ConvLstm};
 use crate::config::CellKind;
 
@@ -24,11 +23,9 @@ impl<B: BrnBackend> ResBlock<B> {
     /// # Shapes
     /// - `features`: `[N, C, H, W]` → `[N, C, H, W]`
     pub fn forward(&self, features: Tensor<B, 4>) -> Tensor<B, 4> {
-        let residual = relu(conv2d(
-            &self.conv2,
-            relu(conv2d(&self.conv1, features.clone())),
-        ));
-        relu(residual + features)
+        let inner = conv2d_relu(&self.conv1, features.clone());
+        // relu(relu(conv2(inner)) + features)
+        conv2d_relu_add(&self.conv2, inner, features)
     }
 }
 
@@ -101,7 +98,7 @@ impl<B: BrnBackend> Branch<B> {
         state: Option<CellState<B>>,
         other: Option<Tensor<B, 4>>,
     ) -> (Tensor<B, 4>, Option<CellState<B>>) {
-        let features = relu(conv2d(&self.input, images));
+        let features = conv2d_relu(&self.input, images);
         let (mut features, state) = match (state, &self.lstm, &self.gru) {
             (Some(state), Some(lstm), _) => {
                 let state = lstm.forward(features, state, other);

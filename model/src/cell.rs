@@ -11,7 +11,7 @@ use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorPrimitive};
 
-use crate::backend::{conv2d, BrnBackend};
+use crate::backend::{conv2d_cat, BrnBackend};
 
 /// A 3x3 convolution with stride 1 and padding 1, the only kind the BRN family uses.
 pub fn conv3x3<B: Backend>(
@@ -43,14 +43,15 @@ impl<B: Backend> CellState<B> {
     }
 }
 
-fn concat<B: Backend>(
+/// The recurrent layer's inputs, to be concatenated along the channels.
+fn parts<B: Backend>(
     features: Tensor<B, 4>,
     hidden: Tensor<B, 4>,
     other: Option<Tensor<B, 4>>,
-) -> Tensor<B, 4> {
+) -> Vec<Tensor<B, 4>> {
     let mut parts = vec![features, hidden];
     parts.extend(other);
-    Tensor::cat(parts, 1)
+    parts
 }
 
 /// Convolutional LSTM, Eq. (6)/(7) of the paper, with the gates i, f, g, o in one convolution.
@@ -81,7 +82,7 @@ impl<B: BrnBackend> ConvLstm<B> {
         state: CellState<B>,
         other: Option<Tensor<B, 4>>,
     ) -> CellState<B> {
-        let gates = conv2d(&self.gates, concat(features, state.hidden, other));
+        let gates = conv2d_cat(&self.gates, parts(features, state.hidden, other));
         let float = |t: Tensor<B, 4>| t.into_primitive().tensor();
         let (hidden, cell) = B::lstm_gates(float(gates), state.cell.map(float));
         let tensor = |t| Tensor::from_primitive(TensorPrimitive::Float(t));
@@ -124,18 +125,18 @@ impl<B: BrnBackend> ConvGru<B> {
         other: Option<Tensor<B, 4>>,
     ) -> CellState<B> {
         let hidden = state.hidden;
-        let gates = conv2d(
+        let gates = conv2d_cat(
             &self.update_reset,
-            concat(features.clone(), hidden.clone(), other.clone()),
+            parts(features.clone(), hidden.clone(), other.clone()),
         );
         let [update, reset]: [Tensor<B, 4>; 2] = gates
             .chunk(2, 1)
             .try_into()
             .expect("the gate convolution has 2 * channels outputs");
         let update = sigmoid(update);
-        let candidate = tanh(conv2d(
+        let candidate = tanh(conv2d_cat(
             &self.candidate,
-            concat(sigmoid(reset) * hidden.clone(), features, other),
+            parts(sigmoid(reset) * hidden.clone(), features, other),
         ));
         let hidden = hidden.clone() - update.clone() * hidden + update * candidate;
         CellState { hidden, cell: None }

@@ -8,6 +8,10 @@
 //! scatters each tile's result into NCHW; here every copy is a contiguous row segment and the
 //! output needs no scatter. Stride 1, dilation 1 and one group (every BRN convolution); other
 //! convolutions stay with flex (see `super::is_plain`).
+//!
+//! The forward convolution also reads its input from several tensors as if concatenated along
+//! the channels (the LSTM's `cat[features, h, h_other]`, never materialised), and applies the
+//! model's ReLU and residual add to each band while it is in cache ([`Epilogue`]).
 
 /// About how many output pixels one band covers (whole rows): its columns,
 /// `C_in·K_h·K_w x pixels` floats, stay in a core's cache.
@@ -52,12 +56,31 @@ struct Output(*mut f32);
 unsafe impl Send for Output {}
 unsafe impl Sync for Output {}
 
-/// `y = conv(x, weight) + bias`, all row-major NCHW / `[C_out, C_in, K_h, K_w]`.
+/// What the forward convolution does to its output `y` in the same pass.
+#[derive(Clone, Copy, Debug)]
+pub enum Epilogue<'a> {
+    /// Nothing: `y`.
+    None,
+    /// `relu(y)`.
+    Relu,
+    /// `relu(relu(y) + shortcut)` (a ResBlock's end), `shortcut` shaped as the output.
+    ReluAdd(&'a [f32]),
+}
+
+/// `y = conv(cat(x), weight) + bias`, then `epilogue`, all row-major NCHW /
+/// `[C_out, C_in, K_h, K_w]`; `x` is one tensor, or several whose channels add up to `C_in`.
 ///
 /// # Shapes
-/// - `x`: `[N, C_in, H, W]`, `weight`: `[C_out, C_in, K_h, K_w]`, `bias`: `[C_out]`
+/// - `x`: `[N, C_i, H, W]` each, `Σ C_i = C_in`; `weight`: `[C_out, C_in, K_h, K_w]`,
+///   `bias`: `[C_out]`
 /// - output: `[N, C_out, H_out, W_out]`
-pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, shape: Shape) -> Vec<f32> {
+pub fn conv2d(
+    x: &[&[f32]],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    shape: Shape,
+    epilogue: Epilogue,
+) -> Vec<f32> {
     let [out_h, out_w] = shape.out_size();
     let out_plane = out_h * out_w;
     let mut output = vec![0f32; shape.batch * shape.channels_out * out_plane];
@@ -67,7 +90,7 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, shape: Shape) -> 
         let (image, rows) = bands.band(task);
         // SAFETY: `band` writes these rows of every output channel of `image` only, and the
         // tasks cover disjoint (image, rows) pairs; `output` outlives them.
-        unsafe { band(x, weight, bias, shape, image, rows, out) };
+        unsafe { band(x, weight, bias, shape, image, rows, out, epilogue) };
     };
     let tasks = bands.count(shape.batch);
     #[cfg(feature = "parallel")]
@@ -85,14 +108,16 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, shape: Shape) -> 
 /// # Safety
 /// `out` points to the whole `[N, C_out, H_out, W_out]` output; no other band writes these
 /// rows of this image.
+#[allow(clippy::too_many_arguments)]
 unsafe fn band(
-    x: &[f32],
+    x: &[&[f32]],
     weight: &[f32],
     bias: Option<&[f32]>,
     shape: Shape,
     image: usize,
     rows: std::ops::Range<usize>,
     out: Output,
+    epilogue: Epilogue,
 ) {
     let [out_h, out_w] = shape.out_size();
     let pixels = rows.len() * out_w;
@@ -131,22 +156,64 @@ unsafe fn band(
         false,
         gemm::Parallelism::None,
     );
+
+    // The epilogue, on each channel's band while it is in cache.
+    let first = image * shape.channels_out * out_plane + rows.start * out_w;
+    for o in 0..shape.channels_out {
+        let values = std::slice::from_raw_parts_mut(dst.add(o * out_plane), pixels);
+        match epilogue {
+            Epilogue::None => {}
+            Epilogue::Relu => values.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Epilogue::ReluAdd(shortcut) => {
+                let shortcut = &shortcut[first + o * out_plane..][..pixels];
+                for (v, s) in values.iter_mut().zip(shortcut) {
+                    *v = (v.max(0.0) + s).max(0.0);
+                }
+            }
+        }
+    }
 }
 
 /// im2col for output rows `rows` of image `image`: the columns `[C_in·K_h·K_w, rows·W_out]`,
 /// whose row `(c, a, b)` holds `x[c, y + a − pad_h, x + b − pad_w]` for every output pixel
-/// `(y, x)` of the band, zero outside the image; every copy is one contiguous segment of an
-/// input row.
-fn im2col(x: &[f32], shape: Shape, image: usize, rows: std::ops::Range<usize>) -> Vec<f32> {
+/// `(y, x)` of the band, zero outside the image, channel `c` counted across the parts of `x`;
+/// every copy is one contiguous segment of an input row.
+fn im2col(x: &[&[f32]], shape: Shape, image: usize, rows: std::ops::Range<usize>) -> Vec<f32> {
+    let [_, out_w] = shape.out_size();
+    let mut columns = vec![0f32; shape.depth() * rows.len() * out_w];
+    let plane = shape.size[0] * shape.size[1];
+    let mut first_channel = 0;
+    for part in x {
+        let channels = part.len() / (shape.batch * plane);
+        let input = &part[image * channels * plane..][..channels * plane];
+        im2col_part(
+            input,
+            shape,
+            first_channel..first_channel + channels,
+            &rows,
+            &mut columns,
+        );
+        first_channel += channels;
+    }
+    columns
+}
+
+/// The rows of the columns for channels `channels` (of the whole input), from `input`, one
+/// image's `[channels.len(), H, W]`.
+fn im2col_part(
+    input: &[f32],
+    shape: Shape,
+    channels: std::ops::Range<usize>,
+    rows: &std::ops::Range<usize>,
+    columns: &mut [f32],
+) {
     let [height, width] = shape.size;
     let [kernel_h, kernel_w] = shape.kernel;
     let [pad_h, pad_w] = shape.padding;
     let [_, out_w] = shape.out_size();
     let pixels = rows.len() * out_w;
-    let mut columns = vec![0f32; shape.depth() * pixels];
     let plane = height * width;
-    let input = &x[image * shape.channels_in * plane..][..shape.channels_in * plane];
-    for c in 0..shape.channels_in {
+    for (local, c) in channels.enumerate() {
         for a in 0..kernel_h {
             for b in 0..kernel_w {
                 let row = &mut columns[((c * kernel_h + a) * kernel_w + b) * pixels..][..pixels];
@@ -158,7 +225,7 @@ fn im2col(x: &[f32], shape: Shape, image: usize, rows: std::ops::Range<usize>) -
                     if source_row < pad_h || source_row - pad_h >= height {
                         continue; // stays zero
                     }
-                    let source = &input[c * plane + (source_row - pad_h) * width..][..width];
+                    let source = &input[local * plane + (source_row - pad_h) * width..][..width];
                     let target = &mut row[i * out_w..][..out_w];
                     let offset = x_first + b - pad_w;
                     target[x_first..x_last]
@@ -167,7 +234,6 @@ fn im2col(x: &[f32], shape: Shape, image: usize, rows: std::ops::Range<usize>) -
             }
         }
     }
-    columns
 }
 
 /// How the output rows of every image are cut into bands of about [`PIXELS_PER_BAND`] pixels;
@@ -245,7 +311,7 @@ pub fn input_gradient(output_grad: &[f32], weight: &[f32], shape: Shape) -> Vec<
             kernel_w - 1 - shape.padding[1],
         ],
     };
-    conv2d(output_grad, &flipped, None, transposed)
+    conv2d(&[output_grad], &flipped, None, transposed, Epilogue::None)
 }
 
 /// The gradient of the weight, `dW[o, k] = Σ_bands Σ_p dY[o, p] · columns[k, p]`: one GEMM per
@@ -265,7 +331,7 @@ pub fn weight_gradient(x: &[f32], output_grad: &[f32], shape: Shape) -> Vec<f32>
     let accumulate = |mut sum: Vec<f32>, task: usize| {
         let (image, rows) = bands.band(task);
         let pixels = rows.len() * out_w;
-        let columns = im2col(x, shape, image, rows.clone());
+        let columns = im2col(&[x], shape, image, rows.clone());
         let grad = &output_grad[image * shape.channels_out * out_plane + rows.start * out_w..];
         // SAFETY: sum is C_out x depth; grad holds C_out rows of `pixels` at stride out_plane
         // from this band's first pixel; columns is depth x pixels.
@@ -377,7 +443,8 @@ mod tests {
     }
 
     /// Against the definition (f64 loops): several bands per image (the last one short),
-    /// images narrower than the kernel's reach, no padding, a non-square kernel, no bias.
+    /// images narrower than the kernel's reach, no padding, a non-square kernel, no bias; the
+    /// input whole and in two parts; each epilogue.
     #[test]
     fn the_banded_convolution_is_the_convolution() {
         for (i, shape) in [
@@ -425,15 +492,50 @@ mod tests {
             );
             let bias = values(shape.channels_out, 20 + i as u64);
             let bias = (i != 2).then_some(bias.as_slice());
-            let ours = conv2d(&x, &weight, bias, shape);
             let reference = by_definition(&x, &weight, bias, shape);
-            assert_eq!(ours.len(), reference.len());
-            let worst = ours
-                .iter()
-                .zip(&reference)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(worst < 1e-4, "{shape:?}: {worst}");
+            let check = |ours: Vec<f32>, reference: Vec<f32>, what: &str| {
+                assert_eq!(ours.len(), reference.len());
+                let worst = ours
+                    .iter()
+                    .zip(&reference)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(worst < 1e-4, "{shape:?} {what}: {worst}");
+            };
+            let ours = conv2d(&[&x], &weight, bias, shape, Epilogue::None);
+            check(ours, reference.clone(), "alone");
+
+            // The input in two parts split along the channels (as if concatenated), and the
+            // epilogues against the reference with ReLU and the shortcut applied after it.
+            let plane = h * w;
+            let part = |channels: std::ops::Range<usize>| -> Vec<f32> {
+                (0..shape.batch)
+                    .flat_map(|n| {
+                        let image = &x[n * shape.channels_in * plane..];
+                        image[channels.start * plane..channels.end * plane].to_vec()
+                    })
+                    .collect()
+            };
+            let split = shape.channels_in / 2;
+            let (first, second) = (part(0..split), part(split..shape.channels_in));
+            let parts: [&[f32]; 2] = [&first, &second];
+            let relu = conv2d(&parts, &weight, bias, shape, Epilogue::Relu);
+            check(
+                relu,
+                reference.iter().map(|v| v.max(0.0)).collect(),
+                "parts, relu",
+            );
+            let shortcut = values(reference.len(), 30 + i as u64);
+            let residual = conv2d(&parts, &weight, bias, shape, Epilogue::ReluAdd(&shortcut));
+            check(
+                residual,
+                reference
+                    .iter()
+                    .zip(&shortcut)
+                    .map(|(v, s)| (v.max(0.0) + s).max(0.0))
+                    .collect(),
+                "parts, relu + shortcut",
+            );
         }
     }
 

@@ -1,14 +1,17 @@
 //! The operations BRN runs its own way, as a backend extension: [`BrnBackend`] is burn's
-//! `Backend` plus the BRN convolution (forward and both gradients) and the LSTM's gate
-//! arithmetic, each with burn's operations as the default. The model calls [`conv2d`] and
-//! [`BrnBackend::lstm_gates`]; the autodiff backend records our own backward node.
+//! `Backend` plus the BRN convolution (forward and both gradients, and the forward fused with
+//! the concatenation before it and the ReLU and residual add after it) and the LSTM's gate
+//! arithmetic, each with burn's operations as the default. The model calls [`conv2d`] (and
+//! its fused forms) and [`BrnBackend::lstm_gates`]; the autodiff backend records our own
+//! backward node for the convolution and burn's for the rest.
 //!
 //! - GPU backends (wgpu, CUDA) compute the weight gradient as many small matrix products over
 //!   bands of the image ([`weight_gradient`]): burn 0.21's is one GEMM with a tiny output
 //!   (`C_out x C_in·9`) and a reduction over `N·H·W`, which a GPU runs on a handful of blocks
 //!   (82 % of an H200 training step's GPU time, `docs/gpu-sessions.md`).
-//! - flex runs the convolution and both its gradients on [`cpu_conv`] and the LSTM's gate
-//!   arithmetic in one pass ([`lstm`]).
+//! - flex runs the convolution and both its gradients on [`cpu_conv`], fuses the forward with
+//!   what surrounds it (no concatenated copy, ReLU and residual add on each band in cache),
+//!   and runs the LSTM's gate arithmetic in one pass ([`lstm`]).
 
 mod autodiff;
 #[cfg(feature = "flex")]
@@ -21,6 +24,17 @@ use burn::nn::PaddingConfig2d;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::{Tensor, TensorPrimitive};
+
+/// What follows a convolution in the model, done in the same pass where a backend can.
+#[derive(Clone, Debug)]
+pub enum After<T> {
+    /// Nothing: `y`.
+    Nothing,
+    /// `relu(y)`.
+    Relu,
+    /// `relu(relu(y) + shortcut)`: the end of a ResBlock.
+    ReluAdd(T),
+}
 
 /// A burn backend that runs the BRN family: burn's operations plus the ones below.
 pub trait BrnBackend: Backend {
@@ -37,6 +51,24 @@ pub trait BrnBackend: Backend {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         Self::conv2d(x, weight, bias, options)
+    }
+
+    /// A convolution over the channel-wise concatenation of `inputs`, then `after`: what the
+    /// model runs as `cat`, [`BrnBackend::brn_conv2d`], ReLU and add. Those operations by
+    /// default (so autodiff records them); flex does it all in one pass.
+    ///
+    /// # Shapes
+    /// - `inputs`: `[N, C_i, H, W]` each with `Σ C_i = C_in`; `weight`: `[C_out, C_in, K_h,
+    ///   K_w]`, `bias`: `[C_out]`; `after`'s shortcut: as the output
+    /// - output: `[N, C_out, H_out, W_out]`
+    fn conv2d_fused(
+        inputs: Vec<FloatTensor<Self>>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+        after: After<FloatTensor<Self>>,
+    ) -> FloatTensor<Self> {
+        fused_by_tensor_ops::<Self>(inputs, weight, bias, options, after)
     }
 
     /// The convolutional LSTM's gate arithmetic after its gate convolution ([`lstm`]): burn's
@@ -84,34 +116,106 @@ pub trait BrnBackend: Backend {
     }
 }
 
+/// [`BrnBackend::conv2d_fused`] as separate operations: `cat`, the convolution, ReLU, add.
+pub fn fused_by_tensor_ops<B: BrnBackend>(
+    mut inputs: Vec<FloatTensor<B>>,
+    weight: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
+    options: ConvOptions<2>,
+    after: After<FloatTensor<B>>,
+) -> FloatTensor<B> {
+    let x = match inputs.len() {
+        1 => inputs.pop().expect("one input"),
+        _ => B::float_cat(inputs, 1),
+    };
+    let y = B::brn_conv2d(x, weight, bias, options);
+    match after {
+        After::Nothing => y,
+        After::Relu => B::relu(y),
+        After::ReluAdd(shortcut) => B::relu(B::float_add(B::relu(y), shortcut)),
+    }
+}
+
 /// Whether a convolution is the kind our own kernels ([`weight_gradient`], `cpu_conv`)
 /// compute: stride 1, dilation 1, one group, as every BRN convolution.
 pub fn is_plain(options: &ConvOptions<2>) -> bool {
     options.stride == [1, 1] && options.dilation == [1, 1] && options.groups == 1
 }
 
-/// Run a convolution module through [`BrnBackend::brn_conv2d`] with its parameters; padding
-/// other than explicit and symmetric (the model's) goes through `Conv2d::forward` itself.
+/// Run a convolution module through [`BrnBackend::brn_conv2d`] with its parameters.
 ///
 /// # Shapes
 /// - `x`: `[N, C_in, H, W]` → `[N, C_out, H_out, W_out]`
 pub fn conv2d<B: BrnBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let PaddingConfig2d::Explicit(top, left, bottom, right) = conv.padding else {
-        return conv.forward(x);
+    fused(conv, vec![x], After::Nothing)
+}
+
+/// `relu(conv(x))`.
+///
+/// # Shapes
+/// - `x`: `[N, C_in, H, W]` → `[N, C_out, H_out, W_out]`
+pub fn conv2d_relu<B: BrnBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    fused(conv, vec![x], After::Relu)
+}
+
+/// `relu(relu(conv(x)) + shortcut)`: the end of a ResBlock.
+///
+/// # Shapes
+/// - `x`: `[N, C_in, H, W]`, `shortcut`: `[N, C_out, H_out, W_out]` → as `shortcut`
+pub fn conv2d_relu_add<B: BrnBackend>(
+    conv: &Conv2d<B>,
+    x: Tensor<B, 4>,
+    shortcut: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    fused(conv, vec![x], After::ReluAdd(shortcut))
+}
+
+/// `conv(cat(parts, channels))`, the concatenation never made where the backend fuses it.
+///
+/// # Shapes
+/// - `parts`: `[N, C_i, H, W]` each, `Σ C_i = C_in` → `[N, C_out, H_out, W_out]`
+pub fn conv2d_cat<B: BrnBackend>(conv: &Conv2d<B>, parts: Vec<Tensor<B, 4>>) -> Tensor<B, 4> {
+    fused(conv, parts, After::Nothing)
+}
+
+/// A convolution module over `inputs` then `after`, through [`BrnBackend::conv2d_fused`];
+/// padding other than explicit and symmetric (the model's) goes through burn's operations.
+fn fused<B: BrnBackend>(
+    conv: &Conv2d<B>,
+    inputs: Vec<Tensor<B, 4>>,
+    after: After<Tensor<B, 4>>,
+) -> Tensor<B, 4> {
+    let padding = match conv.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            Some([top, left])
+        }
+        _ => None,
     };
-    if top != bottom || left != right {
-        return conv.forward(x);
+    let Some(padding) = padding else {
+        let y = conv.forward(Tensor::cat(inputs, 1));
+        return match after {
+            After::Nothing => y,
+            After::Relu => burn::tensor::activation::relu(y),
+            After::ReluAdd(s) => {
+                burn::tensor::activation::relu(burn::tensor::activation::relu(y) + s)
+            }
+        };
+    };
+    let options = ConvOptions::new(conv.stride, padding, conv.dilation, conv.groups);
+    fn float<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
+        t.into_primitive().tensor()
     }
-    let options = ConvOptions::new(conv.stride, [top, left], conv.dilation, conv.groups);
-    let bias = conv
-        .bias
-        .as_ref()
-        .map(|bias| bias.val().into_primitive().tensor());
-    Tensor::from_primitive(TensorPrimitive::Float(B::brn_conv2d(
-        x.into_primitive().tensor(),
-        conv.weight.val().into_primitive().tensor(),
-        bias,
+    let after = match after {
+        After::Nothing => After::Nothing,
+        After::Relu => After::Relu,
+        After::ReluAdd(s) => After::ReluAdd(float(s)),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(B::conv2d_fused(
+        inputs.into_iter().map(float).collect(),
+        float(conv.weight.val()),
+        conv.bias.as_ref().map(|bias| float(bias.val())),
         options,
+        after,
     )))
 }
 
@@ -130,10 +234,45 @@ impl BrnBackend for burn_flex::Flex {
         };
         let bias = bias.as_ref().map(flex::floats);
         let output = cpu_conv::conv2d(
-            &flex::floats(&x),
+            &[&flex::floats(&x)],
             &flex::floats(&weight),
             bias.as_deref(),
             shape,
+            cpu_conv::Epilogue::None,
+        );
+        let [out_h, out_w] = shape.out_size();
+        flex::tensor(output, [shape.batch, shape.channels_out, out_h, out_w])
+    }
+
+    fn conv2d_fused(
+        inputs: Vec<FloatTensor<Self>>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+        after: After<FloatTensor<Self>>,
+    ) -> FloatTensor<Self> {
+        let Some(shape) = flex::fused_shape(&inputs, &weight, bias.as_ref(), &options, &after)
+        else {
+            return fused_by_tensor_ops::<Self>(inputs, weight, bias, options, after);
+        };
+        let parts: Vec<_> = inputs.iter().map(flex::floats).collect();
+        let parts: Vec<&[f32]> = parts.iter().map(|p| &**p).collect();
+        let bias = bias.as_ref().map(flex::floats);
+        let shortcut = match &after {
+            After::ReluAdd(s) => Some(flex::floats(s)),
+            _ => None,
+        };
+        let epilogue = match (&after, &shortcut) {
+            (After::Relu, _) => cpu_conv::Epilogue::Relu,
+            (After::ReluAdd(_), Some(s)) => cpu_conv::Epilogue::ReluAdd(s),
+            _ => cpu_conv::Epilogue::None,
+        };
+        let output = cpu_conv::conv2d(
+            &parts,
+            &flex::floats(&weight),
+            bias.as_deref(),
+            shape,
+            epilogue,
         );
         let [out_h, out_w] = shape.out_size();
         flex::tensor(output, [shape.batch, shape.channels_out, out_h, out_w])
@@ -248,6 +387,42 @@ mod flex {
         })
     }
 
+    /// [`shape`] for a convolution over the concatenated `inputs` then `after`: every part
+    /// and the shortcut f32, of the same batch and size, the parts' channels adding up to the
+    /// weight's, the shortcut shaped as the output.
+    pub fn fused_shape(
+        inputs: &[FloatTensor<Flex>],
+        weight: &FloatTensor<Flex>,
+        bias: Option<&FloatTensor<Flex>>,
+        options: &ConvOptions<2>,
+        after: &super::After<FloatTensor<Flex>>,
+    ) -> Option<cpu_conv::Shape> {
+        let first = inputs.first()?;
+        let [batch, _, height, width] = first.shape().dims();
+        let mut channels = 0;
+        for part in inputs {
+            let [n, c, h, w] = part.shape().dims();
+            if part.dtype() != DType::F32 || [n, h, w] != [batch, height, width] {
+                return None;
+            }
+            channels += c;
+        }
+        let mut shape = self::shape(first, weight, bias, options)?;
+        shape.channels_in = channels;
+        if weight.shape().dims::<4>()[1] != channels {
+            return None;
+        }
+        if let super::After::ReluAdd(shortcut) = after {
+            let [out_h, out_w] = shape.out_size();
+            if shortcut.dtype() != DType::F32
+                || shortcut.shape().dims() != [batch, shape.channels_out, out_h, out_w]
+            {
+                return None;
+            }
+        }
+        Some(shape)
+    }
+
     /// The tensor's values in row-major order: borrowed from its storage when it is laid out
     /// so (most tensors; no copy even when the tensor is shared, as autodiff keeps inputs),
     /// else copied.
@@ -302,6 +477,54 @@ mod tests {
     use burn_flex::Flex;
 
     type Ad = Autodiff<Flex>;
+
+    /// flex's fused convolution (parts never concatenated, ReLU and shortcut on each band) is
+    /// the separate operations' result bit for bit (the reference: `cat`, the convolution,
+    /// ReLU and add as burn's tensor operations on flex), for every `After`.
+    #[test]
+    fn the_fused_convolution_is_the_separate_operations() {
+        let device = Default::default();
+        let conv = conv3x3::<Flex>(7, 6, &device);
+        let part = |c, seed| {
+            Tensor::<Flex, 4>::random([2, c, 19, 23], Distribution::Normal(0., 1.), &device)
+                .add_scalar(seed)
+        };
+        let parts = vec![part(3, 0.1), part(4, -0.2)];
+        let shortcut = part(6, 0.0);
+        let float = |t: Tensor<Flex, 4>| t.into_primitive().tensor();
+        let weight = || float(conv.weight.val());
+        let bias = || {
+            conv.bias
+                .as_ref()
+                .map(|b| b.val().into_primitive().tensor())
+        };
+        let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        for after in [
+            After::Nothing,
+            After::Relu,
+            After::ReluAdd(shortcut.clone()),
+        ] {
+            let after = || match &after {
+                After::Nothing => After::Nothing,
+                After::Relu => After::Relu,
+                After::ReluAdd(s) => After::ReluAdd(float(s.clone())),
+            };
+            let inputs = || parts.iter().cloned().map(float).collect::<Vec<_>>();
+            let fused = Flex::conv2d_fused(inputs(), weight(), bias(), options.clone(), after());
+            let separate =
+                fused_by_tensor_ops::<Flex>(inputs(), weight(), bias(), options.clone(), after());
+            let bits = |t| {
+                let t: Tensor<Flex, 4> = Tensor::from_primitive(TensorPrimitive::Float(t));
+                t.into_data()
+                    .to_vec::<f32>()
+                    .unwrap()
+                    .into_iter()
+                    .map(f32::to_bits)
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(bits(fused), bits(separate));
+        }
+    }
 
     /// Through the autodiff backend, [`conv2d`] gives the output and the gradients of the input,
     /// the weight and the bias that burn's own `Conv2d::forward` gives (the reference), for
