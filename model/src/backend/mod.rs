@@ -489,7 +489,7 @@ mod tests {
             Tensor::<Flex, 4>::random([2, c, 19, 23], Distribution::Normal(0., 1.), &device)
                 .add_scalar(seed)
         };
-        let parts = vec![part(3, 0.1), part(4, -0.2)];
+        let parts = [part(3, 0.1), part(4, -0.2)];
         let shortcut = part(6, 0.0);
         let float = |t: Tensor<Flex, 4>| t.into_primitive().tensor();
         let weight = || float(conv.weight.val());
