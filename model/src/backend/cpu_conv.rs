@@ -384,6 +384,36 @@ pub fn weight_gradient(x: &[f32], output_grad: &[f32], shape: Shape) -> Vec<f32>
     total
 }
 
+/// The gradient of the bias, `db[o] = Σ_n Σ_p dY[n, o, p]`, each channel summed in order in
+/// f64 (the channels in parallel): the same bits at any thread count.
+///
+/// # Shapes
+/// - `output_grad`: `[N, C_out, pixels]` → `[C_out]`
+pub fn bias_gradient(
+    output_grad: &[f32],
+    batch: usize,
+    channels: usize,
+    pixels: usize,
+) -> Vec<f32> {
+    let channel = |o: usize| {
+        (0..batch)
+            .map(|n| {
+                output_grad[(n * channels + o) * pixels..][..pixels]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .sum::<f64>()
+            })
+            .sum::<f64>() as f32
+    };
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        (0..channels).into_par_iter().map(channel).collect()
+    }
+    #[cfg(not(feature = "parallel"))]
+    (0..channels).map(channel).collect()
+}
+
 /// How many bands' weight gradients one task sums before the tasks' sums are added.
 const BANDS_PER_SUM: usize = 8;
 

@@ -99,6 +99,15 @@ pub trait BrnBackend: Backend {
         Self::conv2d_x_backward(x, weight, output_grad, options)
     }
 
+    /// The gradient of a convolution's bias: the output gradient summed over the batch and
+    /// the pixels (burn's sums by default).
+    ///
+    /// # Shapes
+    /// - `output_grad`: `[N, C_out, H_out, W_out]` → `[C_out]`
+    fn conv2d_bias_gradient(output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        bias_gradient_by_tensor_ops::<Self>(output_grad)
+    }
+
     /// The gradient of a convolution's weight: burn's by default, or the one split over parts
     /// of the image ([`weight_gradient::split`]) where a backend runs that faster.
     ///
@@ -134,6 +143,14 @@ pub fn fused_by_tensor_ops<B: BrnBackend>(
         After::Relu => B::relu(y),
         After::ReluAdd(shortcut) => B::relu(B::float_add(B::relu(y), shortcut)),
     }
+}
+
+/// [`BrnBackend::conv2d_bias_gradient`] as burn's sums.
+pub fn bias_gradient_by_tensor_ops<B: Backend>(output_grad: FloatTensor<B>) -> FloatTensor<B> {
+    use burn::tensor::TensorMetadata;
+    let channels = output_grad.shape().dims::<4>()[1];
+    let summed = B::float_sum_dim(B::float_sum_dim(B::float_sum_dim(output_grad, 0), 2), 3);
+    B::float_reshape(summed, [channels].into())
 }
 
 /// Whether a convolution is the kind our own kernels ([`weight_gradient`], `cpu_conv`)
@@ -327,6 +344,17 @@ impl BrnBackend for burn_flex::Flex {
         }
     }
 
+    fn conv2d_bias_gradient(output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        use burn::tensor::{DType, TensorMetadata};
+        if output_grad.dtype() != DType::F32 {
+            return bias_gradient_by_tensor_ops::<Self>(output_grad);
+        }
+        let [batch, channels, height, width] = output_grad.shape().dims();
+        let gradient =
+            cpu_conv::bias_gradient(&flex::floats(&output_grad), batch, channels, height * width);
+        flex::tensor_of(gradient, &[channels])
+    }
+
     fn conv2d_weight_gradient(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -438,7 +466,12 @@ mod flex {
 
     /// A flex tensor holding `values` (moved, not copied).
     pub fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FloatTensor<Flex> {
-        FlexTensor::from_data(TensorData::new(values, shape))
+        tensor_of(values, &shape)
+    }
+
+    /// [`tensor`] of any rank.
+    pub fn tensor_of(values: Vec<f32>, shape: &[usize]) -> FloatTensor<Flex> {
+        FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
     }
 }
 
@@ -526,42 +559,69 @@ mod tests {
         }
     }
 
-    /// Through the autodiff backend, [`conv2d`] gives the output and the gradients of the input,
-    /// the weight and the bias that burn's own `Conv2d::forward` gives (the reference), for
-    /// the model's 3x3 convolution at a size where the weight gradient is split into bands.
+    /// Through the autodiff backend, [`conv2d`] and its fused forms give the output and the
+    /// gradients (input parts, weight, bias, shortcut) that burn's own `Conv2d::forward`,
+    /// `cat`, `relu` and `+` give (the reference), for the model's 3x3 convolution at a size
+    /// where the weight gradient is split into bands.
     #[test]
     fn the_brn_convolution_has_burns_output_and_gradients() {
+        use burn::tensor::activation::relu;
         let device = Default::default();
         let conv = conv3x3::<Ad>(5, 4, &device);
-        let x = Tensor::<Ad, 4>::random([2, 5, 40, 30], Distribution::Normal(0., 1.), &device)
-            .require_grad();
+        let input = |c| {
+            Tensor::<Ad, 4>::random([2, c, 40, 30], Distribution::Normal(0., 1.), &device)
+                .require_grad()
+        };
+        let (x, y, shortcut) = (input(2), input(3), input(4));
         let weights =
             Tensor::<Ad, 4>::random([2, 4, 40, 30], Distribution::Normal(0., 1.), &device);
-
-        let ours = conv2d(&conv, x.clone());
-        let burns = conv.forward(x.clone());
-        ours.to_data()
-            .assert_approx_eq::<f32>(&burns.to_data(), Tolerance::rel_abs(1e-5, 1e-5));
-
-        let gradients = |output: Tensor<Ad, 4>| {
-            let grads = (output * weights.clone()).sum().backward();
+        let whole = || Tensor::cat(vec![x.clone(), y.clone()], 1);
+        let forms: [(&str, Tensor<Ad, 4>, Tensor<Ad, 4>); 4] = [
+            ("conv2d", conv2d(&conv, whole()), conv.forward(whole())),
             (
-                x.grad(&grads).unwrap(),
-                conv.weight.val().grad(&grads).unwrap(),
-                conv.bias.as_ref().unwrap().val().grad(&grads).unwrap(),
-            )
-        };
-        let (x_ours, w_ours, b_ours) = gradients(ours);
-        let (x_burn, w_burn, b_burn) = gradients(burns);
-        let close = Tolerance::rel_abs(1e-4, 1e-4);
-        x_ours
-            .to_data()
-            .assert_approx_eq::<f32>(&x_burn.to_data(), close);
-        w_ours
-            .to_data()
-            .assert_approx_eq::<f32>(&w_burn.to_data(), close);
-        b_ours
-            .to_data()
-            .assert_approx_eq::<f32>(&b_burn.to_data(), close);
+                "conv2d_relu",
+                conv2d_relu(&conv, whole()),
+                relu(conv.forward(whole())),
+            ),
+            (
+                "conv2d_relu_add",
+                conv2d_relu_add(&conv, whole(), shortcut.clone()),
+                relu(relu(conv.forward(whole())) + shortcut.clone()),
+            ),
+            (
+                "conv2d_cat",
+                conv2d_cat(&conv, vec![x.clone(), y.clone()]),
+                conv.forward(whole()),
+            ),
+        ];
+        for (form, ours, burns) in forms {
+            ours.to_data()
+                .assert_approx_eq::<f32>(&burns.to_data(), Tolerance::rel_abs(1e-5, 1e-5));
+            let gradients = |output: Tensor<Ad, 4>| {
+                let grads = (output * weights.clone()).sum().backward();
+                let mut all = vec![
+                    x.grad(&grads).unwrap(),
+                    y.grad(&grads).unwrap(),
+                    conv.weight.val().grad(&grads).unwrap(),
+                ];
+                all.push(
+                    conv.bias
+                        .as_ref()
+                        .unwrap()
+                        .val()
+                        .grad(&grads)
+                        .unwrap()
+                        .reshape([1, 1, 1, 4]),
+                );
+                all.extend(shortcut.grad(&grads));
+                all
+            };
+            let (ours, burns) = (gradients(ours), gradients(burns));
+            assert_eq!(ours.len(), burns.len(), "{form}");
+            for (ours, burns) in ours.iter().zip(&burns) {
+                ours.to_data()
+                    .assert_approx_eq::<f32>(&burns.to_data(), Tolerance::rel_abs(1e-4, 1e-4));
+            }
+        }
     }
 }
