@@ -1,6 +1,7 @@
 //! The `brn` command's library: paper-exact metrics, dataset layouts, training, and the
 //! commands themselves (`cmd`), which `main.rs` only dispatches to.
 
+pub mod allocator;
 pub mod bench;
 pub mod checkpoint;
 pub mod cmd;

@@ -35,6 +35,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    trainer::allocator::reuse_large_blocks();
     let result = match Cli::parse().command {
         Command::Derain(args) => derain::run(args),
         Command::Eval(args) => eval::run(args),
