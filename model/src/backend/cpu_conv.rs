@@ -83,7 +83,9 @@ pub fn conv2d(
 ) -> Vec<f32> {
     let [out_h, out_w] = shape.out_size();
     let out_plane = out_h * out_w;
-    let mut output = vec![0f32; shape.batch * shape.channels_out * out_plane];
+    let len = shape.batch * shape.channels_out * out_plane;
+    // Not zeroed: every band writes each of its values (the bias, or the GEMM without reading).
+    let mut output: Vec<f32> = Vec::with_capacity(len);
     let bands = Bands::of(shape);
     let out = Output(output.as_mut_ptr());
     let run = |task: usize| {
@@ -100,6 +102,8 @@ pub fn conv2d(
     }
     #[cfg(not(feature = "parallel"))]
     (0..tasks).for_each(run);
+    // SAFETY: the bands have written all `len` values (see above).
+    unsafe { output.set_len(len) };
     output
 }
 
@@ -119,10 +123,30 @@ unsafe fn band(
     out: Output,
     epilogue: Epilogue,
 ) {
+    with_im2col(x, shape, image, rows.clone(), |columns| {
+        // SAFETY: as this function's.
+        unsafe { gemm_band(weight, bias, shape, image, rows, out, epilogue, columns) }
+    });
+}
+
+/// [`band`]'s GEMM and epilogue over its columns.
+///
+/// # Safety
+/// As [`band`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_band(
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    shape: Shape,
+    image: usize,
+    rows: std::ops::Range<usize>,
+    out: Output,
+    epilogue: Epilogue,
+    columns: &[f32],
+) {
     let [out_h, out_w] = shape.out_size();
     let pixels = rows.len() * out_w;
     let depth = shape.depth();
-    let columns = im2col(x, shape, image, rows.clone());
 
     // The band's output, channel by channel: rows.start·W_out.. of each output plane.
     let out_plane = out_h * out_w;
@@ -174,13 +198,43 @@ unsafe fn band(
     }
 }
 
+std::thread_local! {
+    /// Each thread's im2col buffer, reused band after band (every value is rewritten).
+    static COLUMNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Run `f` on the im2col columns of output rows `rows` of image `image` (see [`im2col`]), in
+/// this thread's reused buffer. `f` must not call it again.
+fn with_im2col<R>(
+    x: &[&[f32]],
+    shape: Shape,
+    image: usize,
+    rows: std::ops::Range<usize>,
+    f: impl FnOnce(&[f32]) -> R,
+) -> R {
+    COLUMNS.with(|buffer| {
+        let mut buffer = buffer.borrow_mut();
+        let len = shape.depth() * rows.len() * shape.out_size()[1];
+        if buffer.len() < len {
+            buffer.resize(len, 0.0);
+        }
+        im2col(x, shape, image, rows, &mut buffer[..len]);
+        f(&buffer[..len])
+    })
+}
+
 /// im2col for output rows `rows` of image `image`: the columns `[C_in·K_h·K_w, rows·W_out]`,
 /// whose row `(c, a, b)` holds `x[c, y + a − pad_h, x + b − pad_w]` for every output pixel
 /// `(y, x)` of the band, zero outside the image, channel `c` counted across the parts of `x`;
-/// every copy is one contiguous segment of an input row.
-fn im2col(x: &[&[f32]], shape: Shape, image: usize, rows: std::ops::Range<usize>) -> Vec<f32> {
-    let [_, out_w] = shape.out_size();
-    let mut columns = vec![0f32; shape.depth() * rows.len() * out_w];
+/// every copy is one contiguous segment of an input row, and every value of `columns` is
+/// written (zeros included), so it may hold anything before.
+fn im2col(
+    x: &[&[f32]],
+    shape: Shape,
+    image: usize,
+    rows: std::ops::Range<usize>,
+    columns: &mut [f32],
+) {
     let plane = shape.size[0] * shape.size[1];
     let mut first_channel = 0;
     for part in x {
@@ -191,11 +245,10 @@ fn im2col(x: &[&[f32]], shape: Shape, image: usize, rows: std::ops::Range<usize>
             shape,
             first_channel..first_channel + channels,
             &rows,
-            &mut columns,
+            columns,
         );
         first_channel += channels;
     }
-    columns
 }
 
 /// The rows of the columns for channels `channels` (of the whole input), from `input`, one
@@ -221,15 +274,18 @@ fn im2col_part(
                 let x_first = pad_w.saturating_sub(b).min(out_w);
                 let x_last = (width + pad_w).saturating_sub(b).min(out_w).max(x_first);
                 for (i, y) in rows.clone().enumerate() {
+                    let target = &mut row[i * out_w..][..out_w];
                     let source_row = y + a;
                     if source_row < pad_h || source_row - pad_h >= height {
-                        continue; // stays zero
+                        target.fill(0.0);
+                        continue;
                     }
                     let source = &input[local * plane + (source_row - pad_h) * width..][..width];
-                    let target = &mut row[i * out_w..][..out_w];
                     let offset = x_first + b - pad_w;
+                    target[..x_first].fill(0.0);
                     target[x_first..x_last]
                         .copy_from_slice(&source[offset..offset + (x_last - x_first)]);
+                    target[x_last..].fill(0.0);
                 }
             }
         }
@@ -331,11 +387,10 @@ pub fn weight_gradient(x: &[f32], output_grad: &[f32], shape: Shape) -> Vec<f32>
     let accumulate = |mut sum: Vec<f32>, task: usize| {
         let (image, rows) = bands.band(task);
         let pixels = rows.len() * out_w;
-        let columns = im2col(&[x], shape, image, rows.clone());
         let grad = &output_grad[image * shape.channels_out * out_plane + rows.start * out_w..];
         // SAFETY: sum is C_out x depth; grad holds C_out rows of `pixels` at stride out_plane
         // from this band's first pixel; columns is depth x pixels.
-        unsafe {
+        with_im2col(&[x], shape, image, rows, |columns| unsafe {
             gemm::gemm(
                 shape.channels_out,
                 depth,
@@ -357,7 +412,7 @@ pub fn weight_gradient(x: &[f32], output_grad: &[f32], shape: Shape) -> Vec<f32>
                 false,
                 gemm::Parallelism::None,
             );
-        }
+        });
         sum
     };
     let tasks = bands.count(shape.batch);
