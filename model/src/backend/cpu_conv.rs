@@ -90,9 +90,11 @@ pub fn conv2d(
     let out = Output(output.as_mut_ptr());
     let run = |task: usize| {
         let (image, rows) = bands.band(task);
-        // SAFETY: `band` writes these rows of every output channel of `image` only, and the
-        // tasks cover disjoint (image, rows) pairs; `output` outlives them.
-        unsafe { band(x, weight, bias, shape, image, rows, out, epilogue) };
+        with_im2col(x, shape, image, rows.clone(), |columns| {
+            // SAFETY: `band` writes these rows of every output channel of `image` only, and
+            // the tasks cover disjoint (image, rows) pairs; `output` outlives them.
+            unsafe { band(weight, bias, shape, image, rows, out, epilogue, columns) }
+        });
     };
     let tasks = bands.count(shape.batch);
     #[cfg(feature = "parallel")]
@@ -107,34 +109,14 @@ pub fn conv2d(
     output
 }
 
-/// One band: output rows `rows` of image `image`, every output channel.
+/// One band: output rows `rows` of image `image`, every output channel, from its im2col
+/// `columns`.
 ///
 /// # Safety
 /// `out` points to the whole `[N, C_out, H_out, W_out]` output; no other band writes these
 /// rows of this image.
 #[allow(clippy::too_many_arguments)]
 unsafe fn band(
-    x: &[&[f32]],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    shape: Shape,
-    image: usize,
-    rows: std::ops::Range<usize>,
-    out: Output,
-    epilogue: Epilogue,
-) {
-    with_im2col(x, shape, image, rows.clone(), |columns| {
-        // SAFETY: as this function's.
-        unsafe { gemm_band(weight, bias, shape, image, rows, out, epilogue, columns) }
-    });
-}
-
-/// [`band`]'s GEMM and epilogue over its columns.
-///
-/// # Safety
-/// As [`band`].
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_band(
     weight: &[f32],
     bias: Option<&[f32]>,
     shape: Shape,
