@@ -92,16 +92,13 @@ impl<B: BrnBackend, C: CheckpointStrategy> BrnBackend for Autodiff<B, C> {
     }
 
     fn conv2d_fused(
-        mut inputs: Vec<FloatTensor<Self>>,
+        inputs: Vec<FloatTensor<Self>>,
         weight: FloatTensor<Self>,
         bias: Option<FloatTensor<Self>>,
         options: ConvOptions<2>,
         after: After<FloatTensor<Self>>,
     ) -> FloatTensor<Self> {
-        let x = match inputs.len() {
-            1 => inputs.pop().expect("one input"),
-            _ => Self::float_cat(inputs, 1),
-        };
+        let x = super::concatenated::<Self>(inputs);
         let (relu, shortcut) = match after {
             After::Nothing => (false, None),
             After::Relu => (true, None),

@@ -36,6 +36,17 @@ pub enum After<T> {
     ReluAdd(T),
 }
 
+impl<T> After<T> {
+    /// The same step with its shortcut mapped by `f`.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> After<U> {
+        match self {
+            After::Nothing => After::Nothing,
+            After::Relu => After::Relu,
+            After::ReluAdd(shortcut) => After::ReluAdd(f(shortcut)),
+        }
+    }
+}
+
 /// A burn backend that runs the BRN family: burn's operations plus the ones below.
 pub trait BrnBackend: Backend {
     /// A 2-D convolution, as burn's `conv2d`. The autodiff backend overrides it to record a
@@ -127,17 +138,29 @@ pub trait BrnBackend: Backend {
 
 /// [`BrnBackend::conv2d_fused`] as separate operations: `cat`, the convolution, ReLU, add.
 pub fn fused_by_tensor_ops<B: BrnBackend>(
-    mut inputs: Vec<FloatTensor<B>>,
+    inputs: Vec<FloatTensor<B>>,
     weight: FloatTensor<B>,
     bias: Option<FloatTensor<B>>,
     options: ConvOptions<2>,
     after: After<FloatTensor<B>>,
 ) -> FloatTensor<B> {
-    let x = match inputs.len() {
+    let y = B::brn_conv2d(concatenated::<B>(inputs), weight, bias, options);
+    after_by_tensor_ops::<B>(y, after)
+}
+
+/// The inputs concatenated along the channels (one input as it is).
+pub fn concatenated<B: Backend>(mut inputs: Vec<FloatTensor<B>>) -> FloatTensor<B> {
+    match inputs.len() {
         1 => inputs.pop().expect("one input"),
         _ => B::float_cat(inputs, 1),
-    };
-    let y = B::brn_conv2d(x, weight, bias, options);
+    }
+}
+
+/// `after` applied to a convolution's output `y` as burn's ReLU and add.
+pub fn after_by_tensor_ops<B: Backend>(
+    y: FloatTensor<B>,
+    after: After<FloatTensor<B>>,
+) -> FloatTensor<B> {
     match after {
         After::Nothing => y,
         After::Relu => B::relu(y),
@@ -208,25 +231,15 @@ fn fused<B: BrnBackend>(
         }
         _ => None,
     };
-    let Some(padding) = padding else {
-        let y = conv.forward(Tensor::cat(inputs, 1));
-        return match after {
-            After::Nothing => y,
-            After::Relu => burn::tensor::activation::relu(y),
-            After::ReluAdd(s) => {
-                burn::tensor::activation::relu(burn::tensor::activation::relu(y) + s)
-            }
-        };
-    };
-    let options = ConvOptions::new(conv.stride, padding, conv.dilation, conv.groups);
     fn float<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
         t.into_primitive().tensor()
     }
-    let after = match after {
-        After::Nothing => After::Nothing,
-        After::Relu => After::Relu,
-        After::ReluAdd(s) => After::ReluAdd(float(s)),
+    let after = after.map(float);
+    let Some(padding) = padding else {
+        let y = float(conv.forward(Tensor::cat(inputs, 1)));
+        return Tensor::from_primitive(TensorPrimitive::Float(after_by_tensor_ops::<B>(y, after)));
     };
+    let options = ConvOptions::new(conv.stride, padding, conv.dilation, conv.groups);
     Tensor::from_primitive(TensorPrimitive::Float(B::conv2d_fused(
         inputs.into_iter().map(float).collect(),
         float(conv.weight.val()),
@@ -249,16 +262,7 @@ impl BrnBackend for burn_flex::Flex {
         let Some(shape) = flex::shape(&x, &weight, bias.as_ref(), &options) else {
             return <Self as burn::tensor::ops::ModuleOps<Self>>::conv2d(x, weight, bias, options);
         };
-        let bias = bias.as_ref().map(flex::floats);
-        let output = cpu_conv::conv2d(
-            &[&flex::floats(&x)],
-            &flex::floats(&weight),
-            bias.as_deref(),
-            shape,
-            cpu_conv::Epilogue::None,
-        );
-        let [out_h, out_w] = shape.out_size();
-        flex::tensor(output, [shape.batch, shape.channels_out, out_h, out_w])
+        flex::convolution(&[x], &weight, bias.as_ref(), shape, &After::Nothing)
     }
 
     fn conv2d_fused(
@@ -272,27 +276,7 @@ impl BrnBackend for burn_flex::Flex {
         else {
             return fused_by_tensor_ops::<Self>(inputs, weight, bias, options, after);
         };
-        let parts: Vec<_> = inputs.iter().map(flex::floats).collect();
-        let parts: Vec<&[f32]> = parts.iter().map(|p| &**p).collect();
-        let bias = bias.as_ref().map(flex::floats);
-        let shortcut = match &after {
-            After::ReluAdd(s) => Some(flex::floats(s)),
-            _ => None,
-        };
-        let epilogue = match (&after, &shortcut) {
-            (After::Relu, _) => cpu_conv::Epilogue::Relu,
-            (After::ReluAdd(_), Some(s)) => cpu_conv::Epilogue::ReluAdd(s),
-            _ => cpu_conv::Epilogue::None,
-        };
-        let output = cpu_conv::conv2d(
-            &parts,
-            &flex::floats(&weight),
-            bias.as_deref(),
-            shape,
-            epilogue,
-        );
-        let [out_h, out_w] = shape.out_size();
-        flex::tensor(output, [shape.batch, shape.channels_out, out_h, out_w])
+        flex::convolution(&inputs, &weight, bias.as_ref(), shape, &after)
     }
 
     fn lstm_gates(
@@ -451,6 +435,32 @@ mod flex {
         Some(shape)
     }
 
+    /// `after(conv(cat(inputs), weight) + bias)` on [`cpu_conv`], `shape` from [`shape`] or
+    /// [`fused_shape`].
+    pub fn convolution(
+        inputs: &[FloatTensor<Flex>],
+        weight: &FloatTensor<Flex>,
+        bias: Option<&FloatTensor<Flex>>,
+        shape: cpu_conv::Shape,
+        after: &super::After<FloatTensor<Flex>>,
+    ) -> FloatTensor<Flex> {
+        let parts: Vec<_> = inputs.iter().map(floats).collect();
+        let parts: Vec<&[f32]> = parts.iter().map(|p| &**p).collect();
+        let bias = bias.map(floats);
+        let shortcut = match after {
+            super::After::ReluAdd(s) => Some(floats(s)),
+            _ => None,
+        };
+        let epilogue = match (after, &shortcut) {
+            (super::After::Relu, _) => cpu_conv::Epilogue::Relu,
+            (super::After::ReluAdd(_), Some(s)) => cpu_conv::Epilogue::ReluAdd(s),
+            _ => cpu_conv::Epilogue::None,
+        };
+        let output = cpu_conv::conv2d(&parts, &floats(weight), bias.as_deref(), shape, epilogue);
+        let [out_h, out_w] = shape.out_size();
+        tensor(output, [shape.batch, shape.channels_out, out_h, out_w])
+    }
+
     /// The tensor's values in row-major order: borrowed from its storage when it is laid out
     /// so (most tensors; no copy even when the tensor is shared, as autodiff keeps inputs),
     /// else copied.
@@ -537,11 +547,7 @@ mod tests {
             After::Relu,
             After::ReluAdd(shortcut.clone()),
         ] {
-            let after = || match &after {
-                After::Nothing => After::Nothing,
-                After::Relu => After::Relu,
-                After::ReluAdd(s) => After::ReluAdd(float(s.clone())),
-            };
+            let after = || after.clone().map(float);
             let inputs = || parts.iter().cloned().map(float).collect::<Vec<_>>();
             let fused = Flex::conv2d_fused(inputs(), weight(), bias(), options.clone(), after());
             let separate =
