@@ -215,18 +215,16 @@ async function init({ mode, limitOverride, workers }) {
   }
 
   status('Loading weights…');
+  // load() throws only when the engine refuses the weights (a helper that does is let go).
   const user = await cached(USER_WEIGHTS_KEY);
-  let chosen = null;
+  let loaded = null;
   if (user) {
-    try {
-      engine.loadWeights(user.bytes, user.name);
-      chosen = { bytes: user.bytes, label: user.name, source: 'yours (cached)' };
-    } catch (_) {
-      await forget(USER_WEIGHTS_KEY);
-    }
+    try { loaded = await load(user.bytes, user.name, 'yours (cached)'); } catch (_) { await forget(USER_WEIGHTS_KEY); }
   }
-  if (!chosen) chosen = await defaultWeights();
-  const loaded = chosen ? await load(chosen.bytes, chosen.label, chosen.source) : null;
+  if (!loaded) {
+    const def = await defaultWeights();
+    if (def) loaded = await load(def.bytes, def.label, def.source);
+  }
   let warm = null;
   if (loaded) {
     status(engine.backend === 'webgpu' ? 'Compiling GPU kernels (one-time warm-up)…' : 'Warming up…');
