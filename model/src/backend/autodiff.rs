@@ -1,9 +1,10 @@
-//! The autodiff backend's BRN convolution: the inner backend's fused forward
-//! ([`BrnBackend::conv2d_fused`]: the bias, and the ReLU that follows in the model, in the
-//! same pass), and one backward node: the ReLU's mask, then
+//! The autodiff backend's BRN convolution as one node: forward, the inner backend's fused
+//! convolution ([`BrnBackend::conv2d_fused`]: the bias, and the ReLU that follows in the
+//! model, in the same pass), then a ResBlock's residual add and ReLU
+//! ([`BrnBackend::relu_add`]); backward, the ReLUs' masks ([`BrnBackend::relu_mask`]), then
 //! [`BrnBackend::conv2d_input_gradient`], [`BrnBackend::conv2d_weight_gradient`] and
-//! [`BrnBackend::conv2d_bias_gradient`]. A ResBlock's residual add and a concatenation before
-//! the convolution stay burn's recorded operations.
+//! [`BrnBackend::conv2d_bias_gradient`]. A concatenation before the convolution stays burn's
+//! recorded operation.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -11,17 +12,28 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
 use burn::backend::Autodiff;
-use burn::tensor::ops::{ActivationOps, ConvOptions, FloatTensor, FloatTensorOps};
+use burn::tensor::ops::{ConvOptions, FloatTensor};
 
 use super::{After, BrnBackend};
 
-/// `relu?(conv(x, weight) + bias)` as an autodiff node with parents `[x, weight(, bias)]`.
+/// `after(conv(x, weight) + bias)` as an autodiff node with parents `[x, weight(, bias)(,
+/// shortcut)]`.
 #[derive(Debug)]
 struct Convolution;
 
-/// What the backward pass needs: the input's and the weight's checkpoints, the options, and
-/// the output where a ReLU was applied (its mask).
-type State<B> = (NodeId, NodeId, ConvOptions<2>, Option<FloatTensor<B>>);
+/// What the backward pass needs: the input's and the weight's checkpoints, the options, the
+/// outputs of the ReLUs between the convolution and the node's output (the gradient passes
+/// where all are positive: none, `[relu(y)]`, or `[output, relu(y)]`), the output where a
+/// shortcut was added (the shortcut's gradient passes where it is positive), and whether
+/// `parents[2]` is the bias.
+type State<B> = (
+    NodeId,
+    NodeId,
+    ConvOptions<2>,
+    Vec<FloatTensor<B>>,
+    Option<FloatTensor<B>>,
+    bool,
+);
 
 impl<B: BrnBackend, const N: usize> Backward<B, N> for Convolution {
     type State = State<B>;
@@ -33,15 +45,19 @@ impl<B: BrnBackend, const N: usize> Backward<B, N> for Convolution {
         checkpointer: &mut Checkpointer,
     ) {
         let output_grad = grads.consume::<B>(&ops.node);
-        let (x, weight, options, relu_output) = ops.state;
-        // Through the ReLU: zero where it cut.
-        let output_grad = match relu_output {
-            Some(output) => B::relu_backward(output, output_grad),
-            None => output_grad,
+        let (x, weight, options, masks, added, has_bias) = ops.state;
+        let shortcut_at = 2 + usize::from(has_bias);
+        if let (Some(output), Some(Some(node))) = (added, ops.parents.get(shortcut_at)) {
+            grads.register::<B>(node.id, B::relu_mask(output_grad.clone(), vec![output]));
+        }
+        // Through the ReLUs: zero where one cut.
+        let output_grad = match masks.is_empty() {
+            true => output_grad,
+            false => B::relu_mask(output_grad, masks),
         };
         let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
         let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight);
-        if let Some(Some(node)) = ops.parents.get(2) {
+        if let (true, Some(Some(node))) = (has_bias, ops.parents.get(2)) {
             grads.register::<B>(node.id, B::conv2d_bias_gradient(output_grad.clone()));
         }
         if let Some(node) = &ops.parents[0] {
@@ -60,10 +76,14 @@ impl<B: BrnBackend, const N: usize> Backward<B, N> for Convolution {
     }
 }
 
-/// Record `relu?(conv(x, weight) + bias)` with parents `[x, weight(, bias)]` (`$nodes`) and
-/// compute it with `$forward(options)` (a macro: burn does not name the nodes' type).
+/// What the node's forward pass computes: the output, and the masks and added output of
+/// [`State`] (empty when not tracked).
+type Forward<B> = (FloatTensor<B>, Vec<FloatTensor<B>>, Option<FloatTensor<B>>);
+
+/// Record the node with parents `$nodes` (`[x, weight(, bias)(, shortcut)]`) and compute it
+/// with `$forward(options, tracked)` (a macro: burn does not name the nodes' type).
 macro_rules! record {
-    ($backend:ty, $strategy:ty, $nodes:expr, $x:expr, $weight:expr, $options:expr, $relu:expr, $forward:expr) => {
+    ($strategy:ty, $nodes:expr, $x:expr, $weight:expr, $options:expr, $has_bias:expr, $forward:expr) => {
         match Convolution
             .prepare::<$strategy>($nodes)
             .compute_bound()
@@ -72,11 +92,11 @@ macro_rules! record {
             OpsKind::Tracked(mut prep) => {
                 let x_state = prep.checkpoint($x);
                 let weight_state = prep.checkpoint($weight);
-                let output: FloatTensor<$backend> = $forward($options.clone());
-                let mask = $relu.then(|| output.clone());
-                prep.finish((x_state, weight_state, $options, mask), output)
+                let (output, masks, added) = $forward($options.clone(), true);
+                let state = (x_state, weight_state, $options, masks, added, $has_bias);
+                prep.finish(state, output)
             }
-            OpsKind::UnTracked(prep) => prep.finish($forward($options)),
+            OpsKind::UnTracked(prep) => prep.finish($forward($options, false).0),
         }
     };
 }
@@ -91,6 +111,13 @@ impl<B: BrnBackend, C: CheckpointStrategy> BrnBackend for Autodiff<B, C> {
         Self::conv2d_fused(vec![x], weight, bias, options, After::Nothing)
     }
 
+    fn lstm_gates(
+        gates: FloatTensor<Self>,
+        cell: Option<FloatTensor<Self>>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        super::autodiff_lstm::lstm_gates::<B, C>(gates, cell)
+    }
+
     fn conv2d_fused(
         inputs: Vec<FloatTensor<Self>>,
         weight: FloatTensor<Self>,
@@ -99,31 +126,64 @@ impl<B: BrnBackend, C: CheckpointStrategy> BrnBackend for Autodiff<B, C> {
         after: After<FloatTensor<Self>>,
     ) -> FloatTensor<Self> {
         let x = super::concatenated::<Self>(inputs);
-        let (relu, shortcut) = match after {
-            After::Nothing => (false, None),
-            After::Relu => (true, None),
-            After::ReluAdd(shortcut) => (true, Some(shortcut)),
+        let has_bias = bias.is_some();
+        let (x_primitive, weight_primitive) = (x.primitive.clone(), weight.primitive.clone());
+        let bias_primitive = bias.as_ref().map(|bias| bias.primitive.clone());
+        let shortcut_primitive = match &after {
+            After::ReluAdd(shortcut) => Some(shortcut.primitive.clone()),
+            _ => None,
         };
-        let after = if relu { After::Relu } else { After::Nothing };
-        let forward = |bias: Option<FloatTensor<B>>| {
-            let (x, weight) = (x.primitive.clone(), weight.primitive.clone());
-            move |options| B::conv2d_fused(vec![x], weight, bias, options, after)
-        };
-        let output = match bias {
-            Some(bias) => {
-                let nodes = [x.node.clone(), weight.node.clone(), bias.node.clone()];
-                let forward = forward(Some(bias.primitive));
-                record!(B, C, nodes, &x, &weight, options, relu, forward)
+        let relu = !matches!(after, After::Nothing);
+        // Untracked: the backend's fused pass. Tracked: the convolution and its ReLU, then
+        // `relu_add` for a shortcut, keeping what the backward pass masks with.
+        let forward = move |options: ConvOptions<2>, tracked: bool| -> Forward<B> {
+            let (x, weight, bias) = (vec![x_primitive], weight_primitive, bias_primitive);
+            if !tracked {
+                let after = match (relu, shortcut_primitive) {
+                    (_, Some(shortcut)) => After::ReluAdd(shortcut),
+                    (true, None) => After::Relu,
+                    (false, None) => After::Nothing,
+                };
+                return (
+                    B::conv2d_fused(x, weight, bias, options, after),
+                    vec![],
+                    None,
+                );
             }
-            None => {
-                let nodes = [x.node.clone(), weight.node.clone()];
-                record!(B, C, nodes, &x, &weight, options, relu, forward(None))
+            let after = if relu { After::Relu } else { After::Nothing };
+            let y = B::conv2d_fused(x, weight, bias, options, after);
+            match (relu, shortcut_primitive) {
+                (_, Some(shortcut)) => {
+                    let output = B::relu_add(y.clone(), shortcut);
+                    (output.clone(), vec![output.clone(), y], Some(output))
+                }
+                (true, None) => (y.clone(), vec![y], None),
+                (false, None) => (y, vec![], None),
             }
         };
-        match shortcut {
-            // relu(relu(y) + shortcut): the add and the outer ReLU as recorded operations.
-            Some(shortcut) => Self::relu(Self::float_add(output, shortcut)),
-            None => output,
+        let (x_node, weight_node) = (x.node.clone(), weight.node.clone());
+        match (bias, after) {
+            (Some(bias), After::ReluAdd(shortcut)) => {
+                let nodes = [
+                    x_node,
+                    weight_node,
+                    bias.node.clone(),
+                    shortcut.node.clone(),
+                ];
+                record!(C, nodes, &x, &weight, options, has_bias, forward)
+            }
+            (Some(bias), _) => {
+                let nodes = [x_node, weight_node, bias.node.clone()];
+                record!(C, nodes, &x, &weight, options, has_bias, forward)
+            }
+            (None, After::ReluAdd(shortcut)) => {
+                let nodes = [x_node, weight_node, shortcut.node.clone()];
+                record!(C, nodes, &x, &weight, options, has_bias, forward)
+            }
+            (None, _) => {
+                let nodes = [x_node, weight_node];
+                record!(C, nodes, &x, &weight, options, has_bias, forward)
+            }
         }
     }
 }

@@ -1,21 +1,42 @@
-//! The CPU convolution of the flex backend and its two gradients: im2col straight from NCHW,
-//! one band of output rows at a time, and a GEMM (the `gemm` crate) per band, the bands in
-//! parallel (rayon, with the `parallel` feature). The forward GEMM writes each band into the
-//! NCHW output in place; the input gradient is the forward convolution of the output gradient
-//! with the flipped, transposed kernel; the weight gradient sums one GEMM per band.
+//! The CPU convolution of the flex backend and its two gradients, without im2col: the input is
+//! copied once, zero-padded, and the convolution is `K_h·K_w` matrix products per band of
+//! output rows, one per kernel tap, each reading the padded input at that tap's shift in place
+//! (the `gemm` crate, the bands in parallel with rayon under the `parallel` feature).
 //!
-//! burn-flex 0.21 first copies the whole input to NHWC on one thread, then gathers columns and
-//! scatters each tile's result into NCHW; here every copy is a contiguous row segment and the
-//! output needs no scatter. Stride 1, dilation 1 and one group (every BRN convolution); other
-//! convolutions stay with flex (see `super::is_plain`).
+//! The trick: in a padded plane of width `W_p = W + 2·p_w`, output pixel `(y, x)` reads
+//! `X_p[y + a, x + b]` at tap `(a, b)`, which is flat index `q + a·W_p + b` for `q = y·W_p + x`.
+//! So over the "wide" output (every row `W_p` long, the last `W_p − W_out` columns garbage)
+//! tap `(a, b)` is one matrix product `Y_wide += W_ab · X_p[:, shift_ab ..]` whose right-hand
+//! side is the padded input itself, rows `C_in` apart. The wide band is then copied into the
+//! NCHW output without its garbage columns, applying the bias-free epilogue on the way.
+//! im2col instead writes `K_h·K_w` copies of the input, and gemm packs them once more.
 //!
-//! The forward convolution also reads its input from several tensors as if concatenated along
-//! the channels (the LSTM's `cat[features, h, h_other]`, never materialised), and applies the
-//! model's ReLU and residual add to each band while it is in cache ([`Epilogue`]).
+//! - the input gradient is the same convolution of the output gradient with the flipped,
+//!   transposed kernel;
+//! - the weight gradient at tap `(a, b)` is `dY_wide · X_p[:, shift_ab ..]ᵀ` (the garbage
+//!   columns of `dY_wide` set to zero), one product per band and tap, summed in a fixed order.
+//!
+//! Stride 1, dilation 1 and one group (every BRN convolution); other convolutions stay with
+//! flex (see `super::is_plain`). The forward convolution also reads its input from several
+//! tensors as if concatenated along the channels (the LSTM's `cat[features, h, h_other]`: the
+//! padded copy is the concatenation), and applies the model's ReLU and residual add to each band
+//! while it is in cache ([`Epilogue`]).
 
-/// About how many output pixels one band covers (whole rows): its columns,
-/// `C_in·K_h·K_w x pixels` floats, stay in a core's cache.
+use std::mem::MaybeUninit;
+
+/// About how many output pixels one band covers (whole rows): its wide output, `C_out x
+/// rows·W_p` floats, and the input rows it reads stay in a core's cache.
 const PIXELS_PER_BAND: usize = 768;
+
+/// A band's wide output is rounded up to a multiple of this many pixels (garbage too): gemm
+/// copies ("packs") a left-hand side whose rows are not a multiple of its SIMD width (16
+/// floats with AVX-512) before every product, and the pixels are those rows.
+const ROW_MULTIPLE: usize = 16;
+
+/// The pixels of a band's wide output: `rows·W_p`, rounded up to [`ROW_MULTIPLE`].
+fn wide_len(rows: usize, padded_w: usize) -> usize {
+    (rows * padded_w).next_multiple_of(ROW_MULTIPLE)
+}
 
 /// The sizes of one convolution.
 #[derive(Clone, Copy, Debug)]
@@ -35,11 +56,6 @@ pub struct Shape {
 }
 
 impl Shape {
-    /// Rows of the im2col columns: `C_in·K_h·K_w`.
-    pub fn depth(&self) -> usize {
-        self.channels_in * self.kernel[0] * self.kernel[1]
-    }
-
     /// Output height and width.
     pub fn out_size(&self) -> [usize; 2] {
         [
@@ -47,9 +63,22 @@ impl Shape {
             self.size[1] + 2 * self.padding[1] + 1 - self.kernel[1],
         ]
     }
+
+    /// Height and width of a zero-padded input plane.
+    fn padded_size(&self) -> [usize; 2] {
+        [
+            self.size[0] + 2 * self.padding[0],
+            self.size[1] + 2 * self.padding[1],
+        ]
+    }
+
+    /// Kernel taps, `K_h·K_w`.
+    fn taps(&self) -> usize {
+        self.kernel[0] * self.kernel[1]
+    }
 }
 
-/// A raw pointer that the bands share; each band writes its own rows only.
+/// A raw pointer that the bands share; each band writes its own part only.
 #[derive(Clone, Copy)]
 struct Output(*mut f32);
 // SAFETY: the bands write disjoint parts of the output (see `band`).
@@ -81,197 +110,238 @@ pub fn conv2d(
     shape: Shape,
     epilogue: Epilogue,
 ) -> Vec<f32> {
+    // taps[a·K_w + b][o][c] = weight[o, c, a, b]
+    let taps = taps_of(shape, |o, c, tap| {
+        weight[(o * shape.channels_in + c) * shape.taps() + tap]
+    });
+    convolve(x, &taps, bias, shape, epilogue)
+}
+
+/// The kernel as one `[C_out, C_in]` matrix per tap, `[K_h·K_w][C_out][C_in]`, from
+/// `value(o, c, tap)`.
+fn taps_of(shape: Shape, value: impl Fn(usize, usize, usize) -> f32) -> Vec<f32> {
+    let (c_in, c_out) = (shape.channels_in, shape.channels_out);
+    (0..shape.taps())
+        .flat_map(|tap| (0..c_out).flat_map(move |o| (0..c_in).map(move |c| (o, c, tap))))
+        .map(|(o, c, tap)| value(o, c, tap))
+        .collect()
+}
+
+/// [`conv2d`] with the kernel given as [`taps_of`] lays it out.
+fn convolve(
+    x: &[&[f32]],
+    taps: &[f32],
+    bias: Option<&[f32]>,
+    shape: Shape,
+    epilogue: Epilogue,
+) -> Vec<f32> {
     let [out_h, out_w] = shape.out_size();
-    let out_plane = out_h * out_w;
-    let len = shape.batch * shape.channels_out * out_plane;
-    // Not zeroed: every band writes each of its values (the bias, or the GEMM without reading).
+    let len = shape.batch * shape.channels_out * out_h * out_w;
+    let padded = pad(x, shape);
+    // Not zeroed: every band writes each of its values.
     let mut output: Vec<f32> = Vec::with_capacity(len);
     let bands = Bands::of(shape);
     let out = Output(output.as_mut_ptr());
     let run = |task: usize| {
         let (image, rows) = bands.band(task);
-        with_im2col(x, shape, image, rows.clone(), |columns| {
+        let wide = shape.channels_out * wide_len(rows.len(), shape.padded_size()[1]);
+        with_scratch(wide, |wide| {
             // SAFETY: `band` writes these rows of every output channel of `image` only, and
             // the tasks cover disjoint (image, rows) pairs; `output` outlives them.
-            unsafe { band(weight, bias, shape, image, rows, out, epilogue, columns) }
+            unsafe { band(&padded, taps, bias, shape, image, rows, out, epilogue, wide) }
         });
     };
-    let tasks = bands.count(shape.batch);
-    #[cfg(feature = "parallel")]
-    {
-        use rayon::prelude::*;
-        (0..tasks).into_par_iter().for_each(run);
-    }
-    #[cfg(not(feature = "parallel"))]
-    (0..tasks).for_each(run);
+    for_each_task(bands.count(shape.batch), run);
     // SAFETY: the bands have written all `len` values (see above).
     unsafe { output.set_len(len) };
     output
 }
 
-/// One band: output rows `rows` of image `image`, every output channel, from its im2col
-/// `columns`.
+/// Run `task(0..count)`, in parallel with the `parallel` feature.
+fn for_each_task(count: usize, task: impl Fn(usize) + Sync + Send) {
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        (0..count).into_par_iter().for_each(task);
+    }
+    #[cfg(not(feature = "parallel"))]
+    (0..count).for_each(task);
+}
+
+/// One band: output rows `rows` of image `image`, every output channel, as `K_h·K_w` products
+/// into `wide` (`C_out x rows·W_p`), then copied into the output with the epilogue.
 ///
 /// # Safety
 /// `out` points to the whole `[N, C_out, H_out, W_out]` output; no other band writes these
-/// rows of this image.
+/// rows of this image; `padded` is [`pad`]'s result for this shape.
 #[allow(clippy::too_many_arguments)]
 unsafe fn band(
-    weight: &[f32],
+    padded: &[f32],
+    taps: &[f32],
     bias: Option<&[f32]>,
     shape: Shape,
     image: usize,
     rows: std::ops::Range<usize>,
     out: Output,
     epilogue: Epilogue,
-    columns: &[f32],
+    wide: &mut [f32],
 ) {
     let [out_h, out_w] = shape.out_size();
-    let pixels = rows.len() * out_w;
-    let depth = shape.depth();
+    let [padded_h, padded_w] = shape.padded_size();
+    let plane = padded_h * padded_w;
+    let (c_in, c_out) = (shape.channels_in, shape.channels_out);
+    let wide_len = wide_len(rows.len(), padded_w);
+    let input = &padded[image * c_in * plane..];
 
-    // The band's output, channel by channel: rows.start·W_out.. of each output plane.
-    let out_plane = out_h * out_w;
-    let dst = out
-        .0
-        .add(image * shape.channels_out * out_plane + rows.start * out_w);
+    // wide[o, q] (+)= Σ_c taps[a, b][o, c] · input[c, (rows.start + a)·W_p + b + q]: the
+    // pixels are the product's rows (contiguous in both), the channels its columns.
+    let mut read = false;
     if let Some(bias) = bias {
         for (o, &value) in bias.iter().enumerate() {
-            std::slice::from_raw_parts_mut(dst.add(o * out_plane), pixels).fill(value);
+            wide[o * wide_len..][..wide_len].fill(value);
+        }
+        read = true;
+    }
+    for a in 0..shape.kernel[0] {
+        for b in 0..shape.kernel[1] {
+            let tap = &taps[(a * shape.kernel[1] + b) * c_out * c_in..][..c_out * c_in];
+            let shifted = &input[(rows.start + a) * padded_w + b..];
+            // SAFETY: the last value read, channel C_in − 1 at q = wide_len − 1, is at
+            // (C_in − 1)·plane + (rows.end − 1 + a)·W_p + b + W_p − 1 + ROW_MULTIPLE − 1 <
+            // C_in·plane + K_w + ROW_MULTIPLE from `input`'s start (rows.end − 1 + a < H_p),
+            // which `pad` leaves in the buffer; `wide` holds
+            // C_out·wide_len values; `tap` C_out·C_in.
+            gemm::gemm(
+                wide_len,
+                c_out,
+                c_in,
+                wide.as_mut_ptr(),
+                wide_len as isize,
+                1,
+                read,
+                shifted.as_ptr(),
+                plane as isize,
+                1,
+                tap.as_ptr(),
+                c_in as isize,
+                1,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+            read = true;
         }
     }
-    // dst[o, p] (+)= Σ_k weight[o, k] · columns[k, p]
-    gemm::gemm(
-        shape.channels_out,
-        pixels,
-        depth,
-        dst,
-        1,
-        out_plane as isize,
-        bias.is_some(),
-        weight.as_ptr(),
-        1,
-        depth as isize,
-        columns.as_ptr(),
-        1,
-        pixels as isize,
-        1.0,
-        1.0,
-        false,
-        false,
-        false,
-        gemm::Parallelism::None,
-    );
 
-    // The epilogue, on each channel's band while it is in cache.
-    let first = image * shape.channels_out * out_plane + rows.start * out_w;
-    for o in 0..shape.channels_out {
-        let values = std::slice::from_raw_parts_mut(dst.add(o * out_plane), pixels);
-        match epilogue {
-            Epilogue::None => {}
-            Epilogue::Relu => values.iter_mut().for_each(|v| *v = v.max(0.0)),
-            Epilogue::ReluAdd(shortcut) => {
-                let shortcut = &shortcut[first + o * out_plane..][..pixels];
-                for (v, s) in values.iter_mut().zip(shortcut) {
-                    *v = (v.max(0.0) + s).max(0.0);
+    // The band into the NCHW output without the garbage columns, the epilogue on the way.
+    let out_plane = out_h * out_w;
+    for o in 0..c_out {
+        for (i, y) in rows.clone().enumerate() {
+            let first = (image * c_out + o) * out_plane + y * out_w;
+            let values = &wide[o * wide_len + i * padded_w..][..out_w];
+            let target = std::slice::from_raw_parts_mut(out.0.add(first), out_w);
+            match epilogue {
+                Epilogue::None => target.copy_from_slice(values),
+                Epilogue::Relu => {
+                    for (t, v) in target.iter_mut().zip(values) {
+                        *t = v.max(0.0);
+                    }
+                }
+                Epilogue::ReluAdd(shortcut) => {
+                    let shortcut = &shortcut[first..][..out_w];
+                    for ((t, v), s) in target.iter_mut().zip(values).zip(shortcut) {
+                        *t = (v.max(0.0) + s).max(0.0);
+                    }
                 }
             }
         }
     }
+}
+
+/// The input zero-padded, plane after plane (`[N, C_in, H + 2·p_h, W + 2·p_w]`, channel `c`
+/// counted across the parts of `x`), then `K_w + ROW_MULTIPLE` zeros, so that a band's product
+/// may read a shifted window's last, garbage, values past the last plane.
+fn pad(x: &[&[f32]], shape: Shape) -> Vec<f32> {
+    let [height, width] = shape.size;
+    let [padded_h, padded_w] = shape.padded_size();
+    let [pad_h, pad_w] = shape.padding;
+    let (plane, padded_plane) = (height * width, padded_h * padded_w);
+    let planes = shape.batch * shape.channels_in;
+    let len = planes * padded_plane + shape.kernel[1] + ROW_MULTIPLE;
+    let mut padded: Vec<f32> = Vec::with_capacity(len);
+    // Which part and plane of it padded plane `p` comes from.
+    let mut sources: Vec<&[f32]> = Vec::with_capacity(planes);
+    for image in 0..shape.batch {
+        for part in x {
+            let channels = part.len() / (shape.batch * plane).max(1);
+            let part = &part[image * channels * plane..][..channels * plane];
+            sources.extend(part.chunks_exact(plane.max(1)).take(channels));
+        }
+    }
+    let fill = |(source, target): (&&[f32], &mut [MaybeUninit<f32>])| {
+        for (row, target) in target.chunks_exact_mut(padded_w).enumerate() {
+            let inside = row >= pad_h && row - pad_h < height;
+            let (left, rest) = target.split_at_mut(pad_w);
+            let (middle, right) = rest.split_at_mut(width);
+            left.iter_mut().chain(right.iter_mut()).for_each(|v| {
+                v.write(0.0);
+            });
+            if inside {
+                let source = &source[(row - pad_h) * width..][..width];
+                for (v, &s) in middle.iter_mut().zip(source) {
+                    v.write(s);
+                }
+            } else {
+                middle.iter_mut().for_each(|v| {
+                    v.write(0.0);
+                });
+            }
+        }
+    };
+    let spare = &mut padded.spare_capacity_mut()[..len];
+    let (planes_part, tail) = spare.split_at_mut(planes * padded_plane);
+    tail.iter_mut().for_each(|v| {
+        v.write(0.0);
+    });
+    if padded_plane > 0 {
+        #[cfg(feature = "parallel")]
+        {
+            use rayon::prelude::*;
+            sources
+                .par_iter()
+                .zip(planes_part.par_chunks_exact_mut(padded_plane))
+                .for_each(fill);
+        }
+        #[cfg(not(feature = "parallel"))]
+        sources
+            .iter()
+            .zip(planes_part.chunks_exact_mut(padded_plane))
+            .for_each(fill);
+    }
+    // SAFETY: every one of the `len` values was written above (each padded plane row by row:
+    // left zeros, the input row or zeros, right zeros; then the tail).
+    unsafe { padded.set_len(len) };
+    padded
 }
 
 std::thread_local! {
-    /// Each thread's im2col buffer, reused band after band (every value is rewritten).
-    static COLUMNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Each thread's scratch buffer, reused band after band.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Run `f` on the im2col columns of output rows `rows` of image `image` (see [`im2col`]), in
-/// this thread's reused buffer. `f` must not call it again.
-fn with_im2col<R>(
-    x: &[&[f32]],
-    shape: Shape,
-    image: usize,
-    rows: std::ops::Range<usize>,
-    f: impl FnOnce(&[f32]) -> R,
-) -> R {
-    COLUMNS.with(|buffer| {
+/// Run `f` on this thread's scratch buffer of at least `len` values (holding anything).
+/// `f` must not call it again.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|buffer| {
         let mut buffer = buffer.borrow_mut();
-        let len = shape.depth() * rows.len() * shape.out_size()[1];
         if buffer.len() < len {
             buffer.resize(len, 0.0);
         }
-        im2col(x, shape, image, rows, &mut buffer[..len]);
-        f(&buffer[..len])
+        f(&mut buffer[..len])
     })
-}
-
-/// im2col for output rows `rows` of image `image`: the columns `[C_in·K_h·K_w, rows·W_out]`,
-/// whose row `(c, a, b)` holds `x[c, y + a − pad_h, x + b − pad_w]` for every output pixel
-/// `(y, x)` of the band, zero outside the image, channel `c` counted across the parts of `x`;
-/// every copy is one contiguous segment of an input row, and every value of `columns` is
-/// written (zeros included), so it may hold anything before.
-fn im2col(
-    x: &[&[f32]],
-    shape: Shape,
-    image: usize,
-    rows: std::ops::Range<usize>,
-    columns: &mut [f32],
-) {
-    let plane = shape.size[0] * shape.size[1];
-    let mut first_channel = 0;
-    for part in x {
-        let channels = part.len() / (shape.batch * plane);
-        let input = &part[image * channels * plane..][..channels * plane];
-        im2col_part(
-            input,
-            shape,
-            first_channel..first_channel + channels,
-            &rows,
-            columns,
-        );
-        first_channel += channels;
-    }
-}
-
-/// The rows of the columns for channels `channels` (of the whole input), from `input`, one
-/// image's `[channels.len(), H, W]`.
-fn im2col_part(
-    input: &[f32],
-    shape: Shape,
-    channels: std::ops::Range<usize>,
-    rows: &std::ops::Range<usize>,
-    columns: &mut [f32],
-) {
-    let [height, width] = shape.size;
-    let [kernel_h, kernel_w] = shape.kernel;
-    let [pad_h, pad_w] = shape.padding;
-    let [_, out_w] = shape.out_size();
-    let pixels = rows.len() * out_w;
-    let plane = height * width;
-    for (local, c) in channels.enumerate() {
-        for a in 0..kernel_h {
-            for b in 0..kernel_w {
-                let row = &mut columns[((c * kernel_h + a) * kernel_w + b) * pixels..][..pixels];
-                // Output columns whose input column x + b − pad_w lies inside the image.
-                let x_first = pad_w.saturating_sub(b).min(out_w);
-                let x_last = (width + pad_w).saturating_sub(b).min(out_w).max(x_first);
-                for (i, y) in rows.clone().enumerate() {
-                    let target = &mut row[i * out_w..][..out_w];
-                    let source_row = y + a;
-                    if source_row < pad_h || source_row - pad_h >= height {
-                        target.fill(0.0);
-                        continue;
-                    }
-                    let source = &input[local * plane + (source_row - pad_h) * width..][..width];
-                    let offset = x_first + b - pad_w;
-                    target[..x_first].fill(0.0);
-                    target[x_first..x_last]
-                        .copy_from_slice(&source[offset..offset + (x_last - x_first)]);
-                    target[x_last..].fill(0.0);
-                }
-            }
-        }
-    }
 }
 
 /// How the output rows of every image are cut into bands of about [`PIXELS_PER_BAND`] pixels;
@@ -326,18 +396,6 @@ pub fn input_gradient_applies(shape: Shape) -> bool {
 pub fn input_gradient(output_grad: &[f32], weight: &[f32], shape: Shape) -> Vec<f32> {
     let [kernel_h, kernel_w] = shape.kernel;
     let (c_in, c_out) = (shape.channels_in, shape.channels_out);
-    let mut flipped = vec![0f32; weight.len()];
-    for o in 0..c_out {
-        for c in 0..c_in {
-            for a in 0..kernel_h {
-                for b in 0..kernel_w {
-                    flipped[((c * c_out + o) * kernel_h + a) * kernel_w + b] =
-                        weight[((o * c_in + c) * kernel_h + (kernel_h - 1 - a)) * kernel_w
-                            + (kernel_w - 1 - b)];
-                }
-            }
-        }
-    }
     let transposed = Shape {
         batch: shape.batch,
         channels_in: c_out,
@@ -349,51 +407,86 @@ pub fn input_gradient(output_grad: &[f32], weight: &[f32], shape: Shape) -> Vec<
             kernel_w - 1 - shape.padding[1],
         ],
     };
-    conv2d(&[output_grad], &flipped, None, transposed, Epilogue::None)
+    // taps'[a·K_w + b][c][o] = W'[c, o, a, b]
+    let taps = taps_of(transposed, |c, o, tap| {
+        let (a, b) = (tap / kernel_w, tap % kernel_w);
+        let flipped = (kernel_h - 1 - a) * kernel_w + (kernel_w - 1 - b);
+        weight[(o * c_in + c) * shape.taps() + flipped]
+    });
+    convolve(&[output_grad], &taps, None, transposed, Epilogue::None)
 }
 
-/// The gradient of the weight, `dW[o, k] = Σ_bands Σ_p dY[o, p] · columns[k, p]`: one GEMM per
-/// band of output rows, summed over runs of [`BANDS_PER_SUM`] bands in parallel, then the runs'
-/// sums added in order, so the result does not depend on the number of threads or their timing
-/// (a resumed training run repeats an uninterrupted one bit for bit).
+/// The gradient of the weight, `dW[o, c, a, b] = Σ_bands Σ_q dY_wide[o, q] · X_p[c, shift_ab +
+/// q]`: one product per band of output rows and tap, summed over runs of [`BANDS_PER_SUM`]
+/// bands in parallel, then the runs' sums added in order, so the result does not depend on the
+/// number of threads or their timing (a resumed training run repeats an uninterrupted one bit
+/// for bit).
 ///
 /// # Shapes
 /// - `x`: `[N, C_in, H, W]`, `output_grad`: `[N, C_out, H_out, W_out]`
 /// - output: `[C_out, C_in, K_h, K_w]`
 pub fn weight_gradient(x: &[f32], output_grad: &[f32], shape: Shape) -> Vec<f32> {
     let [out_h, out_w] = shape.out_size();
-    let out_plane = out_h * out_w;
-    let depth = shape.depth();
-    let size = shape.channels_out * depth;
+    let [padded_h, padded_w] = shape.padded_size();
+    let (out_plane, plane) = (out_h * out_w, padded_h * padded_w);
+    let (c_in, c_out) = (shape.channels_in, shape.channels_out);
+    let padded = pad(&[x], shape);
+    // Per tap a C_out x C_in matrix stored column by column: sum[tap][c][o].
+    let size = shape.taps() * c_out * c_in;
     let bands = Bands::of(shape);
     let accumulate = |mut sum: Vec<f32>, task: usize| {
         let (image, rows) = bands.band(task);
-        let pixels = rows.len() * out_w;
-        let grad = &output_grad[image * shape.channels_out * out_plane + rows.start * out_w..];
-        // SAFETY: sum is C_out x depth; grad holds C_out rows of `pixels` at stride out_plane
-        // from this band's first pixel; columns is depth x pixels.
-        with_im2col(&[x], shape, image, rows, |columns| unsafe {
-            gemm::gemm(
-                shape.channels_out,
-                depth,
-                pixels,
-                sum.as_mut_ptr(),
-                1,
-                depth as isize,
-                true,
-                grad.as_ptr(),
-                1,
-                out_plane as isize,
-                columns.as_ptr(),
-                pixels as isize,
-                1,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
+        let wide_len = wide_len(rows.len(), padded_w);
+        with_scratch(wide_len * c_out, |grad| {
+            // grad[q][o] = dY[image, o, rows.start + q / W_p, q % W_p], zero past W_out and
+            // past the band's rows.
+            grad[rows.len() * padded_w * c_out..].fill(0.0);
+            for (i, y) in rows.clone().enumerate() {
+                for x in 0..padded_w {
+                    let q = i * padded_w + x;
+                    let target = &mut grad[q * c_out..][..c_out];
+                    if x < out_w {
+                        let first = image * c_out * out_plane + y * out_w + x;
+                        for (o, t) in target.iter_mut().enumerate() {
+                            *t = output_grad[first + o * out_plane];
+                        }
+                    } else {
+                        target.fill(0.0);
+                    }
+                }
+            }
+            let input = &padded[image * c_in * plane..];
+            for a in 0..shape.kernel[0] {
+                for b in 0..shape.kernel[1] {
+                    let tap = a * shape.kernel[1] + b;
+                    let shifted = &input[(rows.start + a) * padded_w + b..];
+                    // SAFETY: `sum`'s tap block holds C_out·C_in values; `grad` wide_len·C_out;
+                    // `shifted` reads channel c at q < wide_len, within `padded` as in `band`.
+                    unsafe {
+                        gemm::gemm(
+                            c_out,
+                            c_in,
+                            wide_len,
+                            sum[tap * c_out * c_in..].as_mut_ptr(),
+                            c_out as isize,
+                            1,
+                            true,
+                            grad.as_ptr(),
+                            c_out as isize,
+                            1,
+                            shifted.as_ptr(),
+                            plane as isize,
+                            1,
+                            1.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                    }
+                }
+            }
         });
         sum
     };
@@ -418,7 +511,17 @@ pub fn weight_gradient(x: &[f32], output_grad: &[f32], shape: Shape) -> Vec<f32>
     for sum in sums {
         total.iter_mut().zip(sum).for_each(|(t, s)| *t += s);
     }
-    total
+    // [tap][c][o] → [o][c][tap]
+    let taps = shape.taps();
+    let mut gradient = vec![0f32; size];
+    for (tap, block) in total.chunks_exact(c_out * c_in).enumerate() {
+        for (c, column) in block.chunks_exact(c_out).enumerate() {
+            for (o, &value) in column.iter().enumerate() {
+                gradient[(o * c_in + c) * taps + tap] = value;
+            }
+        }
+    }
+    gradient
 }
 
 /// The gradient of the bias, `db[o] = Σ_n Σ_p dY[n, o, p]`, each channel summed in order in

@@ -1,7 +1,13 @@
 //! The convolutional LSTM's gate arithmetic (the paper's Eq. 6/7 after its one gate
 //! convolution): `i, f, g, o = split(gates)`, `c' = σ(f)·c + σ(i)·tanh(g)` (`σ(i)·tanh(g)` at the
-//! first stage, without `c`), `h' = σ(o)·tanh(c')`. As tensor operations (every backend, and the
-//! autodiff backend, which records them), and as one pass over memory for the CPU.
+//! first stage, without `c`), `h' = σ(o)·tanh(c')`, and its two backward steps (through `h'`,
+//! then through `c'`). As tensor operations (every backend), and as one pass over memory each
+//! for the CPU.
+//!
+//! Backward, with `s_k = σ(k)`, `t_g = tanh(g)`, `t = tanh(c')`:
+//! - through `h'`: `dc' += dh'·s_o·(1 − t²)`, `do = dh'·t·s_o·(1 − s_o)`;
+//! - through `c'`: `di = dc'·t_g·s_i·(1 − s_i)`, `df = dc'·c·s_f·(1 − s_f)`,
+//!   `dg = dc'·s_i·(1 − t_g²)`, `dc = dc'·s_f`.
 
 use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::backend::Backend;
@@ -37,11 +43,104 @@ pub fn by_tensor_ops_primitive<B: Backend>(
     gates: FloatTensor<B>,
     cell: Option<FloatTensor<B>>,
 ) -> (FloatTensor<B>, FloatTensor<B>) {
-    let float = |t| Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(t));
-    let (hidden, cell) = by_tensor_ops(float(gates), cell.map(float));
+    let (hidden, cell) = by_tensor_ops(float::<B>(gates), cell.map(float));
+    (primitive(hidden), primitive(cell))
+}
+
+/// A primitive as a rank-4 float tensor, and back.
+fn float<B: Backend>(t: FloatTensor<B>) -> Tensor<B, 4> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
+fn primitive<B: Backend>(t: Tensor<B, 4>) -> FloatTensor<B> {
+    t.into_primitive().tensor()
+}
+
+/// [`hidden_backward_by_tensor_ops`] on primitives, as the backend trait passes them.
+///
+/// # Shapes
+/// - as [`hidden_backward_by_tensor_ops`]
+pub fn hidden_backward_primitive<B: Backend>(
+    grad_hidden: FloatTensor<B>,
+    gates: FloatTensor<B>,
+    cell: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let (grad_cell, grad_output) =
+        hidden_backward_by_tensor_ops(float::<B>(grad_hidden), float(gates), float(cell));
+    (primitive(grad_cell), primitive(grad_output))
+}
+
+/// [`cell_backward_by_tensor_ops`] on primitives, as the backend trait passes them.
+///
+/// # Shapes
+/// - as [`cell_backward_by_tensor_ops`]
+pub fn cell_backward_primitive<B: Backend>(
+    grad_cell: FloatTensor<B>,
+    grad_output: Option<FloatTensor<B>>,
+    gates: FloatTensor<B>,
+    previous: Option<FloatTensor<B>>,
+) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
+    let (grad_gates, grad_previous) = cell_backward_by_tensor_ops(
+        float::<B>(grad_cell),
+        grad_output.map(float),
+        float(gates),
+        previous.map(float),
+    );
+    (primitive(grad_gates), grad_previous.map(primitive))
+}
+
+/// The backward step through `h' = σ(o)·tanh(c')` as burn tensor operations: `(dc', do)`.
+///
+/// # Shapes
+/// - `grad_hidden`, `cell` (`c'`): `[N, C, H, W]`, `gates`: `[N, 4C, H, W]`
+/// - returns `[N, C, H, W]` each
+pub fn hidden_backward_by_tensor_ops<B: Backend>(
+    grad_hidden: Tensor<B, 4>,
+    gates: Tensor<B, 4>,
+    cell: Tensor<B, 4>,
+) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    let channels = cell.dims()[1];
+    let output = sigmoid(gates.narrow(1, 3 * channels, channels));
+    let cell = tanh(cell);
+    let grad_cell =
+        grad_hidden.clone() * output.clone() * (cell.clone().powi_scalar(2).neg() + 1.0);
+    let grad_output = grad_hidden * cell * output.clone() * (output.neg() + 1.0);
+    (grad_cell, grad_output)
+}
+
+/// The backward step through `c' = σ(f)·c + σ(i)·tanh(g)` as burn tensor operations: the
+/// gates' gradient (`do` from the step through `h'`, zero without it) and `dc` (with `c`).
+///
+/// # Shapes
+/// - `grad_cell` (`dc'`), `grad_output`, `previous` (`c`): `[N, C, H, W]`, `gates`:
+///   `[N, 4C, H, W]`
+/// - returns `[N, 4C, H, W]` and `[N, C, H, W]`
+pub fn cell_backward_by_tensor_ops<B: Backend>(
+    grad_cell: Tensor<B, 4>,
+    grad_output: Option<Tensor<B, 4>>,
+    gates: Tensor<B, 4>,
+    previous: Option<Tensor<B, 4>>,
+) -> (Tensor<B, 4>, Option<Tensor<B, 4>>) {
+    let [input, forget, candidate, _]: [Tensor<B, 4>; 4] = gates
+        .chunk(4, 1)
+        .try_into()
+        .expect("the gate convolution has 4 * channels outputs");
+    let (input, forget, candidate) = (sigmoid(input), sigmoid(forget), tanh(candidate));
+    let derivative = |s: Tensor<B, 4>| s.clone() * (s.neg() + 1.0);
+    let grad_input = grad_cell.clone() * candidate.clone() * derivative(input.clone());
+    let grad_forget = match &previous {
+        Some(previous) => grad_cell.clone() * previous.clone() * derivative(forget.clone()),
+        None => grad_cell.zeros_like(),
+    };
+    let grad_candidate = grad_cell.clone() * input * (candidate.powi_scalar(2).neg() + 1.0);
+    let grad_output = grad_output.unwrap_or_else(|| grad_cell.zeros_like());
+    let grad_previous = previous.map(|_| grad_cell * forget);
     (
-        hidden.into_primitive().tensor(),
-        cell.into_primitive().tensor(),
+        Tensor::cat(
+            vec![grad_input, grad_forget, grad_candidate, grad_output],
+            1,
+        ),
+        grad_previous,
     )
 }
 
@@ -79,22 +178,150 @@ pub fn in_one_pass(
             hidden[p] = logistic(output[p]) * next.tanh();
         }
     };
+    for_each_plane(&mut hidden, &mut cell_out, plane, step);
+    (hidden, cell_out)
+}
+
+/// [`hidden_backward_by_tensor_ops`] in one pass, plane by plane (in parallel with the
+/// `parallel` feature): `(dc', do)`.
+///
+/// # Shapes
+/// - `grad_hidden`, `cell`: `[N, C, plane]`, `gates`: `[N, 4C, plane]`
+/// - returns `[N, C, plane]` each
+pub fn hidden_backward(
+    grad_hidden: &[f32],
+    gates: &[f32],
+    cell: &[f32],
+    channels: usize,
+    plane: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut grad_cell = vec![0f32; grad_hidden.len()];
+    let mut grad_output = vec![0f32; grad_hidden.len()];
+    let step = |(q, (grad_cell, grad_output)): (usize, (&mut [f32], &mut [f32]))| {
+        let (n, c) = (q / channels, q % channels);
+        let output = &gates[((n * 4 + 3) * channels + c) * plane..][..plane];
+        let (grad_hidden, cell) = (
+            &grad_hidden[q * plane..][..plane],
+            &cell[q * plane..][..plane],
+        );
+        for p in 0..plane {
+            let (s, t) = (logistic(output[p]), cell[p].tanh());
+            grad_cell[p] = grad_hidden[p] * s * (1.0 - t * t);
+            grad_output[p] = grad_hidden[p] * t * s * (1.0 - s);
+        }
+    };
+    for_each_plane(&mut grad_cell, &mut grad_output, plane, step);
+    (grad_cell, grad_output)
+}
+
+/// [`cell_backward_by_tensor_ops`] in one pass over the gates' gradient and one over `dc`,
+/// plane by plane (in parallel with the `parallel` feature).
+///
+/// # Shapes
+/// - `grad_cell`, `grad_output`, `previous`: `[N, C, plane]`, `gates`: `[N, 4C, plane]`
+/// - returns `[N, 4C, plane]` and `[N, C, plane]`
+pub fn cell_backward(
+    grad_cell: &[f32],
+    grad_output: Option<&[f32]>,
+    gates: &[f32],
+    previous: Option<&[f32]>,
+    channels: usize,
+    plane: usize,
+) -> (Vec<f32>, Option<Vec<f32>>) {
+    let mut grad_gates = vec![0f32; gates.len()];
+    let gate_plane = |(j, target): (usize, &mut [f32])| {
+        // Plane j of the gates' gradient: image n, gate k, channel c.
+        let (n, k, c) = (j / (4 * channels), j / channels % 4, j % channels);
+        let q = n * channels + c;
+        let gate = |k: usize| &gates[((n * 4 + k) * channels + c) * plane..][..plane];
+        let grad_cell = &grad_cell[q * plane..][..plane];
+        match k {
+            0 => {
+                let (input, candidate) = (gate(0), gate(2));
+                for p in 0..plane {
+                    let s = logistic(input[p]);
+                    target[p] = grad_cell[p] * candidate[p].tanh() * s * (1.0 - s);
+                }
+            }
+            1 => {
+                if let Some(previous) = previous {
+                    let (forget, previous) = (gate(1), &previous[q * plane..][..plane]);
+                    for p in 0..plane {
+                        let s = logistic(forget[p]);
+                        target[p] = grad_cell[p] * previous[p] * s * (1.0 - s);
+                    }
+                }
+            }
+            2 => {
+                let (input, candidate) = (gate(0), gate(2));
+                for p in 0..plane {
+                    let t = candidate[p].tanh();
+                    target[p] = grad_cell[p] * logistic(input[p]) * (1.0 - t * t);
+                }
+            }
+            _ => {
+                if let Some(grad_output) = grad_output {
+                    target.copy_from_slice(&grad_output[q * plane..][..plane]);
+                }
+            }
+        }
+    };
+    let grad_previous = previous.map(|_| {
+        let mut grad_previous = vec![0f32; grad_cell.len()];
+        let previous_plane = |(q, target): (usize, &mut [f32])| {
+            let n = q / channels;
+            let forget = &gates[((n * 4 + 1) * channels + q % channels) * plane..][..plane];
+            let grad_cell = &grad_cell[q * plane..][..plane];
+            for p in 0..plane {
+                target[p] = grad_cell[p] * logistic(forget[p]);
+            }
+        };
+        for_each_chunk(&mut grad_previous, plane, previous_plane);
+        grad_previous
+    });
+    for_each_chunk(&mut grad_gates, plane, gate_plane);
+    (grad_gates, grad_previous)
+}
+
+/// `f((i, chunk i))` for the `len`-long chunks of `values`, in parallel with the `parallel`
+/// feature.
+fn for_each_chunk(values: &mut [f32], len: usize, f: impl Fn((usize, &mut [f32])) + Send + Sync) {
+    if len == 0 {
+        return;
+    }
     #[cfg(feature = "parallel")]
     {
         use rayon::prelude::*;
-        hidden
-            .par_chunks_mut(plane)
-            .zip(cell_out.par_chunks_mut(plane))
-            .enumerate()
-            .for_each(step);
+        values.par_chunks_mut(len).enumerate().for_each(f);
     }
     #[cfg(not(feature = "parallel"))]
-    hidden
-        .chunks_mut(plane)
-        .zip(cell_out.chunks_mut(plane))
+    values.chunks_mut(len).enumerate().for_each(f);
+}
+
+/// `f((i, (chunk i of a, chunk i of b)))` for the `len`-long chunks, in parallel with the
+/// `parallel` feature.
+fn for_each_plane(
+    a: &mut [f32],
+    b: &mut [f32],
+    len: usize,
+    f: impl Fn((usize, (&mut [f32], &mut [f32]))) + Send + Sync,
+) {
+    if len == 0 {
+        return;
+    }
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        a.par_chunks_mut(len)
+            .zip(b.par_chunks_mut(len))
+            .enumerate()
+            .for_each(f);
+    }
+    #[cfg(not(feature = "parallel"))]
+    a.chunks_mut(len)
+        .zip(b.chunks_mut(len))
         .enumerate()
-        .for_each(step);
-    (hidden, cell_out)
+        .for_each(f);
 }
 
 #[cfg(test)]
@@ -129,6 +356,127 @@ mod tests {
             as_tensor(ours_next)
                 .to_data()
                 .assert_approx_eq::<f32>(&next.to_data(), close);
+        }
+    }
+
+    /// The backward steps as tensor operations (what GPU backends run) and in one pass give
+    /// the same gradients, with and without `do` and the previous cell.
+    #[test]
+    fn backward_steps_in_one_pass_are_the_tensor_operations() {
+        let device = Default::default();
+        let random = |shape: [usize; 4]| {
+            Tensor::<Flex, 4>::random(shape, Distribution::Normal(0., 1.5), &device)
+        };
+        let values = |t: &Tensor<Flex, 4>| t.to_data().to_vec::<f32>().unwrap();
+        let close = Tolerance::rel_abs(1e-5, 1e-6);
+        let same = |ours: Vec<f32>, reference: &Tensor<Flex, 4>| {
+            Tensor::<Flex, 4>::from_data(
+                burn::tensor::TensorData::new(ours, reference.dims()),
+                &device,
+            )
+            .to_data()
+            .assert_approx_eq::<f32>(&reference.to_data(), close);
+        };
+        let (gates, cell, grad) = (
+            random([2, 12, 5, 7]),
+            random([2, 3, 5, 7]),
+            random([2, 3, 5, 7]),
+        );
+        let (grad_cell, grad_output) =
+            hidden_backward_by_tensor_ops(grad.clone(), gates.clone(), cell.clone());
+        let (ours_cell, ours_output) =
+            hidden_backward(&values(&grad), &values(&gates), &values(&cell), 3, 35);
+        same(ours_cell, &grad_cell);
+        same(ours_output, &grad_output);
+        for (output, previous) in [
+            (None, None),
+            (Some(grad_output), Some(random([2, 3, 5, 7]))),
+        ] {
+            let (grad_gates, grad_previous) = cell_backward_by_tensor_ops(
+                grad_cell.clone(),
+                output.clone(),
+                gates.clone(),
+                previous.clone(),
+            );
+            let (output, previous) = (output.as_ref().map(values), previous.as_ref().map(values));
+            let (ours_gates, ours_previous) = cell_backward(
+                &values(&grad_cell),
+                output.as_deref(),
+                &values(&gates),
+                previous.as_deref(),
+                3,
+                35,
+            );
+            same(ours_gates, &grad_gates);
+            assert_eq!(ours_previous.is_some(), grad_previous.is_some());
+            if let (Some(ours), Some(reference)) = (ours_previous, grad_previous) {
+                same(ours, &reference);
+            }
+        }
+    }
+
+    /// Through the autodiff backend, the two LSTM nodes give the outputs and the gradients
+    /// (gates, previous cell) that burn's own recording of the tensor operations gives (the
+    /// reference), whether the loss reads `h'` and `c'`, `h'` alone or `c'` alone, with and
+    /// without a previous cell.
+    #[test]
+    fn the_lstm_nodes_have_burns_gradients() {
+        use burn::backend::Autodiff;
+        type Ad = Autodiff<Flex>;
+        let device = Default::default();
+        let random = |shape: [usize; 4]| {
+            Tensor::<Ad, 4>::random(shape, Distribution::Normal(0., 1.5), &device)
+        };
+        let close = Tolerance::rel_abs(1e-5, 1e-6);
+        let (weight_h, weight_c) = (random([2, 3, 5, 7]), random([2, 3, 5, 7]));
+        for with_previous in [false, true] {
+            for (reads_hidden, reads_cell) in [(true, true), (true, false), (false, true)] {
+                let gates = random([2, 12, 5, 7]).require_grad();
+                let previous = with_previous.then(|| random([2, 3, 5, 7]).require_grad());
+                let loss = |(hidden, cell): (Tensor<Ad, 4>, Tensor<Ad, 4>)| {
+                    let mut loss = Tensor::<Ad, 1>::zeros([1], &device);
+                    if reads_hidden {
+                        loss = loss + (hidden * weight_h.clone()).sum();
+                    }
+                    if reads_cell {
+                        loss = loss + (cell * weight_c.clone()).sum();
+                    }
+                    loss
+                };
+                let float = |t: Tensor<Ad, 4>| t.into_primitive().tensor();
+                let tensor = |t| Tensor::<Ad, 4>::from_primitive(TensorPrimitive::Float(t));
+                let (hidden, cell) = <Ad as super::super::BrnBackend>::lstm_gates(
+                    float(gates.clone()),
+                    previous.clone().map(float),
+                );
+                let ours = (tensor(hidden), tensor(cell));
+                let reference = by_tensor_ops(gates.clone(), previous.clone());
+                ours.0
+                    .to_data()
+                    .assert_approx_eq::<f32>(&reference.0.to_data(), close);
+                ours.1
+                    .to_data()
+                    .assert_approx_eq::<f32>(&reference.1.to_data(), close);
+                let ours = loss(ours).backward();
+                let reference = loss(reference).backward();
+                let what =
+                    format!("previous {with_previous}, reads h {reads_hidden} c {reads_cell}");
+                gates
+                    .grad(&ours)
+                    .expect(&what)
+                    .to_data()
+                    .assert_approx_eq::<f32>(&gates.grad(&reference).unwrap().to_data(), close);
+                if let Some(previous) = &previous {
+                    previous
+                        .grad(&ours)
+                        .expect(&what)
+                        .to_data()
+                        .assert_approx_eq::<f32>(
+                            &previous.grad(&reference).unwrap().to_data(),
+                            close,
+                        );
+                }
+            }
         }
     }
 }

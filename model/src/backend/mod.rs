@@ -14,8 +14,11 @@
 //!   and runs the LSTM's gate arithmetic in one pass ([`lstm`]).
 
 mod autodiff;
+mod autodiff_lstm;
 #[cfg(feature = "flex")]
 pub mod cpu_conv;
+#[cfg(feature = "flex")]
+pub mod cpu_elementwise;
 pub mod lstm;
 pub mod weight_gradient;
 
@@ -82,6 +85,26 @@ pub trait BrnBackend: Backend {
         fused_by_tensor_ops::<Self>(inputs, weight, bias, options, after)
     }
 
+    /// `relu(a + b)`: a ResBlock's residual add, as the autodiff backend runs it (the
+    /// forward pass alone fuses it into [`BrnBackend::conv2d_fused`]). burn's add and ReLU by
+    /// default.
+    ///
+    /// # Shapes
+    /// - `a`, `b`: the same shape → that shape
+    fn relu_add(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        relu_add_by_tensor_ops::<Self>(a, b)
+    }
+
+    /// `grad` where every one of `outputs` is positive, zero elsewhere: the gradient through
+    /// the ReLUs whose outputs were `outputs`. burn's `relu_backward`, one after another, by
+    /// default.
+    ///
+    /// # Shapes
+    /// - `grad`, each of `outputs`: the same shape → that shape
+    fn relu_mask(grad: FloatTensor<Self>, outputs: Vec<FloatTensor<Self>>) -> FloatTensor<Self> {
+        relu_mask_by_tensor_ops::<Self>(grad, outputs)
+    }
+
     /// The convolutional LSTM's gate arithmetic after its gate convolution ([`lstm`]): burn's
     /// tensor operations by default (so autodiff records them).
     ///
@@ -93,6 +116,38 @@ pub trait BrnBackend: Backend {
         cell: Option<FloatTensor<Self>>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         lstm::by_tensor_ops_primitive::<Self>(gates, cell)
+    }
+
+    /// The LSTM's backward step through `h' = σ(o)·tanh(c')` ([`lstm`]): `(dc', do)`, the
+    /// gradient of the new cell and of the output gate's input. Tensor operations by default.
+    ///
+    /// # Shapes
+    /// - `grad_hidden`, `cell` (`c'`): `[N, C, H, W]`, `gates`: `[N, 4C, H, W]`
+    /// - returns `[N, C, H, W]` each
+    fn lstm_hidden_backward(
+        grad_hidden: FloatTensor<Self>,
+        gates: FloatTensor<Self>,
+        cell: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        lstm::hidden_backward_primitive::<Self>(grad_hidden, gates, cell)
+    }
+
+    /// The LSTM's backward step through `c' = σ(f)·c + σ(i)·tanh(g)` ([`lstm`]): the gates'
+    /// gradient (with the output gate's `grad_output` from [`BrnBackend::lstm_hidden_backward`],
+    /// zero without it) and the previous cell's (where there was one). Tensor operations by
+    /// default.
+    ///
+    /// # Shapes
+    /// - `grad_cell` (`dc'`), `grad_output`, `previous` (`c`): `[N, C, H, W]`, `gates`:
+    ///   `[N, 4C, H, W]`
+    /// - returns `[N, 4C, H, W]` and `[N, C, H, W]`
+    fn lstm_cell_backward(
+        grad_cell: FloatTensor<Self>,
+        grad_output: Option<FloatTensor<Self>>,
+        gates: FloatTensor<Self>,
+        previous: Option<FloatTensor<Self>>,
+    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+        lstm::cell_backward_primitive::<Self>(grad_cell, grad_output, gates, previous)
     }
 
     /// The gradient of a convolution's input: burn's by default (a transposed convolution).
@@ -166,6 +221,21 @@ pub fn after_by_tensor_ops<B: Backend>(
         After::Relu => B::relu(y),
         After::ReluAdd(shortcut) => B::relu(B::float_add(B::relu(y), shortcut)),
     }
+}
+
+/// [`BrnBackend::relu_add`] as burn's add and ReLU.
+pub fn relu_add_by_tensor_ops<B: Backend>(a: FloatTensor<B>, b: FloatTensor<B>) -> FloatTensor<B> {
+    B::relu(B::float_add(a, b))
+}
+
+/// [`BrnBackend::relu_mask`] as burn's `relu_backward`, one output after another.
+pub fn relu_mask_by_tensor_ops<B: Backend>(
+    grad: FloatTensor<B>,
+    outputs: Vec<FloatTensor<B>>,
+) -> FloatTensor<B> {
+    outputs
+        .into_iter()
+        .fold(grad, |grad, output| B::relu_backward(output, grad))
 }
 
 /// [`BrnBackend::conv2d_bias_gradient`] as burn's sums.
@@ -279,18 +349,34 @@ impl BrnBackend for burn_flex::Flex {
         flex::convolution(&inputs, &weight, bias.as_ref(), shape, &after)
     }
 
+    fn relu_add(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        if !flex::same_f32s(&a, &[&b]) {
+            return relu_add_by_tensor_ops::<Self>(a, b);
+        }
+        let shape = burn::tensor::TensorMetadata::shape(&a);
+        let sum = cpu_elementwise::relu_add(&flex::floats(&a), &flex::floats(&b));
+        flex::tensor_of(sum, shape.as_slice())
+    }
+
+    fn relu_mask(grad: FloatTensor<Self>, outputs: Vec<FloatTensor<Self>>) -> FloatTensor<Self> {
+        if !flex::same_f32s(&grad, &outputs.iter().collect::<Vec<_>>()) {
+            return relu_mask_by_tensor_ops::<Self>(grad, outputs);
+        }
+        let shape = burn::tensor::TensorMetadata::shape(&grad);
+        let outputs: Vec<_> = outputs.iter().map(flex::floats).collect();
+        let outputs: Vec<&[f32]> = outputs.iter().map(|o| &**o).collect();
+        let masked = cpu_elementwise::relu_mask(&flex::floats(&grad), &outputs);
+        flex::tensor_of(masked, shape.as_slice())
+    }
+
     fn lstm_gates(
         gates: FloatTensor<Self>,
         cell: Option<FloatTensor<Self>>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        use burn::tensor::{DType, TensorMetadata};
-        let [batch, channels4, height, width] = gates.shape().dims();
-        let f32s =
-            gates.dtype() == DType::F32 && cell.as_ref().is_none_or(|c| c.dtype() == DType::F32);
-        if !f32s || channels4 % 4 != 0 {
+        let Some([batch, channels, height, width]) = flex::lstm_shape(&gates, &[cell.as_ref()])
+        else {
             return lstm::by_tensor_ops_primitive::<Self>(gates, cell);
-        }
-        let channels = channels4 / 4;
+        };
         let previous = cell.as_ref().map(flex::floats);
         let (hidden, cell) = lstm::in_one_pass(
             &flex::floats(&gates),
@@ -301,6 +387,55 @@ impl BrnBackend for burn_flex::Flex {
         );
         let shape = [batch, channels, height, width];
         (flex::tensor(hidden, shape), flex::tensor(cell, shape))
+    }
+
+    fn lstm_hidden_backward(
+        grad_hidden: FloatTensor<Self>,
+        gates: FloatTensor<Self>,
+        cell: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let Some(shape) = flex::lstm_shape(&gates, &[Some(&grad_hidden), Some(&cell)]) else {
+            return lstm::hidden_backward_primitive::<Self>(grad_hidden, gates, cell);
+        };
+        let [_, channels, height, width] = shape;
+        let (grad_cell, grad_output) = lstm::hidden_backward(
+            &flex::floats(&grad_hidden),
+            &flex::floats(&gates),
+            &flex::floats(&cell),
+            channels,
+            height * width,
+        );
+        (
+            flex::tensor(grad_cell, shape),
+            flex::tensor(grad_output, shape),
+        )
+    }
+
+    fn lstm_cell_backward(
+        grad_cell: FloatTensor<Self>,
+        grad_output: Option<FloatTensor<Self>>,
+        gates: FloatTensor<Self>,
+        previous: Option<FloatTensor<Self>>,
+    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+        let others = [Some(&grad_cell), grad_output.as_ref(), previous.as_ref()];
+        let Some(shape) = flex::lstm_shape(&gates, &others) else {
+            return lstm::cell_backward_primitive::<Self>(grad_cell, grad_output, gates, previous);
+        };
+        let [batch, channels, height, width] = shape;
+        let grad_output = grad_output.as_ref().map(flex::floats);
+        let previous = previous.as_ref().map(flex::floats);
+        let (grad_gates, grad_previous) = lstm::cell_backward(
+            &flex::floats(&grad_cell),
+            grad_output.as_deref(),
+            &flex::floats(&gates),
+            previous.as_deref(),
+            channels,
+            height * width,
+        );
+        (
+            flex::tensor(grad_gates, [batch, 4 * channels, height, width]),
+            grad_previous.map(|grad| flex::tensor(grad, shape)),
+        )
     }
 
     fn conv2d_input_gradient(
@@ -472,6 +607,34 @@ mod flex {
         } else {
             Cow::Owned(tensor.to_contiguous().storage::<f32>()[..count].to_vec())
         }
+    }
+
+    /// The shape `[N, C, H, W]` of an LSTM's maps, where its one-pass kernels apply: `gates`
+    /// f32 `[N, 4C, H, W]` and each of `maps` (where given) f32 `[N, C, H, W]`.
+    pub fn lstm_shape(
+        gates: &FloatTensor<Flex>,
+        maps: &[Option<&FloatTensor<Flex>>],
+    ) -> Option<[usize; 4]> {
+        if gates.shape().num_dims() != 4 {
+            return None;
+        }
+        let [batch, channels4, height, width] = gates.shape().dims();
+        let shape = [batch, channels4 / 4, height, width];
+        let fits = |t: &FloatTensor<Flex>| {
+            t.dtype() == DType::F32 && t.shape().num_dims() == 4 && t.shape().dims() == shape
+        };
+        let fit = gates.dtype() == DType::F32
+            && channels4 % 4 == 0
+            && maps.iter().flatten().all(|t| fits(t));
+        fit.then_some(shape)
+    }
+
+    /// Whether `first` and every one of `others` are f32 tensors of one shape.
+    pub fn same_f32s(first: &FloatTensor<Flex>, others: &[&FloatTensor<Flex>]) -> bool {
+        first.dtype() == DType::F32
+            && others
+                .iter()
+                .all(|t| t.dtype() == DType::F32 && t.shape() == first.shape())
     }
 
     /// A flex tensor holding `values` (moved, not copied).
