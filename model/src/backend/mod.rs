@@ -1,9 +1,11 @@
 //! The operations BRN runs its own way, as a backend extension: [`BrnBackend`] is burn's
 //! `Backend` plus the BRN convolution (forward and both gradients, and the forward fused with
 //! the concatenation before it and the ReLU and residual add after it) and the LSTM's gate
-//! arithmetic, each with burn's operations as the default. The model calls [`conv2d`] (and
-//! its fused forms) and [`BrnBackend::lstm_gates`]; the autodiff backend records our own
-//! backward node for the convolution and burn's for the rest.
+//! arithmetic forward and backward, each with burn's operations as the default. The model
+//! calls [`conv2d`] (and its fused forms) and [`BrnBackend::lstm_gates`]; the autodiff backend
+//! records our own nodes for both (a convolution with its ReLU and residual add, the LSTM's
+//! cell and hidden state), whose backward passes call the trait's gradient methods, and
+//! burn's for the rest.
 //!
 //! - GPU backends (wgpu, CUDA) compute the weight gradient as many small matrix products over
 //!   bands of the image ([`weight_gradient`]): burn 0.21's is one GEMM with a tiny output
@@ -11,7 +13,9 @@
 //!   (82 % of an H200 training step's GPU time, `docs/gpu-sessions.md`).
 //! - flex runs the convolution and both its gradients on [`cpu_conv`], fuses the forward with
 //!   what surrounds it (no concatenated copy, ReLU and residual add on each band in cache),
-//!   and runs the LSTM's gate arithmetic in one pass ([`lstm`]).
+//!   and runs the LSTM's gate arithmetic and its two backward steps in one pass each
+//!   ([`lstm`]) and the ReLU masks and residual add in one ([`cpu_elementwise`]), all on
+//!   every core.
 
 mod autodiff;
 mod autodiff_lstm;
@@ -106,7 +110,9 @@ pub trait BrnBackend: Backend {
     }
 
     /// The convolutional LSTM's gate arithmetic after its gate convolution ([`lstm`]): burn's
-    /// tensor operations by default (so autodiff records them).
+    /// tensor operations by default (the autodiff backend records two nodes instead, whose
+    /// backward passes are [`BrnBackend::lstm_hidden_backward`] and
+    /// [`BrnBackend::lstm_cell_backward`]).
     ///
     /// # Shapes
     /// - `gates`: `[N, 4C, H, W]` (`i; f; g; o`), `cell`: `[N, C, H, W]`
