@@ -73,6 +73,9 @@ impl<B: BrnBackend> Backward<B, 1> for Hidden {
     }
 }
 
+/// The LSTM's new hidden state and cell on the autodiff backend.
+type HiddenAndCell<B, C> = (FloatTensor<Autodiff<B, C>>, FloatTensor<Autodiff<B, C>>);
+
 /// [`BrnBackend::lstm_gates`] recorded as the two nodes.
 ///
 /// # Shapes
@@ -80,7 +83,7 @@ impl<B: BrnBackend> Backward<B, 1> for Hidden {
 pub fn lstm_gates<B: BrnBackend, C: CheckpointStrategy>(
     gates: FloatTensor<Autodiff<B, C>>,
     cell: Option<FloatTensor<Autodiff<B, C>>>,
-) -> (FloatTensor<Autodiff<B, C>>, FloatTensor<Autodiff<B, C>>) {
+) -> HiddenAndCell<B, C> {
     let previous = cell.as_ref().map(|c| c.primitive.clone());
     let (hidden, next) = B::lstm_gates(gates.primitive.clone(), previous.clone());
     let slot: Slot<B> = Arc::new(Mutex::new(None));

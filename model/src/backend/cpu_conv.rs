@@ -211,26 +211,12 @@ unsafe fn band(
             // C_in·plane + K_w + ROW_MULTIPLE from `input`'s start (rows.end − 1 + a < H_p),
             // which `pad` leaves in the buffer; `wide` holds
             // C_out·wide_len values; `tap` C_out·C_in.
-            gemm::gemm(
-                wide_len,
-                c_out,
-                c_in,
-                wide.as_mut_ptr(),
-                wide_len as isize,
-                1,
+            product(
+                [wide_len, c_out, c_in],
+                (wide.as_mut_ptr(), wide_len),
                 read,
-                shifted.as_ptr(),
-                plane as isize,
-                1,
-                tap.as_ptr(),
-                c_in as isize,
-                1,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
+                (shifted.as_ptr(), plane),
+                (tap.as_ptr(), c_in),
             );
             read = true;
         }
@@ -259,6 +245,42 @@ unsafe fn band(
             }
         }
     }
+}
+
+/// `dst (+)= lhs · rhs` on this thread (gemm), `[m, n, k]` the sizes: `dst` `m x n`, `lhs`
+/// `m x k`, `rhs` `k x n`, each given as its first value and the distance between its columns
+/// (its rows are adjacent); `read` adds to what `dst` holds, else overwrites it.
+///
+/// # Safety
+/// Each pointer reaches every value of its matrix so laid out.
+unsafe fn product(
+    [m, n, k]: [usize; 3],
+    (dst, dst_columns): (*mut f32, usize),
+    read: bool,
+    (lhs, lhs_columns): (*const f32, usize),
+    (rhs, rhs_columns): (*const f32, usize),
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        dst_columns as isize,
+        1,
+        read,
+        lhs,
+        lhs_columns as isize,
+        1,
+        rhs,
+        rhs_columns as isize,
+        1,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
 }
 
 /// The input zero-padded, plane after plane (`[N, C_in, H + 2·p_h, W + 2·p_w]`, channel `c`
@@ -463,26 +485,12 @@ pub fn weight_gradient(x: &[f32], output_grad: &[f32], shape: Shape) -> Vec<f32>
                     // SAFETY: `sum`'s tap block holds C_out·C_in values; `grad` wide_len·C_out;
                     // `shifted` reads channel c at q < wide_len, within `padded` as in `band`.
                     unsafe {
-                        gemm::gemm(
-                            c_out,
-                            c_in,
-                            wide_len,
-                            sum[tap * c_out * c_in..].as_mut_ptr(),
-                            c_out as isize,
-                            1,
+                        product(
+                            [c_out, c_in, wide_len],
+                            (sum[tap * c_out * c_in..].as_mut_ptr(), c_out),
                             true,
-                            grad.as_ptr(),
-                            c_out as isize,
-                            1,
-                            shifted.as_ptr(),
-                            plane as isize,
-                            1,
-                            1.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
+                            (grad.as_ptr(), c_out),
+                            (shifted.as_ptr(), plane),
                         );
                     }
                 }

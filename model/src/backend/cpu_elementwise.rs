@@ -76,7 +76,9 @@ mod tests {
         }
         let masked = relu_mask(&a, &[&b, &m]);
         for i in 0..len {
-            let passes = !(b[i] <= 0.0) && !(m[i] <= 0.0);
+            // A NaN output passes: only `o <= 0` cuts.
+            let cuts = |o: f32| o <= 0.0;
+            let passes = !cuts(b[i]) && !cuts(m[i]);
             assert_eq!(
                 masked[i],
                 if passes { a[i] } else { 0.0 },
