@@ -51,9 +51,10 @@ impl<B: BrnBackend, const N: usize> Backward<B, N> for Convolution {
             grads.register::<B>(node.id, B::relu_mask(output_grad.clone(), vec![output]));
         }
         // Through the ReLUs: zero where one cut.
-        let output_grad = match masks.is_empty() {
-            true => output_grad,
-            false => B::relu_mask(output_grad, masks),
+        let output_grad = if masks.is_empty() {
+            output_grad
+        } else {
+            B::relu_mask(output_grad, masks)
         };
         let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
         let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight);
@@ -129,36 +130,29 @@ impl<B: BrnBackend, C: CheckpointStrategy> BrnBackend for Autodiff<B, C> {
         let has_bias = bias.is_some();
         let (x_primitive, weight_primitive) = (x.primitive.clone(), weight.primitive.clone());
         let bias_primitive = bias.as_ref().map(|bias| bias.primitive.clone());
-        let shortcut_primitive = match &after {
-            After::ReluAdd(shortcut) => Some(shortcut.primitive.clone()),
-            _ => None,
-        };
-        let relu = !matches!(after, After::Nothing);
+        let after_primitive = after.clone().map(|shortcut| shortcut.primitive);
         // Untracked: the backend's fused pass. Tracked: the convolution and its ReLU, then
         // `relu_add` for a shortcut, keeping what the backward pass masks with.
         let forward = move |options: ConvOptions<2>, tracked: bool| -> Forward<B> {
             let (x, weight, bias) = (vec![x_primitive], weight_primitive, bias_primitive);
             if !tracked {
-                let after = match (relu, shortcut_primitive) {
-                    (_, Some(shortcut)) => After::ReluAdd(shortcut),
-                    (true, None) => After::Relu,
-                    (false, None) => After::Nothing,
-                };
-                return (
-                    B::conv2d_fused(x, weight, bias, options, after),
-                    vec![],
-                    None,
-                );
+                let output = B::conv2d_fused(x, weight, bias, options, after_primitive);
+                return (output, vec![], None);
             }
-            let after = if relu { After::Relu } else { After::Nothing };
-            let y = B::conv2d_fused(x, weight, bias, options, after);
-            match (relu, shortcut_primitive) {
-                (_, Some(shortcut)) => {
+            match after_primitive {
+                After::Nothing => {
+                    let y = B::conv2d_fused(x, weight, bias, options, After::Nothing);
+                    (y, vec![], None)
+                }
+                After::Relu => {
+                    let y = B::conv2d_fused(x, weight, bias, options, After::Relu);
+                    (y.clone(), vec![y], None)
+                }
+                After::ReluAdd(shortcut) => {
+                    let y = B::conv2d_fused(x, weight, bias, options, After::Relu);
                     let output = B::relu_add(y.clone(), shortcut);
                     (output.clone(), vec![output.clone(), y], Some(output))
                 }
-                (true, None) => (y.clone(), vec![y], None),
-                (false, None) => (y, vec![], None),
             }
         };
         let (x_node, weight_node) = (x.node.clone(), weight.node.clone());
