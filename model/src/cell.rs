@@ -9,9 +9,9 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
 use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::Tensor;
 
-use crate::backend::{conv2d_cat, BrnBackend};
+use crate::backend::{conv2d_cat, primitive, tensor, BrnBackend};
 
 /// A 3x3 convolution with stride 1 and padding 1, the only kind the BRN family uses.
 pub fn conv3x3<B: Backend>(
@@ -83,9 +83,7 @@ impl<B: BrnBackend> ConvLstm<B> {
         other: Option<Tensor<B, 4>>,
     ) -> CellState<B> {
         let gates = conv2d_cat(&self.gates, parts(features, state.hidden, other));
-        let float = |t: Tensor<B, 4>| t.into_primitive().tensor();
-        let (hidden, cell) = B::lstm_gates(float(gates), state.cell.map(float));
-        let tensor = |t| Tensor::from_primitive(TensorPrimitive::Float(t));
+        let (hidden, cell) = B::lstm_gates(primitive(gates), state.cell.map(primitive));
         CellState {
             hidden: tensor(hidden),
             cell: Some(tensor(cell)),

@@ -24,6 +24,8 @@
 
 use std::mem::MaybeUninit;
 
+use super::parallel;
+
 /// About how many output pixels one band covers (whole rows): its wide output, `C_out x
 /// rows·W_p` floats, and the input rows it reads stay in a core's cache.
 const PIXELS_PER_BAND: usize = 768;
@@ -151,21 +153,10 @@ fn convolve(
             unsafe { band(&padded, taps, bias, shape, image, rows, out, epilogue, wide) }
         });
     };
-    for_each_task(bands.count(shape.batch), run);
+    parallel::for_each_index(bands.count(shape.batch), run);
     // SAFETY: the bands have written all `len` values (see above).
     unsafe { output.set_len(len) };
     output
-}
-
-/// Run `task(0..count)`, in parallel with the `parallel` feature.
-fn for_each_task(count: usize, task: impl Fn(usize) + Sync + Send) {
-    #[cfg(feature = "parallel")]
-    {
-        use rayon::prelude::*;
-        (0..count).into_par_iter().for_each(task);
-    }
-    #[cfg(not(feature = "parallel"))]
-    (0..count).for_each(task);
 }
 
 /// One band: output rows `rows` of image `image`, every output channel, as `K_h·K_w` products
@@ -303,7 +294,8 @@ fn pad(x: &[&[f32]], shape: Shape) -> Vec<f32> {
             sources.extend(part.chunks_exact(plane.max(1)).take(channels));
         }
     }
-    let fill = |(source, target): (&&[f32], &mut [MaybeUninit<f32>])| {
+    let fill = |p: usize, target: &mut [MaybeUninit<f32>]| {
+        let source = sources[p];
         for (row, target) in target.chunks_exact_mut(padded_w).enumerate() {
             let inside = row >= pad_h && row - pad_h < height;
             let (left, rest) = target.split_at_mut(pad_w);
@@ -328,21 +320,7 @@ fn pad(x: &[&[f32]], shape: Shape) -> Vec<f32> {
     tail.iter_mut().for_each(|v| {
         v.write(0.0);
     });
-    if padded_plane > 0 {
-        #[cfg(feature = "parallel")]
-        {
-            use rayon::prelude::*;
-            sources
-                .par_iter()
-                .zip(planes_part.par_chunks_exact_mut(padded_plane))
-                .for_each(fill);
-        }
-        #[cfg(not(feature = "parallel"))]
-        sources
-            .iter()
-            .zip(planes_part.chunks_exact_mut(padded_plane))
-            .for_each(fill);
-    }
+    parallel::for_each_chunk(planes_part, padded_plane, fill);
     // SAFETY: every one of the `len` values was written above (each padded plane row by row:
     // left zeros, the input row or zeros, right zeros; then the tail).
     unsafe { padded.set_len(len) };
@@ -502,18 +480,7 @@ pub fn weight_gradient(x: &[f32], output_grad: &[f32], shape: Shape) -> Vec<f32>
     let run = |first: usize| {
         (first..(first + BANDS_PER_SUM).min(tasks)).fold(vec![0f32; size], accumulate)
     };
-    let firsts = (0..tasks).step_by(BANDS_PER_SUM);
-    #[cfg(feature = "parallel")]
-    let sums: Vec<Vec<f32>> = {
-        use rayon::prelude::*;
-        firsts
-            .collect::<Vec<_>>()
-            .into_par_iter()
-            .map(run)
-            .collect()
-    };
-    #[cfg(not(feature = "parallel"))]
-    let sums: Vec<Vec<f32>> = firsts.map(run).collect();
+    let sums = parallel::map_indices(tasks.div_ceil(BANDS_PER_SUM), |i| run(i * BANDS_PER_SUM));
     let mut sums = sums.into_iter();
     let mut total = sums.next().unwrap_or_else(|| vec![0f32; size]);
     for sum in sums {
@@ -553,13 +520,7 @@ pub fn bias_gradient(
             })
             .sum::<f64>() as f32
     };
-    #[cfg(feature = "parallel")]
-    {
-        use rayon::prelude::*;
-        (0..channels).into_par_iter().map(channel).collect()
-    }
-    #[cfg(not(feature = "parallel"))]
-    (0..channels).map(channel).collect()
+    parallel::map_indices(channels, channel)
 }
 
 /// How many bands' weight gradients one task sums before the tasks' sums are added.

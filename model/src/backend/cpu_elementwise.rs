@@ -10,17 +10,7 @@ const CHUNK: usize = 1 << 14;
 /// feature: `f(first, target)` fills `target`, the values from index `first`.
 fn chunked(len: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) -> Vec<f32> {
     let mut out = vec![0f32; len];
-    #[cfg(feature = "parallel")]
-    {
-        use rayon::prelude::*;
-        out.par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(i, target)| f(i * CHUNK, target));
-    }
-    #[cfg(not(feature = "parallel"))]
-    out.chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(i, target)| f(i * CHUNK, target));
+    super::parallel::for_each_chunk(&mut out, CHUNK, |i, target| f(i * CHUNK, target));
     out
 }
 

@@ -12,7 +12,10 @@
 use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::Tensor;
+
+use super::parallel::{for_each_chunk, for_each_chunk_pair};
+use super::{primitive, tensor};
 
 /// The gate arithmetic as burn tensor operations.
 ///
@@ -43,17 +46,8 @@ pub fn by_tensor_ops_primitive<B: Backend>(
     gates: FloatTensor<B>,
     cell: Option<FloatTensor<B>>,
 ) -> (FloatTensor<B>, FloatTensor<B>) {
-    let (hidden, cell) = by_tensor_ops(float::<B>(gates), cell.map(float));
+    let (hidden, cell) = by_tensor_ops(tensor::<B, 4>(gates), cell.map(tensor));
     (primitive(hidden), primitive(cell))
-}
-
-/// A primitive as a rank-4 float tensor, and back.
-fn float<B: Backend>(t: FloatTensor<B>) -> Tensor<B, 4> {
-    Tensor::from_primitive(TensorPrimitive::Float(t))
-}
-
-fn primitive<B: Backend>(t: Tensor<B, 4>) -> FloatTensor<B> {
-    t.into_primitive().tensor()
 }
 
 /// [`hidden_backward_by_tensor_ops`] on primitives, as the backend trait passes them.
@@ -66,7 +60,7 @@ pub fn hidden_backward_primitive<B: Backend>(
     cell: FloatTensor<B>,
 ) -> (FloatTensor<B>, FloatTensor<B>) {
     let (grad_cell, grad_output) =
-        hidden_backward_by_tensor_ops(float::<B>(grad_hidden), float(gates), float(cell));
+        hidden_backward_by_tensor_ops(tensor::<B, 4>(grad_hidden), tensor(gates), tensor(cell));
     (primitive(grad_cell), primitive(grad_output))
 }
 
@@ -81,10 +75,10 @@ pub fn cell_backward_primitive<B: Backend>(
     previous: Option<FloatTensor<B>>,
 ) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
     let (grad_gates, grad_previous) = cell_backward_by_tensor_ops(
-        float::<B>(grad_cell),
-        grad_output.map(float),
-        float(gates),
-        previous.map(float),
+        tensor::<B, 4>(grad_cell),
+        grad_output.map(tensor),
+        tensor(gates),
+        previous.map(tensor),
     );
     (primitive(grad_gates), grad_previous.map(primitive))
 }
@@ -163,7 +157,7 @@ pub fn in_one_pass(
 ) -> (Vec<f32>, Vec<f32>) {
     let mut hidden = vec![0f32; batch * channels * plane];
     let mut cell_out = vec![0f32; batch * channels * plane];
-    let step = |(q, (hidden, cell_out)): (usize, (&mut [f32], &mut [f32]))| {
+    let step = |q: usize, hidden: &mut [f32], cell_out: &mut [f32]| {
         let (n, c) = (q / channels, q % channels);
         let gate = |k: usize| &gates[((n * 4 + k) * channels + c) * plane..][..plane];
         let (input, forget, candidate, output) = (gate(0), gate(1), gate(2), gate(3));
@@ -178,7 +172,7 @@ pub fn in_one_pass(
             hidden[p] = logistic(output[p]) * next.tanh();
         }
     };
-    for_each_plane(&mut hidden, &mut cell_out, plane, step);
+    for_each_chunk_pair(&mut hidden, &mut cell_out, plane, step);
     (hidden, cell_out)
 }
 
@@ -197,7 +191,7 @@ pub fn hidden_backward(
 ) -> (Vec<f32>, Vec<f32>) {
     let mut grad_cell = vec![0f32; grad_hidden.len()];
     let mut grad_output = vec![0f32; grad_hidden.len()];
-    let step = |(q, (grad_cell, grad_output)): (usize, (&mut [f32], &mut [f32]))| {
+    let step = |q: usize, grad_cell: &mut [f32], grad_output: &mut [f32]| {
         let (n, c) = (q / channels, q % channels);
         let output = &gates[((n * 4 + 3) * channels + c) * plane..][..plane];
         let (grad_hidden, cell) = (
@@ -210,7 +204,7 @@ pub fn hidden_backward(
             grad_output[p] = grad_hidden[p] * t * s * (1.0 - s);
         }
     };
-    for_each_plane(&mut grad_cell, &mut grad_output, plane, step);
+    for_each_chunk_pair(&mut grad_cell, &mut grad_output, plane, step);
     (grad_cell, grad_output)
 }
 
@@ -229,7 +223,7 @@ pub fn cell_backward(
     plane: usize,
 ) -> (Vec<f32>, Option<Vec<f32>>) {
     let mut grad_gates = vec![0f32; gates.len()];
-    let gate_plane = |(j, target): (usize, &mut [f32])| {
+    let gate_plane = |j: usize, target: &mut [f32]| {
         // Plane j of the gates' gradient: image n, gate k, channel c.
         let (n, k, c) = (j / (4 * channels), j / channels % 4, j % channels);
         let q = n * channels + c;
@@ -268,7 +262,7 @@ pub fn cell_backward(
     };
     let grad_previous = previous.map(|_| {
         let mut grad_previous = vec![0f32; grad_cell.len()];
-        let previous_plane = |(q, target): (usize, &mut [f32])| {
+        let previous_plane = |q: usize, target: &mut [f32]| {
             let n = q / channels;
             let forget = &gates[((n * 4 + 1) * channels + q % channels) * plane..][..plane];
             let grad_cell = &grad_cell[q * plane..][..plane];
@@ -281,47 +275,6 @@ pub fn cell_backward(
     });
     for_each_chunk(&mut grad_gates, plane, gate_plane);
     (grad_gates, grad_previous)
-}
-
-/// `f((i, chunk i))` for the `len`-long chunks of `values`, in parallel with the `parallel`
-/// feature.
-fn for_each_chunk(values: &mut [f32], len: usize, f: impl Fn((usize, &mut [f32])) + Send + Sync) {
-    if len == 0 {
-        return;
-    }
-    #[cfg(feature = "parallel")]
-    {
-        use rayon::prelude::*;
-        values.par_chunks_mut(len).enumerate().for_each(f);
-    }
-    #[cfg(not(feature = "parallel"))]
-    values.chunks_mut(len).enumerate().for_each(f);
-}
-
-/// `f((i, (chunk i of a, chunk i of b)))` for the `len`-long chunks, in parallel with the
-/// `parallel` feature.
-fn for_each_plane(
-    a: &mut [f32],
-    b: &mut [f32],
-    len: usize,
-    f: impl Fn((usize, (&mut [f32], &mut [f32]))) + Send + Sync,
-) {
-    if len == 0 {
-        return;
-    }
-    #[cfg(feature = "parallel")]
-    {
-        use rayon::prelude::*;
-        a.par_chunks_mut(len)
-            .zip(b.par_chunks_mut(len))
-            .enumerate()
-            .for_each(f);
-    }
-    #[cfg(not(feature = "parallel"))]
-    a.chunks_mut(len)
-        .zip(b.chunks_mut(len))
-        .enumerate()
-        .for_each(f);
 }
 
 #[cfg(test)]
@@ -443,11 +396,9 @@ mod tests {
                     }
                     loss
                 };
-                let float = |t: Tensor<Ad, 4>| t.into_primitive().tensor();
-                let tensor = |t| Tensor::<Ad, 4>::from_primitive(TensorPrimitive::Float(t));
                 let (hidden, cell) = <Ad as super::super::BrnBackend>::lstm_gates(
-                    float(gates.clone()),
-                    previous.clone().map(float),
+                    primitive(gates.clone()),
+                    previous.clone().map(primitive),
                 );
                 let ours = (tensor(hidden), tensor(cell));
                 let reference = by_tensor_ops(gates.clone(), previous.clone());

@@ -24,6 +24,7 @@ pub mod cpu_conv;
 #[cfg(feature = "flex")]
 pub mod cpu_elementwise;
 pub mod lstm;
+mod parallel;
 pub mod weight_gradient;
 
 use burn::nn::conv::Conv2d;
@@ -252,6 +253,16 @@ pub fn bias_gradient_by_tensor_ops<B: Backend>(output_grad: FloatTensor<B>) -> F
     B::float_reshape(summed, [channels].into())
 }
 
+/// A float tensor's primitive, as [`BrnBackend`]'s methods take it.
+pub fn primitive<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<B> {
+    tensor.into_primitive().tensor()
+}
+
+/// A primitive, as [`BrnBackend`]'s methods return it, as a float tensor of rank `D`.
+pub fn tensor<B: Backend, const D: usize>(primitive: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(primitive))
+}
+
 /// Whether a convolution is the kind our own kernels ([`weight_gradient`], `cpu_conv`)
 /// compute: stride 1, dilation 1, one group, as every BRN convolution.
 pub fn is_plain(options: &ConvOptions<2>) -> bool {
@@ -307,22 +318,19 @@ fn fused<B: BrnBackend>(
         }
         _ => None,
     };
-    fn float<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
-        t.into_primitive().tensor()
-    }
-    let after = after.map(float);
+    let after = after.map(primitive);
     let Some(padding) = padding else {
-        let y = float(conv.forward(Tensor::cat(inputs, 1)));
-        return Tensor::from_primitive(TensorPrimitive::Float(after_by_tensor_ops::<B>(y, after)));
+        let y = primitive(conv.forward(Tensor::cat(inputs, 1)));
+        return tensor(after_by_tensor_ops::<B>(y, after));
     };
     let options = ConvOptions::new(conv.stride, padding, conv.dilation, conv.groups);
-    Tensor::from_primitive(TensorPrimitive::Float(B::conv2d_fused(
-        inputs.into_iter().map(float).collect(),
-        float(conv.weight.val()),
-        conv.bias.as_ref().map(|bias| float(bias.val())),
+    tensor(B::conv2d_fused(
+        inputs.into_iter().map(primitive).collect(),
+        primitive(conv.weight.val()),
+        conv.bias.as_ref().map(|bias| primitive(bias.val())),
         options,
         after,
-    )))
+    ))
 }
 
 // flex: the convolution and its gradients on `cpu_conv` (burn's split weight gradient was no

@@ -9,7 +9,7 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::Tensor;
 
 /// About how many pixels one matrix product sums over (a whole number of output rows).
 pub const PIXELS_PER_PART: usize = 1024;
@@ -37,14 +37,12 @@ pub fn split_or_burn<B: Backend>(
         return B::conv2d_weight_backward(x, weight, output_grad, options);
     }
     let [_, _, kernel_h, kernel_w] = burn::tensor::TensorMetadata::shape(&weight).dims();
-    split(
-        Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(x)),
-        Tensor::from_primitive(TensorPrimitive::Float(output_grad)),
+    super::primitive(split(
+        super::tensor::<B, 4>(x),
+        super::tensor(output_grad),
         [kernel_h, kernel_w],
         options.padding,
-    )
-    .into_primitive()
-    .tensor()
+    ))
 }
 
 /// The weight gradient of a stride-1 convolution with `padding`, split over bands of rows.
@@ -125,6 +123,7 @@ pub fn split<B: Backend>(
 mod tests {
     use super::*;
     use burn::tensor::ops::ModuleOps;
+    use burn::tensor::TensorPrimitive;
     use burn::tensor::{Distribution, TensorData, Tolerance};
     use burn_flex::Flex;
 
