@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 export CARGO_TARGET_DIR="${BRN_TARGET_DIR:-$HOME/.cache/brn/target}"
 if [ $# -eq 0 ] || [ "$1" = "serve" ]; then
   source scripts/web-tools.sh
-  (cd www && trunk build --release)
+  scripts/build-page.sh dist
   port="${PORT:-8080}"
   echo "== serving dist/ at http://127.0.0.1:$port/ (Ctrl-C stops)"
   exec python3 -m http.server --bind 127.0.0.1 --directory dist "$port"

@@ -1,48 +1,110 @@
 #!/usr/bin/env bash
-# Runs every test of the project: formatting, lints (native and wasm), unit tests, parity with
+# Runs every test of the project: formatting, clippy (native and wasm), unit tests, parity with
 # the authors' outputs, CLI end to end, then builds the page and tests it in a real browser
 # (Debian Chromium headless: WebGPU via SwiftShader, and the CPU fallback). Installs what it
-# needs (rustfmt, clippy, the wasm target, trunk, wasm-bindgen-cli, npm packages, Chromium,
-# Mesa's lavapipe Vulkan driver for `brn --device gpu`, Python 3 if missing).
+# needs: rustfmt, clippy, the wasm target, wasm-bindgen-cli and npm packages
+# (scripts/web-tools.sh), Chromium, Mesa's lavapipe Vulkan driver for `brn --device gpu` and
+# Python 3 if missing (scripts/system-packages.sh).
 # Reads ../shared (override with BRN_SHARED). Build caches live outside the clone.
+#
+# Each phase prints a line with the time since the start; a table of the phases' times closes
+# the run. Tools install in the background while the native build runs (logs in
+# $CARGO_TARGET_DIR/test-logs/). Clippy lints the workspace's crates as they are compiled for
+# the tests and for the page (clippy-driver as cargo's workspace wrapper, with -D warnings: the
+# same lints as `cargo clippy --all-targets -- -D warnings`, native and wasm32), so the
+# dependencies are compiled once per target, not once more for a separate clippy pass.
 set -euo pipefail
 cd "$(dirname "$0")"
 export CARGO_TARGET_DIR="${BRN_TARGET_DIR:-$HOME/.cache/brn/target}"
 export BRN_SHARED="${BRN_SHARED:-$(cd .. && pwd)/shared}"
 export CARGO_TERM_COLOR=never
+# Incremental data is never reused by a fresh clone (its paths differ) and grows the cache by
+# gigabytes a run; a plain build of the workspace's crates is also quicker.
+export CARGO_INCREMENTAL=0
+logs="$CARGO_TARGET_DIR/test-logs"
+mkdir -p "$logs"
 
+start=$SECONDS
+phase_name=""
+phase_start=$SECONDS
+timings=()
+clock() { printf '%d:%02d' $(((SECONDS - start) / 60)) $(((SECONDS - start) % 60)); }
+end_phase() {
+  [ -n "$phase_name" ] && timings+=("$(printf '  %-46s %5d s' "$phase_name" $((SECONDS - phase_start)))")
+  phase_name=""
+}
+phase() { # the next phase's name
+  end_phase
+  phase_name="$1"
+  phase_start=$SECONDS
+  printf '\n== [%s] %s\n' "$(clock)" "$1"
+}
+summary() {
+  local code=$?
+  [ -n "$phase_name" ] && [ $code -ne 0 ] && failed="$phase_name"
+  end_phase
+  printf '\n== [%s] test.sh %s\n' "$(clock)" "$([ $code -eq 0 ] && echo passed || echo "FAILED in: ${failed:-setup}")"
+  printf '%s\n' "${timings[@]}"
+  printf '  %-46s %5d s\n' "total" $((SECONDS - start))
+}
+trap summary EXIT
+
+# A background job: its output goes to a log, printed if it fails.
+declare -A jobs=()
+background() { # name, command...
+  local name="$1"; shift
+  "$@" >"$logs/$name.log" 2>&1 &
+  jobs[$name]=$!
+  echo "   (in the background: $name, log $logs/$name.log)"
+}
+join() { # name: wait for a background job, fail with its log if it failed
+  local name="$1"
+  if ! wait "${jobs[$name]}"; then
+    echo "error: $name failed; its log:" >&2
+    tail -n 40 "$logs/$name.log" >&2
+    return 1
+  fi
+  unset "jobs[$name]"
+}
+
+phase "set-up: rustup components and target; tools in the background"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
-source scripts/web-tools.sh --browser
-# Mesa's lavapipe: a Vulkan driver on the CPU, so that `brn --device gpu` is tested here too.
-if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then
-  echo "== installing Mesa's Vulkan drivers (lavapipe)"
-  sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
-  $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
-fi
-export BRN_REQUIRE_GPU=1
-# Python 3: the browser tests read the page's zip with its zipfile module (run.sh serves with it).
-if ! command -v python3 >/dev/null 2>&1; then
-  echo "== installing Python 3"
-  sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
-  $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq python3-minimal >/dev/null
-fi
+rustup target add wasm32-unknown-unknown >/dev/null 2>&1 \
+  || rustup target list --installed | grep -qx wasm32-unknown-unknown
+background system-packages bash scripts/system-packages.sh
+background web-tools nice -n 10 bash scripts/web-tools.sh
+clippy_driver="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)"
 
-echo "== cargo fmt --check"
+phase "cargo fmt --check"
 cargo fmt --all --check
-echo "== cargo clippy (native)"
-cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo clippy (web, wasm32)"
-cargo clippy -p web --target wasm32-unknown-unknown --locked -- -D warnings
-echo "== cargo test (shared data: $BRN_SHARED)"
-cargo test --workspace --locked -- --nocapture
 
-echo "== browser tests"
+phase "native build of every test target, with clippy"
+# What `cargo clippy` does, on the real build: clippy-driver compiles the workspace's crates.
+RUSTC_WORKSPACE_WRAPPER="$clippy_driver" CLIPPY_ARGS="-Dwarnings" \
+  cargo test --workspace --locked --no-run
+
+phase "system packages (Chromium, lavapipe, Python 3)"
+join system-packages
+export BRN_REQUIRE_GPU=1
+
+phase "cargo test (shared data: $BRN_SHARED)"
+RUSTC_WORKSPACE_WRAPPER="$clippy_driver" CLIPPY_ARGS="-Dwarnings" \
+  cargo test --workspace --locked -- --nocapture
+
 weights="$BRN_SHARED/weights/brn/Rain100L.pth"
 if [ ! -f "$weights" ]; then
-  echo "SKIPPED browser tests: $weights is absent (set BRN_SHARED to the shared folder)"
+  echo "SKIPPED the page build and browser tests: $weights is absent (set BRN_SHARED to the shared folder)"
   exit 0
 fi
+
+phase "web tools (wasm-bindgen-cli, npm)"
+join web-tools
+source scripts/web-tools.sh
+
+phase "page build (wasm32 release, with clippy)"
 dist="$CARGO_TARGET_DIR/test-dist"
-(cd www && BRN_WEB_WEIGHTS="$weights" trunk build --release --dist "$dist")
-ls -l "$dist"
+RUSTC_WORKSPACE_WRAPPER="$clippy_driver" CLIPPY_ARGS="-Dwarnings" \
+  BRN_WEB_WEIGHTS="$weights" scripts/build-page.sh "$dist"
+
+phase "browser tests"
 BRN_DIST="$dist" BRN_BIN="$CARGO_TARGET_DIR/debug/brn" node tests/browser/run.mjs

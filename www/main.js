@@ -31,8 +31,8 @@
     queue: [],
   };
   // What tests read: the phase (mirrored as `state`), the last result (with its time and the
-  // wasm memory of the engine worker and of the largest helper), the engine in use, its CPU
-  // workers and the queue ({name, status, message} per photo).
+  // wasm memory of the engine worker and of the largest helper, and how many tiles each helper
+  // ran), the engine in use, its CPU workers and the queue ({name, status, message} per photo).
   window.brnPage = { state: 'loading', backend: null, lastPng: null, lastError: null, results: 0, queue: [] };
 
   // The page's one phase, which drives both the controls and the test hook:
@@ -432,6 +432,7 @@
     window.brnPage.lastPng = msg.png;
     window.brnPage.lastSeconds = msg.seconds;
     window.brnPage.memory = msg.memory;
+    window.brnPage.tilesByHelper = msg.tilesByHelper;
     window.brnPage.results += 1;
     setPhase('ready');
     pump();

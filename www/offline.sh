@@ -1,9 +1,10 @@
 #!/bin/sh
-# Trunk post-build hook (after weights.sh): list the built page's files for the service worker
-# (service-worker.js) in offline-manifest.js, with a version made from their contents, so that
-# a new deploy replaces the cached page. The default weights are left out: worker.js caches them.
+# Page build step (scripts/build-page.sh, after weights.sh): list the built page's files in
+# $BRN_PAGE_DIR for the service worker (service-worker.js) in offline-manifest.js, with a
+# version made from their contents, so that a new deploy replaces the cached page. The default
+# weights are left out: worker.js caches them.
 set -eu
-cd "$TRUNK_STAGING_DIR"
+cd "$BRN_PAGE_DIR"
 files=$(find . -type f ! -name service-worker.js ! -name offline-manifest.js \
   ! -path './weights/default.*' | sed 's|^\./||' | LC_ALL=C sort)
 version=$(for f in $files; do sha256sum "$f"; done | sha256sum | cut -c1-16)

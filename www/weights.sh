@@ -1,9 +1,10 @@
 #!/bin/sh
-# Trunk post-build hook: put the page's default weights into dist/weights/ with a manifest.
-# Source: $BRN_WEB_WEIGHTS, else the committed default record (../weights/brn-default.safetensors).
+# Page build step (scripts/build-page.sh): put the page's default weights into the built page's
+# weights/ with a manifest, in $BRN_PAGE_DIR. Source: $BRN_WEB_WEIGHTS, else the committed
+# default record (weights/brn-default.safetensors).
 set -eu
-src="${BRN_WEB_WEIGHTS:-$TRUNK_SOURCE_DIR/../weights/brn-default.safetensors}"
-out="$TRUNK_STAGING_DIR/weights"
+src="${BRN_WEB_WEIGHTS:-$(dirname "$0")/../weights/brn-default.safetensors}"
+out="$BRN_PAGE_DIR/weights"
 mkdir -p "$out"
 if [ -f "$src" ]; then
   ext="${src##*.}"

@@ -27,6 +27,7 @@ let nextRequest = 1;
 let helperCrashed = false; // a helper's wasm trapped: the page restarts every worker
 let givePorts = null; // resolves the page's answer to want-helpers
 let helperMemory = 0; // the largest wasm memory a helper reported, in bytes
+let currentDerain = null; // the id of the derain in progress (helpers count its tiles)
 
 const post = (msg, transfer) => self.postMessage(msg, transfer || []);
 const status = (text) => post({ type: 'status', text });
@@ -125,7 +126,7 @@ function answered(helper, msg) {
 
 function connect(ports) {
   helpers = ports.map((port) => {
-    const helper = { port, busy: false, pending: new Map() };
+    const helper = { port, busy: false, pending: new Map(), tiles: 0 };
     port.onmessage = (e) => answered(helper, e.data);
     return helper;
   });
@@ -158,10 +159,13 @@ function release(helper) {
 
 // The engine's `share`: one tile's maps from a helper.
 async function share(pixels, width, height, stages, allStages) {
+  const derain = currentDerain;
   const helper = await idleHelper();
   try {
     const answer = await ask(helper, { type: 'tile', pixels, width, height, stages, allStages }, [pixels.buffer]);
     helperMemory = Math.max(helperMemory, answer.memory);
+    // Counted for the derain that asked (a cancelled one's late tiles are not the next one's).
+    if (derain === currentDerain) helper.tiles += 1;
     return answer.maps;
   } finally {
     release(helper);
@@ -235,6 +239,8 @@ async function init({ mode, limitOverride, workers }) {
 
 async function run({ id, file, stages, keepStages }) {
   cancelled = false;
+  currentDerain = id;
+  for (const h of helpers) h.tiles = 0;
   const t0 = performance.now();
   const progress = async (done, total) => {
     post({ type: 'progress', id, done, total, seconds: (performance.now() - t0) / 1000 });
@@ -250,6 +256,7 @@ async function run({ id, file, stages, keepStages }) {
     type: 'result', id, seconds, width: out.width, height: out.height, png: out.png,
     stagesKept: out.stagesKept, views, backend: engine.backend, workers: Math.max(1, helpers.length),
     memory: { engine: wasm.memory.buffer.byteLength, helper: helperMemory },
+    tilesByHelper: helpers.map((h) => h.tiles),
   }, [out.png.buffer, ...views.map((v) => v.rgba.buffer)]);
 }
 

@@ -10,8 +10,9 @@
 //  3. A non-image and a truncated PNG: a message is shown, and a good image still works after.
 //  4. Cancel: a many-tile derain stops at the Cancel button; the next derain still works.
 //  4b. Several CPU workers: with 2 workers (helpers sharing the tiles) a 6-tile photo gives
-//     the same pixels as with 1, and sooner (where the machine has 2 cores); a cancel that
-//     leaves tiles in flight does not disturb the next derain.
+//     the same pixels as with 1, and every helper ran some of its tiles; a cancel that leaves
+//     tiles in flight does not disturb the next derain. (Times are printed, never asserted:
+//     how much sooner depends on what else the machine runs; tests/browser/bench.mjs measures.)
 //  5. The compare view: a portrait photo fits a 1100x1000 window unscaled and a short window
 //     scaled down; 1:1 shows the photo's own pixels, 2x doubles them.
 //  6. A queue of three photos (one broken) gives two results and one clear error; "Download
@@ -211,7 +212,7 @@ json.dump([[i.filename, z.read(i).hex()] for i in z.infolist()], sys.stdout)`, z
     const good = await derainCounted(cpu, page, testPng);
     assert.equal(good.error, null, good.error);
   });
-  await test('2 CPU workers give the same pixels as 1, and sooner', async () => {
+  await test('2 CPU workers share the tiles and give the same pixels as 1', async () => {
     const run = async (workers, cancelFirst) => {
       const p = await open(cpu.context, `${server.origin}${SUB_PATH}?workers=${workers}`);
       const status = await p.textContent('#status');
@@ -226,21 +227,24 @@ json.dump([[i.filename, z.read(i).hex()] for i in z.infolist()], sys.stdout)`, z
       }
       const out = await derainCounted(cpu, p, bigPng);
       assert.equal(out.error, null, out.error);
-      const memory = await p.evaluate(() => window.brnPage.memory);
+      const { memory, tilesByHelper } = await p.evaluate(() => window.brnPage);
       const tiles = await p.textContent('#progress-text');
       await p.close();
-      return { ...out, memory, tiles };
+      return { ...out, memory, tiles, tilesByHelper };
     };
     const one = await run(1, false);
     const two = await run(2, true);
     const mp = (481 * 321) / 1e6;
     const mib = (b) => (b / 2 ** 20).toFixed(0);
     console.log(`     ${one.tiles}; 1 worker ${one.seconds.toFixed(1)} s (${(one.seconds / mp).toFixed(0)} s/MP, wasm memory ${mib(one.memory.engine)} MiB), `
-      + `2 workers ${two.seconds.toFixed(1)} s (${(two.seconds / mp).toFixed(0)} s/MP, engine ${mib(two.memory.engine)} MiB + ${mib(two.memory.helper)} MiB a helper)`);
+      + `2 workers ${two.seconds.toFixed(1)} s (${(two.seconds / mp).toFixed(0)} s/MP, engine ${mib(two.memory.engine)} MiB + ${mib(two.memory.helper)} MiB a helper; `
+      + `tiles per helper: ${two.tilesByHelper.join(', ')})`);
     assert.match(one.tiles, /tile 6 of 6/);
-    assert.ok(two.memory.helper > 0, 'no helper ran a tile');
+    assert.deepEqual(one.tilesByHelper, [], 'one worker started helpers');
+    assert.equal(two.tilesByHelper.length, 2, 'two workers are two helpers');
+    assert.ok(two.tilesByHelper.every((n) => n > 0), `a helper ran no tile: ${two.tilesByHelper}`);
+    assert.equal(two.tilesByHelper.reduce((a, b) => a + b, 0), 6, 'the helpers did not run the 6 tiles between them');
     assert.deepEqual(decodePng(two.png), decodePng(one.png), '2 workers changed the pixels');
-    if (os.cpus().length >= 2) assert.ok(two.seconds < one.seconds, '2 workers were not faster than 1');
   });
   await test('the compare view fits the window, never enlarges, and zooms to the photo\'s own pixels', async () => {
     await page.setViewportSize({ width: 1100, height: 1000 });

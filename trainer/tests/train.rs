@@ -321,14 +321,15 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
         .arg(&out)
         .spawn()
         .unwrap();
-    // Once the run has started (its config is written after the handler is installed), let
-    // it train a little (no checkpoint is due for 1000 steps), then interrupt.
-    let started = std::time::Instant::now();
-    while !out.join("config.json").exists() {
-        assert!(started.elapsed().as_secs() < 120, "the run did not start");
+    // Once the run has trained its first epoch (its `log.csv` row is written after the steps;
+    // the handler is installed before), interrupt it; no checkpoint is due for 1000 steps.
+    // Waits on the run's progress, not on the clock: a busy machine only makes it slower.
+    while !out.join("log.csv").exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended before its first epoch: {status}");
+        }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    std::thread::sleep(std::time::Duration::from_millis(1500));
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-INT", &pid])
@@ -531,7 +532,6 @@ fn a_time_limit_stops_with_a_checkpoint_and_exit_code_zero() {
     let config_path = dir.join("config.json");
     std::fs::write(&config_path, serde_json::to_string(&config).unwrap()).unwrap();
     let out = dir.join("run");
-    let started = std::time::Instant::now();
     let result = Command::new(env!("CARGO_BIN_EXE_brn"))
         .args(["train", "--time-limit", "4s", "--config"])
         .arg(&config_path)
@@ -539,12 +539,11 @@ fn a_time_limit_stops_with_a_checkpoint_and_exit_code_zero() {
         .arg(&out)
         .output()
         .unwrap();
-    let seconds = started.elapsed().as_secs_f64();
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(result.status.success(), "{stderr}");
+    // The run says why it stopped; how long the process took is not asserted (it depends on
+    // how busy the machine is), the step it stopped at shows it did not run to the end.
     assert!(stderr.contains("time limit reached"), "{stderr}");
-    // Whole process, debug build: the limit plus start-up and exit.
-    assert!(seconds < 30.0, "took {seconds} s");
     let state = |out: &Path| -> TrainState {
         let latest = latest_checkpoint(out).unwrap().expect("a checkpoint");
         serde_json::from_str(&std::fs::read_to_string(latest.join("state.json")).unwrap()).unwrap()
@@ -562,10 +561,7 @@ fn a_time_limit_stops_with_a_checkpoint_and_exit_code_zero() {
         String::from_utf8_lossy(&resumed.stderr)
     );
     assert_eq!(state(&out).step, stopped + 2);
-    println!(
-        "stopped at step {stopped} after {seconds:.1} s; resumed to {}",
-        stopped + 2
-    );
+    println!("stopped at step {stopped}; resumed to {}", stopped + 2);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
