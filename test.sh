@@ -23,6 +23,13 @@ export CARGO_TERM_COLOR=never
 export CARGO_INCREMENTAL=0
 logs="$CARGO_TARGET_DIR/test-logs"
 mkdir -p "$logs"
+# Tests that need ../shared fail rather than skip without it (BRN_REQUIRE_SHARED=0: skip them).
+export BRN_REQUIRE_SHARED="${BRN_REQUIRE_SHARED:-1}"
+weights="$BRN_SHARED/weights/brn/Rain100L.pth"
+if [ "$BRN_REQUIRE_SHARED" = 1 ] && [ ! -f "$weights" ]; then
+  echo "error: $weights is absent: set BRN_SHARED to the shared folder (or BRN_REQUIRE_SHARED=0 to skip the tests that need it)" >&2
+  exit 1
+fi
 
 start=$SECONDS
 phase_name=""
@@ -81,7 +88,8 @@ cargo fmt --all --check
 phase "native build of every test target, with clippy"
 # What `cargo clippy` does, on the real build: clippy-driver compiles the workspace's crates.
 RUSTC_WORKSPACE_WRAPPER="$clippy_driver" CLIPPY_ARGS="-Dwarnings" \
-  cargo test --workspace --locked --no-run
+  cargo test --workspace --locked --no-run --timings
+echo "   (how long each crate took: $CARGO_TARGET_DIR/cargo-timings/cargo-timing.html)"
 
 phase "system packages (Chromium, lavapipe, Python 3)"
 join system-packages
@@ -91,7 +99,6 @@ phase "cargo test (shared data: $BRN_SHARED)"
 RUSTC_WORKSPACE_WRAPPER="$clippy_driver" CLIPPY_ARGS="-Dwarnings" \
   cargo test --workspace --locked -- --nocapture
 
-weights="$BRN_SHARED/weights/brn/Rain100L.pth"
 if [ ! -f "$weights" ]; then
   echo "SKIPPED the page build and browser tests: $weights is absent (set BRN_SHARED to the shared folder)"
   exit 0

@@ -12,17 +12,28 @@ pub fn shared_dir() -> PathBuf {
 }
 
 /// `Some(path)` inside the shared folder, or `None` after printing why the test is skipped.
+/// With `BRN_REQUIRE_SHARED=1` (test.sh sets it) a missing path fails the test instead, so that
+/// a run without the data cannot pass untested.
 pub fn shared(relative: &str) -> Option<PathBuf> {
     let path = shared_dir().join(relative);
     if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "SKIPPED: {} is absent (set BRN_SHARED to the shared folder)",
-            path.display()
-        );
-        None
+        return Some(path);
     }
+    let why = format!(
+        "{} is absent (set BRN_SHARED to the shared folder)",
+        path.display()
+    );
+    assert!(
+        !shared_required(),
+        "{why}; BRN_REQUIRE_SHARED=1 forbids skipping"
+    );
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
+/// Whether tests must fail rather than skip without the shared folder (`BRN_REQUIRE_SHARED=1`).
+pub fn shared_required() -> bool {
+    std::env::var("BRN_REQUIRE_SHARED").is_ok_and(|v| v == "1")
 }
 
 /// A float32 little-endian C-order `.npy` array: (shape, values).

@@ -21,9 +21,13 @@ pub struct TrainConfig {
     pub model: BrnConfig,
     #[serde(default = "defaults::loss")]
     pub loss: LossKind,
-    /// Epochs; the learning rate drops ×0.2 at 30 %, 50 % and 80 % of them (the paper's 30/50/80 of 100).
+    /// Epochs: with the paper's schedule the learning rate drops ×0.2 at 30 %, 50 % and 80 %
+    /// of them (the paper's 30/50/80 of 100).
     #[serde(default = "defaults::epochs")]
     pub epochs: usize,
+    /// How the learning rate moves over the planned steps (epochs × steps per epoch).
+    #[serde(default)]
+    pub schedule: Schedule,
     /// Steps (batches) per epoch.
     #[serde(default = "defaults::steps_per_epoch")]
     pub steps_per_epoch: usize,
@@ -70,6 +74,18 @@ impl PartialEq for TrainConfig {
     fn eq(&self, other: &Self) -> bool {
         serde_json::to_value(self).ok() == serde_json::to_value(other).ok()
     }
+}
+
+/// The learning-rate schedule over a run's planned steps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// The paper's: `lr`, then ×0.2 at 30 %, 50 % and 80 % of the epochs.
+    #[default]
+    Steps,
+    /// A linear warm-up from `lr`/100 over the first 2 % of the steps, then a cosine from `lr`
+    /// down to `lr`/100 at the last step.
+    Cosine,
 }
 
 /// Adam's settings as fields over burn's defaults.
@@ -214,13 +230,36 @@ impl TrainConfig {
         place_free(self) == place_free(other)
     }
 
-    /// Learning rate at `epoch` (0-based): ×0.2 at 30 %, 50 % and 80 % of the epochs.
-    pub fn lr_at(&self, epoch: usize) -> f64 {
-        let drops = [30, 50, 80]
-            .iter()
-            .filter(|&&m| epoch * 100 >= m * self.epochs)
-            .count();
-        self.lr * 0.2f64.powi(drops as i32)
+    /// The run's planned number of steps.
+    pub fn total_steps(&self) -> usize {
+        self.epochs * self.steps_per_epoch
+    }
+
+    /// Learning rate of `step` (0-based) under the config's schedule.
+    pub fn lr_at(&self, step: usize) -> f64 {
+        match self.schedule {
+            Schedule::Steps => {
+                let epoch = step / self.steps_per_epoch;
+                let drops = [30, 50, 80]
+                    .iter()
+                    .filter(|&&m| epoch * 100 >= m * self.epochs)
+                    .count();
+                self.lr * 0.2f64.powi(drops as i32)
+            }
+            Schedule::Cosine => {
+                let total = self.total_steps().max(1) as f64;
+                let floor = self.lr / 100.0;
+                let warm_up = (total * 0.02).ceil();
+                let step = step as f64;
+                if step < warm_up {
+                    floor + (self.lr - floor) * step / warm_up
+                } else {
+                    let progress = ((step - warm_up) / (total - warm_up).max(1.0)).min(1.0);
+                    floor
+                        + (self.lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+                }
+            }
+        }
     }
 
     /// Read a JSON or TOML-free JSON config file.
@@ -263,5 +302,53 @@ mod tests {
         );
         let err = parse(serde_json::json!({"optimizer": {"momentum": 0.9}})).unwrap_err();
         assert!(err.contains("unknown optimizer field `momentum`"), "{err}");
+    }
+
+    #[test]
+    fn schedules_follow_their_definitions() {
+        // The paper's: 10 epochs of 10 steps, drops at epochs 3, 5 and 8; a config without a
+        // schedule (every run before schedules existed) has it.
+        let steps =
+            parse(serde_json::json!({"epochs": 10, "steps_per_epoch": 10, "lr": 1.0})).unwrap();
+        assert_eq!(steps.schedule, super::Schedule::Steps);
+        let at = |c: &TrainConfig, step| c.lr_at(step);
+        for (step, want) in [
+            (0, 1.0),
+            (29, 1.0),
+            (30, 0.2),
+            (49, 0.2),
+            (50, 0.04),
+            (80, 0.008),
+            (99, 0.008),
+        ] {
+            assert!(
+                (at(&steps, step) - want).abs() < 1e-12,
+                "step {step}: {}",
+                at(&steps, step)
+            );
+        }
+        // Cosine over 100 steps: warm-up over steps 0..2 from 0.01, the peak at step 2, half way
+        // between peak and floor at step 51, the floor at the last planned step and after it.
+        let cosine = parse(serde_json::json!({"epochs": 10, "steps_per_epoch": 10, "lr": 1.0, "schedule": "cosine"})).unwrap();
+        for (step, want) in [
+            (0, 0.01),
+            (1, 0.505),
+            (2, 1.0),
+            (51, 0.505),
+            (100, 0.01),
+            (150, 0.01),
+        ] {
+            assert!(
+                (at(&cosine, step) - want).abs() < 1e-12,
+                "step {step}: {}",
+                at(&cosine, step)
+            );
+        }
+        assert!(
+            (2..100).all(|s| at(&cosine, s + 1) <= at(&cosine, s)),
+            "not decreasing"
+        );
+        let err = parse(serde_json::json!({"schedule": "linear"})).unwrap_err();
+        assert!(err.contains("unknown variant `linear`"), "{err}");
     }
 }

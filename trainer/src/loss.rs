@@ -1,6 +1,6 @@
 //! Training losses: the paper's SSIM (as the authors' `pytorch_ssim`: 11x11 Gaussian window,
 //! sigma 1.5, applied per channel with zero padding 5, C1 = 0.01², C2 = 0.03², mean of the
-//! map), MSE, the recursive loss over stages and the rain-supervised loss.
+//! map), SSIM with L1, MSE, the recursive loss over stages and the rain-supervised loss.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::module::conv2d;
@@ -56,12 +56,26 @@ pub fn ssim<B: Backend>(x: Tensor<B, 4>, y: Tensor<B, 4>) -> Tensor<B, 1> {
     map.mean()
 }
 
+/// 0.84 × (−SSIM) + 0.16 × mean absolute error of two image batches in [0, 1].
+///
+/// # Shapes
+/// - `x`, `y`: `[N, C, H, W]`
+/// - returns `[1]`
+pub fn ssim_l1<B: Backend>(x: Tensor<B, 4>, y: Tensor<B, 4>) -> Tensor<B, 1> {
+    let l1 = (x.clone() - y.clone()).abs().mean();
+    -ssim(x, y) * 0.84 + l1 * 0.16
+}
+
 /// Which loss to train with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LossKind {
     /// Negative SSIM of the final stage's background (the paper's default).
     Ssim,
+    /// 0.84 × (−SSIM) + 0.16 × mean absolute error of the final stage's background (the
+    /// mix of Zhao et al., "Loss Functions for Image Restoration with Neural Networks", 2017):
+    /// SSIM for structure, L1 for the flat areas' exact level, which SSIM hardly weighs.
+    SsimL1,
     /// Mean squared error of the final stage's background.
     Mse,
     /// Negative SSIM summed over stages, 0.5 for t < T and 1.5 for t = T.
@@ -83,6 +97,7 @@ pub fn loss<B: Backend>(
 ) -> Tensor<B, 1> {
     match kind {
         LossKind::Ssim => -ssim(stages.background, clean),
+        LossKind::SsimL1 => ssim_l1(stages.background, clean),
         LossKind::Mse => (stages.background - clean).powf_scalar(2.0).mean(),
         LossKind::Recursive => {
             let last = stages.background_stages.len().saturating_sub(1);
@@ -169,10 +184,22 @@ mod tests {
         );
         let device = Default::default();
         let tx = Tensor::<Flex, 4>::from_data(TensorData::new(x.clone(), [1, c, h, w]), &device);
-        let ty = Tensor::<Flex, 4>::from_data(TensorData::new(y, [1, c, h, w]), &device);
-        let got = ssim(tx.clone(), ty).into_scalar() as f64;
+        let ty = Tensor::<Flex, 4>::from_data(TensorData::new(y.clone(), [1, c, h, w]), &device);
+        let got = ssim(tx.clone(), ty.clone()).into_scalar() as f64;
         assert!((got - want).abs() < 1e-5, "ours {got}, naive {want}");
-        let same = ssim(tx.clone(), tx).into_scalar();
+        let same = ssim(tx.clone(), tx.clone()).into_scalar();
         assert!((same - 1.0).abs() < 1e-5, "{same}");
+        // SSIM with L1: the same naive SSIM and a plain mean of |x - y|.
+        let l1 = x
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| (a - b).abs() as f64)
+            .sum::<f64>()
+            / x.len() as f64;
+        let mixed = ssim_l1(tx, ty).into_scalar() as f64;
+        assert!(
+            (mixed - (-0.84 * want + 0.16 * l1)).abs() < 1e-5,
+            "ours {mixed}"
+        );
     }
 }

@@ -212,7 +212,7 @@ pub fn train<B: TrainBackend>(
     let mut done = start;
     for step in start..end {
         let epoch = step / config.steps_per_epoch;
-        let lr = config.lr_at(epoch);
+        let lr = config.lr_at(step);
         let batch = batches.next()?;
         let (value, grads) = gradients(&net, &config, batch, devices);
         pending.add(value);
