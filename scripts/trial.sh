@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One recipe trial (WEIGHTS.md, "Choosing the recipe"): trains CONFIG from scratch for a fixed
 # wall time into runs/trials/NAME, then scores its last checkpoint with the paper's metric on
-# synthetic validation pairs of every rain preset (Set5 + Set14 made rainy with fixed seeds,
-# made once into runs/val/PRESET; never Rain100L), and appends one row to
+# synthetic validation pairs of every rain preset (Set5 and Set14 made rainy with fixed seeds,
+# made once into runs/val/PRESET-SET; never Rain100L), and appends one row to
 # runs/trials/results.tsv: name, config, wall time, steps, patches, then PSNR/SSIM per preset.
 # Usage: scripts/trial.sh CONFIG NAME [TIME, default 20m]   (run it on an otherwise idle machine)
 # Needs ../shared (BRN_SHARED) and builds `brn` in release mode.
@@ -18,12 +18,12 @@ brn="$CARGO_TARGET_DIR/release/brn"
 runs="$root/runs"
 presets=(light heavy varied depth)
 
+sets=(set5 set14)
 for i in "${!presets[@]}"; do
-  preset="${presets[$i]}"
-  val="$runs/val/$preset"
-  [ -d "$val/rainy" ] && continue
-  for set in set5 set14; do
-    "$brn" synth --clean "$shared/data/clean/$set" -o "$val" --preset "$preset" --seed $((100 + i))
+  for set in "${sets[@]}"; do
+    val="$runs/val/${presets[$i]}-$set"
+    [ -d "$val/rainy" ] || "$brn" synth --clean "$shared/data/clean/$set" -o "$val" \
+      --preset "${presets[$i]}" --seed $((100 + i))
   done
 done
 
@@ -38,9 +38,16 @@ batch="$(sed -n 's/.*"batch_size": *\([0-9]*\).*/\1/p' "$latest/state.json" | he
 stages="$(sed -n 's/.*"stages": *\([0-9]*\).*/\1/p' "$latest/state.json" | head -1)"
 row="$name	$(basename "$config")	$budget	$step	$((step * batch))"
 for preset in "${presets[@]}"; do
-  score="$("$brn" eval --weights "$latest/model.safetensors" --stages "$stages" --data "$runs/val/$preset" --json)"
-  psnr="$(python3 -c 'import json,sys; m=json.load(sys.stdin)["mean"]; print(f"{m[\"psnr\"]:.2f}\t{m[\"ssim\"]:.4f}")' <<<"$score")"
-  row="$row	$psnr"
+  # Mean over the images of both sets.
+  scores=()
+  for set in "${sets[@]}"; do
+    scores+=("$("$brn" eval --weights "$latest/model.safetensors" --stages "$stages" \
+      --data "$runs/val/$preset-$set" --json)")
+  done
+  row="$row	$(python3 -c '
+import json, sys
+images = [i for report in sys.argv[1:] for i in json.loads(report)["images"]]
+print("%.2f\t%.4f" % (sum(i["psnr"] for i in images) / len(images), sum(i["ssim"] for i in images) / len(images)))' "${scores[@]}")"
 done
 if [ ! -f "$runs/trials/results.tsv" ]; then
   header="name	config	time	steps	patches"
