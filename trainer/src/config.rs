@@ -311,41 +311,40 @@ mod tests {
         let steps =
             parse(serde_json::json!({"epochs": 10, "steps_per_epoch": 10, "lr": 1.0})).unwrap();
         assert_eq!(steps.schedule, super::Schedule::Steps);
-        let at = |c: &TrainConfig, step| c.lr_at(step);
-        for (step, want) in [
-            (0, 1.0),
-            (29, 1.0),
-            (30, 0.2),
-            (49, 0.2),
-            (50, 0.04),
-            (80, 0.008),
-            (99, 0.008),
-        ] {
-            assert!(
-                (at(&steps, step) - want).abs() < 1e-12,
-                "step {step}: {}",
-                at(&steps, step)
-            );
-        }
+        let expect = |c: &TrainConfig, table: &[(usize, f64)]| {
+            for &(step, want) in table {
+                let got = c.lr_at(step);
+                assert!((got - want).abs() < 1e-12, "step {step}: {got}, not {want}");
+            }
+        };
+        expect(
+            &steps,
+            &[
+                (0, 1.0),
+                (29, 1.0),
+                (30, 0.2),
+                (49, 0.2),
+                (50, 0.04),
+                (80, 0.008),
+                (99, 0.008),
+            ],
+        );
         // Cosine over 100 steps: warm-up over steps 0..2 from 0.01, the peak at step 2, half way
         // between peak and floor at step 51, the floor at the last planned step and after it.
         let cosine = parse(serde_json::json!({"epochs": 10, "steps_per_epoch": 10, "lr": 1.0, "schedule": "cosine"})).unwrap();
-        for (step, want) in [
-            (0, 0.01),
-            (1, 0.505),
-            (2, 1.0),
-            (51, 0.505),
-            (100, 0.01),
-            (150, 0.01),
-        ] {
-            assert!(
-                (at(&cosine, step) - want).abs() < 1e-12,
-                "step {step}: {}",
-                at(&cosine, step)
-            );
-        }
+        expect(
+            &cosine,
+            &[
+                (0, 0.01),
+                (1, 0.505),
+                (2, 1.0),
+                (51, 0.505),
+                (100, 0.01),
+                (150, 0.01),
+            ],
+        );
         assert!(
-            (2..100).all(|s| at(&cosine, s + 1) <= at(&cosine, s)),
+            (2..100).all(|s| cosine.lr_at(s + 1) <= cosine.lr_at(s)),
             "not decreasing"
         );
         let err = parse(serde_json::json!({"schedule": "linear"})).unwrap_err();
