@@ -8,18 +8,14 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.search);
-  // Wasm memory one CPU worker grows to deraining 256-pixel tiles (measured: see README).
-  const WORKER_MIB = 160;
   const MAX_WORKERS = 16;
   // CPU workers: one a core but one (the page and the engine worker's decoding and blending
-  // need a little), and no more than a quarter of the device's memory holds (Chromium tells
-  // it, rounded, as navigator.deviceMemory in GiB).
+  // need a little), or as many as ?workers= asks; the engine worker lowers the count to what
+  // the device's memory holds.
   function cpuWorkers() {
     const asked = Math.floor(Number(params.get('workers')));
     if (asked >= 1) return Math.min(asked, MAX_WORKERS);
-    const cores = (navigator.hardwareConcurrency || 2) - 1;
-    const memory = navigator.deviceMemory ? Math.floor((navigator.deviceMemory * 1024) / 4 / WORKER_MIB) : MAX_WORKERS;
-    return Math.max(1, Math.min(cores, memory, MAX_WORKERS));
+    return Math.max(1, Math.min((navigator.hardwareConcurrency || 2) - 1, MAX_WORKERS));
   }
   const state = {
     worker: null, helpers: [], workers: cpuWorkers(), mode: params.get('backend') === 'cpu' ? 'cpu' : 'auto',
@@ -33,7 +29,7 @@
   // What tests read: the phase (mirrored as `state`), the last result (with its time and the
   // wasm memory of the engine worker and of the largest helper, and how many tiles each helper
   // ran), the engine in use, its CPU workers and the queue ({name, status, message} per photo).
-  window.brnPage = { state: 'loading', backend: null, lastPng: null, lastError: null, results: 0, queue: [] };
+  window.brnPage = { state: 'loading', backend: null, lastPng: null, lastError: null, lastErrorKind: null, results: 0, queue: [] };
 
   // The page's one phase, which drives both the controls and the test hook:
   // loading (engine starting) → ready | no-weights | failed; ready → working (a derain) or
@@ -137,7 +133,8 @@
       setStatus(`The engine failed to load: ${e.message || 'unknown error'}. Reload the page to retry.`, 'error');
       setPhase('failed');
     };
-    worker.postMessage({ type: 'init', mode: state.mode, limitOverride: state.limit, workers: state.workers });
+    const workersAsked = Math.floor(Number(params.get('workers'))) >= 1;
+    worker.postMessage({ type: 'init', mode: state.mode, limitOverride: state.limit, workers: state.workers, workersAsked });
   }
 
   function onWorkerMessage(msg) {
@@ -162,12 +159,8 @@
         state.engineReady = true;
         const engine = msg.engine;
         if (state.reason) engine.reason = state.reason;
-        if (engine.backend === 'cpu' && msg.warmUp && msg.weights) {
-          // Scale the warm-up's time (a small image, few stages) to a megapixel at the weights' T.
-          // The warm-up ran on one worker; the tiles of a photo share all of them.
-          const w = msg.warmUp;
-          state.cpuSecondsPerMp = (w.seconds / (w.pixels / 1e6)) * (msg.weights.stages / w.stages) / engine.workers;
-        }
+        // The engine's estimate from its warm-up (a small image, few stages).
+        if (msg.estimate) state.cpuSecondsPerMp = msg.estimate;
         state.engine = engine;
         showWeights(msg.weights);
         window.brnPage.backend = engine.backend;
@@ -205,8 +198,9 @@
         // A failed derain or weights load leaves the engine as it was.
         if (busy()) setPhase(state.weights ? 'ready' : 'no-weights');
         window.brnPage.lastError = msg.message;
+        window.brnPage.lastErrorKind = msg.kind;
         const item = msg.during === 'derain' ? state.queue.find((i) => i.id === msg.id) : null;
-        const cancelled = msg.message === 'cancelled';
+        const cancelled = msg.kind === 'cancelled';
         if (item) {
           setItem(item, cancelled ? 'cancelled' : 'failed', cancelled ? '' : msg.message);
           state.currentId = 0;
@@ -353,19 +347,22 @@
   }
 
   // The view select: the views of the newest result (input, derained, rain, stages), or only
-  // the derained photo for an earlier one.
-  function fillViews(labels) {
+  // the derained photo for an earlier one. Views are known by their key (`input`, `derained`,
+  // `rain`, `stage3-background`, ...: the engine names them), never by position.
+  function fillViews(views) {
     const select = $('view');
     select.textContent = '';
-    labels.forEach((label, i) => {
-      if (i === 0) return; // the input is the "before" side
+    for (const view of views) {
+      if (view.key === 'input') continue; // the input is the "before" side
       const o = document.createElement('option');
-      o.value = String(i);
-      o.textContent = label;
+      o.value = view.key;
+      o.textContent = view.label;
       select.appendChild(o);
-    });
-    select.value = '1';
+    }
+    select.value = 'derained';
   }
+
+  const viewOf = (views, key) => views.find((v) => v.key === key);
 
   function showItem(item, size, elapsed) {
     if (state.shownOrphan && state.shownOrphan !== item.url) URL.revokeObjectURL(state.shownOrphan);
@@ -385,9 +382,9 @@
   // decoder; a format it lacks, such as TIFF, shows the result on both sides).
   async function viewItem(item) {
     if (item.id === state.viewsId) {
-      fillViews(state.views.map((v) => v.label));
-      draw($('before'), state.views[0], item.width, item.height);
-      draw($('after'), state.views[1], item.width, item.height);
+      fillViews(state.views);
+      draw($('before'), viewOf(state.views, 'input'), item.width, item.height);
+      draw($('after'), viewOf(state.views, 'derained'), item.width, item.height);
       showItem(item, [item.width, item.height], item.elapsed);
       return;
     }
@@ -399,7 +396,7 @@
         canvas.height = item.height;
         canvas.getContext('2d').drawImage(bitmap, 0, 0, item.width, item.height);
       }
-      fillViews(['Input', 'Derained']);
+      fillViews([{ key: 'derained', label: 'Derained' }]);
       showItem(item, [item.width, item.height], item.elapsed);
     } catch (e) {
       showMessage(`Cannot show "${item.name}": ${e.message}`);
@@ -410,9 +407,9 @@
     const item = state.queue.find((i) => i.id === msg.id);
     state.views = msg.views;
     state.viewsId = msg.id;
-    fillViews(msg.views.map((v) => v.label));
-    draw($('before'), msg.views[0], msg.width, msg.height);
-    draw($('after'), msg.views[1], msg.width, msg.height);
+    fillViews(msg.views);
+    draw($('before'), viewOf(msg.views, 'input'), msg.width, msg.height);
+    draw($('after'), viewOf(msg.views, 'derained'), msg.width, msg.height);
     item.png = new Blob([msg.png], { type: 'image/png' });
     item.url = URL.createObjectURL(item.png);
     item.width = msg.width;
@@ -423,10 +420,11 @@
     setItem(item, 'done', `${fmtSeconds(msg.seconds)}`);
     state.currentId = 0;
     showItem(item, [msg.width, msg.height], item.elapsed
-      + (!msg.stagesKept && $('keep-stages').checked ? ' · stage views are kept for photos up to 4 MP' : ''));
-    if (msg.backend === 'cpu' && state.engine) {
+      + (!msg.stagesKept && $('keep-stages').checked
+        ? ` · stage views are kept for photos up to ${state.engine.stageViewPixels / 1e6} MP` : ''));
+    if (msg.estimate && state.engine) {
       // A real photo's speed replaces the warm-up's rough estimate.
-      state.cpuSecondsPerMp = (msg.seconds / mp) * (state.weights ? state.weights.stages / Number($('stages').value) : 1);
+      state.cpuSecondsPerMp = msg.estimate;
       setStatus(engineText(state.engine, state.weights));
     }
     window.brnPage.lastPng = msg.png;
@@ -624,7 +622,7 @@
   });
   $('view').addEventListener('change', () => {
     if (state.shownId !== state.viewsId) return; // an earlier photo has only its result
-    const view = state.views[Number($('view').value)];
+    const view = viewOf(state.views, $('view').value);
     if (view) draw($('after'), view, state.size[0], state.size[1]);
   });
   $('slider').addEventListener('input', (e) => setSlider(Number(e.target.value)));

@@ -16,7 +16,7 @@ const WASM = new URL('./web_bg.wasm', self.location);
 const CACHE = 'brn-weights-v1';
 const USER_WEIGHTS_KEY = 'user-weights/current';
 let cancelled = false;
-let engine = null; // brn.Engine: backend, adapter, tile, warmUpPixels; loadWeights, warmUp, derain
+let engine = null; // brn.Engine: backend, adapter, tile, warmUpPixels, stageViewPixels, workerMemoryMiB; loadWeights, warmUp, derain, runTile
 let reason = ''; // why the CPU is used, if it is
 let weights = null; // {label, architecture, stages, source}
 let wasm = null; // the module's exports (its memory's size is reported)
@@ -184,10 +184,29 @@ function engineInfo() {
   return {
     backend: engine.backend, adapter: engine.adapter, tile: engine.tile, reason,
     workers: Math.max(1, helpers.length), memory: wasm.memory.buffer.byteLength,
+    stageViewPixels: engine.stageViewPixels,
   };
 }
 
-async function init({ mode, limitOverride, workers }) {
+// The one CPU speed estimate: the seconds a megapixel takes on all the workers at the weights'
+// T, from a run of `pixels` at `stages` T that took `seconds` on `workersUsed` workers (the
+// warm-up runs on one, a photo's tiles on all). Null on WebGPU.
+function secondsPerMp(seconds, pixels, stages, workersUsed) {
+  if (engine.backend !== 'cpu' || !weights) return null;
+  const workers = Math.max(1, helpers.length);
+  return (seconds / (pixels / 1e6)) * (weights.stages / stages) * (workersUsed / workers);
+}
+
+// CPU workers to start: as many as asked, or (unless the page's ?workers= asked) no more than
+// a quarter of the device's memory holds at the engine's measured memory per worker (the
+// browser tells it, rounded, as navigator.deviceMemory in GiB).
+function workersToStart(workers, asked) {
+  const memory = self.navigator.deviceMemory;
+  if (asked || !memory) return workers;
+  return Math.max(1, Math.min(workers, Math.floor((memory * 1024) / 4 / engine.workerMemoryMiB)));
+}
+
+async function init({ mode, limitOverride, workers: wanted, workersAsked }) {
   wasm = await brn({ module_or_path: WASM });
   let adapter = null;
   if (mode === 'cpu') {
@@ -210,6 +229,7 @@ async function init({ mode, limitOverride, workers }) {
     }
   } else {
     engine = brn.Engine.cpu();
+    const workers = workersToStart(wanted, workersAsked);
     if (workers > 1) {
       status(`Starting ${workers} CPU workers…`);
       const ports = new Promise((resolve) => { givePorts = resolve; });
@@ -234,7 +254,8 @@ async function init({ mode, limitOverride, workers }) {
     status(engine.backend === 'webgpu' ? 'Compiling GPU kernels (one-time warm-up)…' : 'Warming up…');
     warm = await warmUp();
   }
-  post({ type: 'ready', engine: engineInfo(), weights, warmUp: warm });
+  const estimate = warm && secondsPerMp(warm.seconds, warm.pixels, warm.stages, 1);
+  post({ type: 'ready', engine: engineInfo(), weights, estimate });
 }
 
 async function run({ id, file, stages, keepStages }) {
@@ -251,10 +272,11 @@ async function run({ id, file, stages, keepStages }) {
   const out = await engine.derain(new Uint8Array(file), stages, keepStages, progress,
     helpers.length ? share : null, helpers.length);
   const seconds = (performance.now() - t0) / 1000;
-  const views = out.views.map((v) => ({ label: v.label, rgba: v.rgba }));
+  const views = out.views.map((v) => ({ key: v.key, label: v.label, rgba: v.rgba }));
   post({
     type: 'result', id, seconds, width: out.width, height: out.height, png: out.png,
     stagesKept: out.stagesKept, views, backend: engine.backend, workers: Math.max(1, helpers.length),
+    estimate: secondsPerMp(seconds, out.width * out.height, stages, Math.max(1, helpers.length)),
     memory: { engine: wasm.memory.buffer.byteLength, helper: helperMemory },
     tilesByHelper: helpers.map((h) => h.tiles),
   }, [out.png.buffer, ...views.map((v) => v.rgba.buffer)]);
@@ -323,6 +345,9 @@ self.onmessage = async (event) => {
         break;
     }
   } catch (e) {
-    post({ type: 'error', id: msg.id, during: msg.type, message: errorText(e), fatal: fatal(e) || helperCrashed, helper: helperCrashed });
+    post({
+      type: 'error', id: msg.id, during: msg.type, message: errorText(e), kind: (e && e.kind) || null,
+      fatal: fatal(e) || helperCrashed, helper: helperCrashed,
+    });
   }
 };

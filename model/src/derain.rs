@@ -50,6 +50,71 @@ pub struct Derained {
     pub rain_stages: Vec<Vec<f32>>,
 }
 
+impl Derained {
+    /// Every map with its name, in one fixed order: the derained image, the rain layer, each
+    /// stage's background, then each stage's rain. The CLI's file names and the page's views
+    /// come from these names, never from positions.
+    pub fn outputs(&self) -> impl Iterator<Item = (Output, &[f32])> {
+        std::iter::once((Output::Background, self.background.as_slice()))
+            .chain(self.rain.as_deref().map(|rain| (Output::Rain, rain)))
+            .chain(stages(&self.background_stages, Output::StageBackground))
+            .chain(stages(&self.rain_stages, Output::StageRain))
+    }
+}
+
+/// Each stage's map named by `name(t)`, `t` from 1.
+fn stages(maps: &[Vec<f32>], name: fn(usize) -> Output) -> impl Iterator<Item = (Output, &[f32])> {
+    let named = maps.iter().enumerate();
+    named.map(move |(t, map)| (name(t + 1), map.as_slice()))
+}
+
+/// Which map of a [`Derained`] an output is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// The derained image: the last stage's background estimate.
+    Background,
+    /// The extracted rain layer.
+    Rain,
+    /// Stage `t`'s background estimate (from 1).
+    StageBackground(usize),
+    /// Stage `t`'s rain estimate (from 1).
+    StageRain(usize),
+}
+
+impl Output {
+    /// A stable name for programs (`derained`, `rain`, `stage3-background`, `stage3-rain`): the
+    /// page's view keys.
+    pub fn key(self) -> String {
+        match self {
+            Self::Background => "derained".into(),
+            Self::Rain => "rain".into(),
+            Self::StageBackground(t) => format!("stage{t}-background"),
+            Self::StageRain(t) => format!("stage{t}-rain"),
+        }
+    }
+
+    /// What a person reads (`Derained`, `Rain layer`, `Stage 3 background`, `Stage 3 rain`).
+    pub fn label(self) -> String {
+        match self {
+            Self::Background => "Derained".into(),
+            Self::Rain => "Rain layer".into(),
+            Self::StageBackground(t) => format!("Stage {t} background"),
+            Self::StageRain(t) => format!("Stage {t} rain"),
+        }
+    }
+
+    /// What the CLI appends to the input's file name stem: nothing for the derained image,
+    /// `_rain`, `_stage3_x`, `_stage3_r` (the paper's `x` and `r`).
+    pub fn file_suffix(self) -> String {
+        match self {
+            Self::Background => String::new(),
+            Self::Rain => "_rain".into(),
+            Self::StageBackground(t) => format!("_stage{t}_x"),
+            Self::StageRain(t) => format!("_stage{t}_r"),
+        }
+    }
+}
+
 /// Planar `[3, H, W]` pixels as a `[1, 3, H, W]` tensor.
 pub fn to_tensor<B: Backend>(
     planar: Vec<f32>,

@@ -70,3 +70,24 @@ pub enum ModelError {
     #[error("cancelled")]
     Cancelled,
 }
+
+impl ModelError {
+    /// A stable name for the kind of error, for programs that act on it (the page tells a
+    /// cancelled derain from a failed one by it, never by the message's words): `config`,
+    /// `weights`, `decode`, `too-large`, `encode`, `write`, `device` or `cancelled`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidConfig(_) => "config",
+            Self::WeightsUnreadable { .. }
+            | Self::WeightsMismatch { .. }
+            | Self::WeightsUnknown { .. }
+            | Self::WeightsNotFinite { .. } => "weights",
+            Self::Decode(_) => "decode",
+            Self::ImageTooLarge { .. } => "too-large",
+            Self::Encode(_) => "encode",
+            Self::Write(_) => "write",
+            Self::Device(_) => "device",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}

@@ -23,5 +23,5 @@ pub mod derain;
 pub mod image;
 pub mod tiling;
 
-pub use derain::{derain, derain_async, derain_shared, tile_maps, DerainOptions, Derained};
+pub use derain::{derain, derain_async, derain_shared, tile_maps, DerainOptions, Derained, Output};
 pub use image::{decode, encode_png, Picture};

@@ -47,9 +47,9 @@ echo "== 3. again in a fresh process: the first step with the cache just written
 t0=$(date +%s)
 timeout "$(cap 90 220)" "$brn" bench --train --device cuda:0 --batch 12 --size 100 --stages 6 --warmup 3 --runs 20 --cache "$cache" --json
 echo "exit $? after $(( $(date +%s) - t0 )) s (process start to end)"
-echo "== 3b. burn's own weight gradient for comparison (BRN_WEIGHT_GRADIENT=burn; 0.497 s per step on 2026-11-28)"
+echo "== 3b. burn's own weight gradient for comparison (--weight-gradient burn; 0.497 s per step on 2026-11-28)"
 t0=$(date +%s)
-BRN_WEIGHT_GRADIENT=burn timeout "$(cap 90 200)" "$brn" bench --train --device cuda:0 --batch 12 --size 100 --stages 6 --warmup 2 --runs 10 --cache "$cache" --json
+timeout "$(cap 90 200)" "$brn" bench --train --weight-gradient burn --device cuda:0 --batch 12 --size 100 --stages 6 --warmup 2 --runs 10 --cache "$cache" --json
 echo "exit $? after $(( $(date +%s) - t0 )) s (process start to end)"
 fi
 if want 4; then

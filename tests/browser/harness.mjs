@@ -97,7 +97,7 @@ export async function queueSettled(page, count, timeout = 600_000) {
 /** Give the page a file through its picker and wait for the result (or an error). */
 export async function derain(page, file, timeout = 600_000) {
   const before = await page.evaluate(() => ({ results: window.brnPage.results, error: window.brnPage.lastError }));
-  await page.evaluate(() => { window.brnPage.lastError = null; });
+  await page.evaluate(() => { window.brnPage.lastError = null; window.brnPage.lastErrorKind = null; });
   const t0 = Date.now();
   await page.setInputFiles('#file', file);
   await page.waitForFunction(

@@ -19,6 +19,8 @@
 //     all" gives a zip (read by Python's zipfile) of the two results, each matching the native
 //     derain.
 //  7. Drop and paste (synthetic DragEvent / ClipboardEvent with files) derain like the picker.
+//  7b. The view switcher lists the engine's named views (derained, rain, each stage's) by key
+//     and label, and shows each on the "after" side.
 //  8. Offline: with the server stopped, a reload of the page (from a sub-path) still derains.
 //  9. Privacy: every request went to the page's own origin, none carried a body, and no
 //     request at all was made while an image was being derained.
@@ -201,11 +203,38 @@ json.dump([[i.filename, z.read(i).hex()] for i in z.infolist()], sys.stdout)`, z
     }
   });
 
+  await test('the views are named by the engine: the switcher lists them and shows each', async () => {
+    await page.check('#keep-stages');
+    await page.selectOption('#stages', '2');
+    const out = await derainCounted(cpu, page, smallPng);
+    assert.equal(out.error, null, out.error);
+    const options = await page.evaluate(() => [...document.querySelectorAll('#view option')].map((o) => [o.value, o.textContent]));
+    console.log(`     views: ${options.map(([key]) => key).join(', ')}`);
+    assert.deepEqual(options, [
+      ['derained', 'Derained'], ['rain', 'Rain layer'],
+      ['stage1-background', 'Stage 1 background'], ['stage2-background', 'Stage 2 background'],
+      ['stage1-rain', 'Stage 1 rain'], ['stage2-rain', 'Stage 2 rain'],
+    ]);
+    const after = () => page.evaluate(() => {
+      const c = document.getElementById('after');
+      return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);
+    });
+    const shown = {};
+    for (const key of ['derained', 'stage2-background', 'stage1-rain']) {
+      await page.selectOption('#view', key);
+      shown[key] = await after();
+    }
+    // T = 2: the last stage's background is the derained photo; a rain map is another picture.
+    assert.deepEqual(shown['stage2-background'], shown.derained);
+    assert.notDeepEqual(shown['stage1-rain'], shown.derained);
+    await page.uncheck('#keep-stages');
+  });
+
   await test('Cancel stops a many-tile derain; the next one works', async () => {
     await page.setInputFiles('#file', bigPng);
     await page.waitForFunction(() => /tile [1-9]/.test(document.getElementById('progress-text').textContent), null, { timeout: 300_000 });
     await page.click('#cancel');
-    await page.waitForFunction(() => window.brnPage.lastError === 'cancelled', null, { timeout: 300_000 });
+    await page.waitForFunction(() => window.brnPage.lastErrorKind === 'cancelled', null, { timeout: 300_000 });
     const text = await page.textContent('#progress-text');
     console.log(`     stopped at: ${text}`);
     assert.doesNotMatch(text, /tile (\d+) of \1\b/, 'every tile ran despite Cancel');
@@ -223,7 +252,7 @@ json.dump([[i.filename, z.read(i).hex()] for i in z.infolist()], sys.stdout)`, z
         await p.setInputFiles('#file', bigPng);
         await p.waitForFunction(() => /tile [1-9]/.test(document.getElementById('progress-text').textContent), null, { timeout: 300_000 });
         await p.click('#cancel');
-        await p.waitForFunction(() => window.brnPage.lastError === 'cancelled', null, { timeout: 300_000 });
+        await p.waitForFunction(() => window.brnPage.lastErrorKind === 'cancelled', null, { timeout: 300_000 });
       }
       const out = await derainCounted(cpu, p, bigPng);
       assert.equal(out.error, null, out.error);

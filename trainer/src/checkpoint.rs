@@ -18,6 +18,7 @@ use crate::config::TrainConfig;
 pub struct TrainState {
     /// Steps done.
     pub step: usize,
+    /// The run's config (a resumed run goes on with it).
     pub config: TrainConfig,
 }
 

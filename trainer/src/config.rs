@@ -19,6 +19,7 @@ pub struct TrainConfig {
     /// preset named by its `arch` field (default `brn`), e.g. `{"arch": "prenet", "stages": 4}`.
     #[serde(deserialize_with = "model_spec")]
     pub model: BrnConfig,
+    /// The loss (`ssim`, the paper's; `ssim_l1`, `mse`, `recursive`, `rain_supervised`).
     #[serde(default = "defaults::loss")]
     pub loss: LossKind,
     /// Epochs: with the paper's schedule the learning rate drops ×0.2 at 30 %, 50 % and 80 %
@@ -31,17 +32,20 @@ pub struct TrainConfig {
     /// Steps (batches) per epoch.
     #[serde(default = "defaults::steps_per_epoch")]
     pub steps_per_epoch: usize,
+    /// Patches per step.
     #[serde(default = "defaults::batch_size")]
     pub batch_size: usize,
     /// Square training patch side in pixels.
     #[serde(default = "defaults::patch")]
     pub patch: usize,
+    /// The peak learning rate (the schedule's start, or its top after the warm-up).
     #[serde(default = "defaults::lr")]
     pub lr: f64,
     /// Adam's settings: burn's `AdamConfig`, its defaults for the fields not given (e.g.
     /// `{"epsilon": 1e-8}` for PyTorch's epsilon, which the authors trained with).
     #[serde(default = "AdamConfig::new", deserialize_with = "optimizer_spec")]
     pub optimizer: AdamConfig,
+    /// Seeds the initial weights and the patches (a run repeats bit for bit).
     #[serde(default)]
     pub seed: u64,
     /// Folders of clean photos made rainy on the fly.
@@ -148,33 +152,34 @@ fn model_spec<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<BrnCo
     serde_json::from_value(merged).map_err(D::Error::custom)
 }
 
+/// The defaults of the fields the config leaves out: the paper's recipe.
 mod defaults {
     use super::LossKind;
-    pub fn loss() -> LossKind {
+    pub(super) fn loss() -> LossKind {
         LossKind::Ssim
     }
-    pub fn epochs() -> usize {
+    pub(super) fn epochs() -> usize {
         100
     }
-    pub fn steps_per_epoch() -> usize {
+    pub(super) fn steps_per_epoch() -> usize {
         100
     }
-    pub fn batch_size() -> usize {
+    pub(super) fn batch_size() -> usize {
         12
     }
-    pub fn patch() -> usize {
+    pub(super) fn patch() -> usize {
         100
     }
-    pub fn lr() -> f64 {
+    pub(super) fn lr() -> f64 {
         1e-3
     }
-    pub fn presets() -> Vec<String> {
+    pub(super) fn presets() -> Vec<String> {
         vec!["light".into(), "heavy".into()]
     }
-    pub fn validation_crop() -> usize {
+    pub(super) fn validation_crop() -> usize {
         256
     }
-    pub fn checkpoint_every() -> usize {
+    pub(super) fn checkpoint_every() -> usize {
         100
     }
 }

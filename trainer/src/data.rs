@@ -17,8 +17,11 @@ use crate::synth::{add_rain, RainConfig};
 /// One rainy image and its clean ground truth.
 #[derive(Clone, Debug)]
 pub struct Pair {
+    /// The pair's name (the rainy file's stem).
     pub name: String,
+    /// The rainy image file.
     pub rainy: PathBuf,
+    /// Its clean ground truth.
     pub clean: PathBuf,
 }
 
@@ -269,6 +272,7 @@ pub struct Validation {
 }
 
 impl Validation {
+    /// Centre crops of the config's validation folders, each with the next preset's rain.
     pub fn load(config: &TrainConfig) -> Result<Self> {
         let mut pairs = Vec::new();
         let mut index = 0u64;
@@ -315,6 +319,7 @@ impl Validation {
         Ok(Self { pairs })
     }
 
+    /// Whether the config named no validation images.
     pub fn is_empty(&self) -> bool {
         self.pairs.is_empty()
     }

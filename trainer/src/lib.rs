@@ -1,6 +1,8 @@
 //! The `brn` command's library: paper-exact metrics, dataset layouts, training, and the
 //! commands themselves (`cmd`), which `main.rs` only dispatches to.
 
+#![warn(missing_docs)]
+
 pub mod allocator;
 pub mod bench;
 pub mod checkpoint;

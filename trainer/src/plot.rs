@@ -15,9 +15,13 @@ const SCALE: u32 = 2;
 /// One row of `log.csv`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EpochRow {
+    /// The epoch (from 1).
     pub epoch: usize,
+    /// Its mean training loss.
     pub train_loss: f64,
+    /// Validation PSNR (dB) and SSIM after it, where the run validates.
     pub val_psnr: Option<f64>,
+    /// See `val_psnr`.
     pub val_ssim: Option<f64>,
     /// Seconds of training since the run began.
     pub seconds: Option<f64>,

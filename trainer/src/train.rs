@@ -119,6 +119,229 @@ impl<B: Backend> PendingLoss<B> {
     }
 }
 
+/// Why a run stops before the last step it planned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// The next step, a validation and a checkpoint would not fit in the time limit.
+    TimeLimit,
+    /// Ctrl-C ([`STOP`]).
+    Interrupted,
+}
+
+/// What the current epoch has gathered.
+struct Epoch {
+    /// Sum of the losses read back, and how many steps they cover.
+    loss: f64,
+    steps: usize,
+    /// Time spent training, without validation and checkpoints (for images/s).
+    training: Duration,
+    /// Since when the clock of `training` runs.
+    since: Instant,
+}
+
+impl Epoch {
+    fn new() -> Self {
+        Self {
+            loss: 0.0,
+            steps: 0,
+            training: Duration::ZERO,
+            since: Instant::now(),
+        }
+    }
+
+    fn mean_loss(&self) -> f64 {
+        self.loss / self.steps.max(1) as f64
+    }
+}
+
+/// A training run in progress: everything the loop keeps between steps, with one method for
+/// each thing the loop does ([`Run::step`], [`Run::checkpoint`], [`Run::end_epoch`], ...).
+struct Run<'a, B: TrainBackend, O> {
+    config: &'a TrainConfig,
+    out: &'a Path,
+    devices: &'a [B::Device],
+    limits: Limits,
+    net: Brn<B>,
+    optim: O,
+    batches: Loader,
+    validation: Validation,
+    bar: ProgressBar,
+    /// This session's first step and the step it ends at (a limit, or the config's last).
+    start: usize,
+    end: usize,
+    /// Steps done in all, and the learning rate of the last one.
+    done: usize,
+    lr: f64,
+    /// When [`train`] was called (the time limit counts from it) and when stepping began.
+    called: Instant,
+    started: Instant,
+    /// Seconds of training logged by earlier sessions of a resumed run.
+    earlier: f64,
+    epoch: Epoch,
+    /// What the last checkpoint and the last validation cost.
+    save_cost: Duration,
+    validation_cost: Duration,
+    last_good: Option<PathBuf>,
+    pending: PendingLoss<B::InnerBackend>,
+    last_read: Instant,
+}
+
+impl<'a, B: TrainBackend, O: Optimizer<Brn<B>, B>> Run<'a, B, O> {
+    /// The planned steps of the run (the config's last).
+    fn total(&self) -> usize {
+        self.config.epochs * self.config.steps_per_epoch
+    }
+
+    /// One optimizer step on the next batch.
+    fn step(mut self) -> Result<Self> {
+        let step = self.done;
+        self.lr = self.config.lr_at(step);
+        let batch = self.batches.next()?;
+        let (value, grads) = gradients(&self.net, self.config, batch, self.devices);
+        self.pending.add(value);
+        self.net = self.optim.step(self.lr, self.net, grads);
+        self.done = step + 1;
+        self.bar.set_position(self.done as u64);
+        Ok(self)
+    }
+
+    /// Whether the last step ended an epoch.
+    fn epoch_ended(&self) -> bool {
+        self.done.is_multiple_of(self.config.steps_per_epoch)
+    }
+
+    /// Why the run should stop after the last step, if it should: Ctrl-C, or a time limit that
+    /// the next step, a validation and a checkpoint (at what they have cost so far) would pass.
+    fn should_stop(&self) -> Option<Stop> {
+        let out_of_time = self.limits.time.is_some_and(|limit| {
+            let per_step = self
+                .started
+                .elapsed()
+                .saturating_sub(self.save_cost + self.validation_cost)
+                / (self.done - self.start) as u32;
+            let reserve = 2 * per_step
+                + self.validation_cost
+                + self.save_cost.max(Duration::from_millis(500));
+            self.done < self.end && self.called.elapsed() + reserve >= limit
+        });
+        if out_of_time {
+            Some(Stop::TimeLimit)
+        } else if STOP.load(Ordering::SeqCst) {
+            Some(Stop::Interrupted)
+        } else {
+            None
+        }
+    }
+
+    /// Whether a checkpoint is due after the last step: at each epoch's end, every
+    /// `checkpoint_every` steps, at the session's last step and on a stop.
+    fn checkpoint_due(&self, stop: Option<Stop>) -> bool {
+        self.epoch_ended()
+            || self.done.is_multiple_of(self.config.checkpoint_every)
+            || self.done == self.end
+            || stop.is_some()
+    }
+
+    /// Read the pending losses back from the device (which waits for it) when `now`, or when
+    /// the last read is [`LOSS_READ_INTERVAL`] old; the progress bar shows the epoch's mean.
+    fn read_loss(&mut self, now: bool) -> Result<()> {
+        if !now && self.last_read.elapsed() < LOSS_READ_INTERVAL {
+            return Ok(());
+        }
+        let (sum, steps) = self.pending.read(self.done, &self.last_good)?;
+        self.last_read = Instant::now();
+        self.epoch.loss += sum;
+        self.epoch.steps += steps;
+        let epoch = (self.done - 1) / self.config.steps_per_epoch + 1;
+        let (loss, lr) = (self.epoch.mean_loss(), self.lr);
+        self.bar
+            .set_message(format!("{epoch} loss {loss:.4} lr {lr:.1e}"));
+        Ok(())
+    }
+
+    /// Save a checkpoint of the network, the optimizer and the step (its time is not counted
+    /// as training).
+    fn checkpoint(&mut self) -> Result<()> {
+        self.epoch.training += self.epoch.since.elapsed();
+        let saving = Instant::now();
+        let state = TrainState {
+            step: self.done,
+            config: self.config.clone(),
+        };
+        self.last_good = Some(save_checkpoint(self.out, &self.net, &self.optim, &state)?);
+        self.save_cost = saving.elapsed();
+        self.epoch.since = Instant::now();
+        Ok(())
+    }
+
+    /// The end of an epoch: validation with the paper's metric, a line on the terminal and in
+    /// `log.csv`, the plot redrawn, and a new epoch begun.
+    fn end_epoch(&mut self) -> Result<()> {
+        let validating = Instant::now();
+        let (psnr, ssim) = if self.validation.is_empty() {
+            (f64::NAN, f64::NAN)
+        } else {
+            self.validation.score(&self.net.valid(), &self.devices[0])
+        };
+        self.validation_cost = validating.elapsed();
+        let epoch = self.done / self.config.steps_per_epoch;
+        let (done, loss, lr) = (self.done, self.epoch.mean_loss(), self.lr);
+        let images_per_second = (self.epoch.steps * self.config.batch_size) as f64
+            / self.epoch.training.as_secs_f64().max(1e-9);
+        self.bar.suspend(|| {
+            eprintln!(
+                "epoch {epoch} step {done}: loss {loss:.5}, validation PSNR {psnr:.3} dB SSIM {ssim:.4}; {images_per_second:.1} images/s (loader {:.0} patches/s, waited {:.1} s); validation {:.1} s, checkpoint {:.1} s",
+                self.batches.patches_per_second(),
+                self.batches.waited().as_secs_f64(),
+                self.validation_cost.as_secs_f64(),
+                self.save_cost.as_secs_f64(),
+            )
+        });
+        let seconds = self.earlier + self.started.elapsed().as_secs_f64();
+        log_line(
+            &self.out.join("log.csv"),
+            &format!(
+                "{epoch},{done},{lr},{loss},{psnr},{ssim},{seconds:.1},{images_per_second:.2}"
+            ),
+        )?;
+        // The plot is a convenience: a failure to draw it is reported, not fatal.
+        let plotted = crate::plot::read_log(&self.out.join("log.csv")).and_then(|rows| {
+            crate::plot::write_plot(&rows, self.config.epochs, &self.out.join("progress.png"))
+        });
+        if let Err(e) = plotted {
+            self.bar
+                .suspend(|| eprintln!("warning: progress.png not updated: {e:#}"));
+        }
+        self.epoch = Epoch::new();
+        Ok(())
+    }
+
+    /// Close the progress bar for a stop, saying how to go on; returns the steps done.
+    fn stop(self, why: Stop) -> usize {
+        let (done, out) = (self.done, self.out.display());
+        match why {
+            Stop::TimeLimit => {
+                self.bar.abandon_with_message(format!(
+                    "time limit: stopped at step {done}; continue with --resume {out}"
+                ));
+                eprintln!(
+                    "time limit reached after {:.0} s: checkpoint {} (step {done} of {}); continue with --resume {out}",
+                    self.called.elapsed().as_secs_f64(),
+                    self.last_good
+                        .as_ref()
+                        .expect("a checkpoint was just saved")
+                        .display(),
+                    self.total(),
+                );
+            }
+            Stop::Interrupted => self
+                .bar
+                .abandon_with_message("interrupted; checkpoint saved"),
+        }
+        done
+    }
+}
+
 /// Train from scratch (or resume from `out`'s latest checkpoint when `resume`), until the
 /// config's last step or one of `limits` (a step count, as `Some(n)`, or a time). Returns the
 /// steps done in all.
@@ -133,7 +356,36 @@ pub fn train<B: TrainBackend>(
     devices: &[B::Device],
 ) -> Result<usize> {
     let called = Instant::now();
-    let limits = limits.into();
+    let mut run = open::<B>(&config, out, resume, limits.into(), devices, called)?;
+    while run.done < run.end {
+        run = run.step()?;
+        let stop = run.should_stop();
+        let checkpoint = run.checkpoint_due(stop);
+        run.read_loss(checkpoint)?;
+        if checkpoint {
+            run.checkpoint()?;
+        }
+        if run.epoch_ended() {
+            run.end_epoch()?;
+        }
+        if let Some(why) = stop {
+            return Ok(run.stop(why));
+        }
+    }
+    run.bar.finish();
+    Ok(run.done)
+}
+
+/// A run ready for its first step: the config checked, the network (new, from `init`, or from
+/// the latest checkpoint), the optimizer, `config.json` written, the data loading.
+fn open<'a, B: TrainBackend>(
+    config: &'a TrainConfig,
+    out: &'a Path,
+    resume: bool,
+    limits: Limits,
+    devices: &'a [B::Device],
+    called: Instant,
+) -> Result<Run<'a, B, impl Optimizer<Brn<B>, B>>> {
     config.validate()?;
     let Some(device) = devices.first() else {
         bail!("no device to train on");
@@ -146,8 +398,77 @@ pub fn train<B: TrainBackend>(
         );
     }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let mut net: Brn<B> = match (&config.init, resume) {
-        // Unread (lazy) parameters: the checkpoint's record fills them below.
+    let mut net = first_net::<B>(config, resume, device)?;
+    let mut optim = config.optimizer.init::<B, Brn<B>>();
+    let mut start = 0;
+    if resume {
+        let state;
+        (net, optim, state) = restore(out, config, net, optim, device)?;
+        start = state.step;
+    }
+    std::fs::write(
+        out.join("config.json"),
+        serde_json::to_string_pretty(config)?,
+    )
+    .with_context(|| format!("cannot write into {}", out.display()))?;
+
+    let sources = std::sync::Arc::new(Sources::load(config)?);
+    let validation = Validation::load(config)?;
+    let total = config.epochs * config.steps_per_epoch;
+    let end = limits
+        .max_steps
+        .map(|m| (start + m).min(total))
+        .unwrap_or(total);
+    let batches = Loader::spawn(sources, config, start, end);
+    let bar = ProgressBar::new(total as u64).with_style(
+        ProgressStyle::with_template("epoch {msg} [{bar:25}] {pos}/{len} {per_sec} (eta {eta})")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_position(start as u64);
+    Ok(Run {
+        config,
+        out,
+        devices,
+        limits,
+        net,
+        optim,
+        batches,
+        validation,
+        bar,
+        start,
+        end,
+        done: start,
+        lr: config.lr_at(start),
+        called,
+        started: Instant::now(),
+        earlier: if resume { logged_seconds(out) } else { 0.0 },
+        epoch: Epoch::new(),
+        save_cost: Duration::ZERO,
+        validation_cost: Duration::ZERO,
+        last_good: latest_checkpoint(out)?,
+        pending: PendingLoss::new(start),
+        last_read: Instant::now(),
+    })
+}
+
+/// The seconds of training the run's `log.csv` counts so far (0 without one): the log's seconds
+/// count the whole run, so a resumed run goes on from there.
+fn logged_seconds(out: &Path) -> f64 {
+    crate::plot::read_log(&out.join("log.csv"))
+        .ok()
+        .and_then(|rows| rows.last().and_then(|row| row.seconds))
+        .unwrap_or(0.0)
+}
+
+/// The network a run starts with: unread (lazy) parameters for a resumed run (the
+/// checkpoint's record fills them), the `init` weights, or new ones from the seed.
+fn first_net<B: TrainBackend>(
+    config: &TrainConfig,
+    resume: bool,
+    device: &B::Device,
+) -> Result<Brn<B>> {
+    Ok(match (&config.init, resume) {
         (_, true) => config.model.init(device)?,
         (Some(init), false) => {
             eprintln!("starting from the weights in {}", init.display());
@@ -162,162 +483,7 @@ pub fn train<B: TrainBackend>(
             B::seed(device, config.seed);
             materialise(config.model.init(device)?)
         }
-    };
-    let mut optim = config.optimizer.init::<B, Brn<B>>();
-    let mut start = 0;
-    if resume {
-        let state;
-        (net, optim, state) = restore(out, &config, net, optim, device)?;
-        start = state.step;
-    }
-    std::fs::write(
-        out.join("config.json"),
-        serde_json::to_string_pretty(&config)?,
-    )
-    .with_context(|| format!("cannot write into {}", out.display()))?;
-
-    let sources = std::sync::Arc::new(Sources::load(&config)?);
-    let validation = Validation::load(&config)?;
-    let total = config.epochs * config.steps_per_epoch;
-    let end = limits
-        .max_steps
-        .map(|m| (start + m).min(total))
-        .unwrap_or(total);
-    let batches = Loader::spawn(sources, &config, start, end);
-    let bar = ProgressBar::new(total as u64).with_style(
-        ProgressStyle::with_template("epoch {msg} [{bar:25}] {pos}/{len} {per_sec} (eta {eta})")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_position(start as u64);
-    // The log's seconds count the whole run: a resumed run goes on from the last logged time.
-    let earlier = if resume {
-        crate::plot::read_log(&out.join("log.csv"))
-            .ok()
-            .and_then(|rows| rows.last().and_then(|row| row.seconds))
-            .unwrap_or(0.0)
-    } else {
-        0.0
-    };
-    let started = Instant::now();
-    let mut epoch_loss = 0.0;
-    let mut epoch_steps = 0;
-    // Time spent training this epoch, without validation and checkpoints (for images/s).
-    let mut epoch_train = Duration::ZERO;
-    let mut epoch_started = Instant::now();
-    let (mut save_cost, mut validation_cost) = (Duration::ZERO, Duration::ZERO);
-    let mut last_good: Option<PathBuf> = latest_checkpoint(out)?;
-    let mut pending = PendingLoss::<B::InnerBackend>::new(start);
-    let mut last_read = Instant::now();
-    let mut done = start;
-    for step in start..end {
-        let epoch = step / config.steps_per_epoch;
-        let lr = config.lr_at(step);
-        let batch = batches.next()?;
-        let (value, grads) = gradients(&net, &config, batch, devices);
-        pending.add(value);
-        net = optim.step(lr, net, grads);
-        done = step + 1;
-        bar.set_position(done as u64);
-        let epoch_end = done % config.steps_per_epoch == 0;
-        // With a time limit, stop now unless the next step, a validation and a checkpoint
-        // still fit (from what they have cost so far).
-        let out_of_time = limits.time.is_some_and(|limit| {
-            let per_step = started
-                .elapsed()
-                .saturating_sub(save_cost + validation_cost)
-                / (done - start) as u32;
-            let reserve =
-                2 * per_step + validation_cost + save_cost.max(Duration::from_millis(500));
-            done < end && called.elapsed() + reserve >= limit
-        });
-        let stopping = STOP.load(Ordering::SeqCst) || out_of_time;
-        let checkpoint_due =
-            epoch_end || done % config.checkpoint_every == 0 || done == end || stopping;
-        if checkpoint_due || last_read.elapsed() >= LOSS_READ_INTERVAL {
-            let (sum, steps) = pending.read(done, &last_good)?;
-            last_read = Instant::now();
-            epoch_loss += sum;
-            epoch_steps += steps;
-            bar.set_message(format!(
-                "{} loss {:.4} lr {lr:.1e}",
-                epoch + 1,
-                epoch_loss / epoch_steps.max(1) as f64
-            ));
-        }
-        if checkpoint_due {
-            epoch_train += epoch_started.elapsed();
-            let saving = Instant::now();
-            let state = TrainState {
-                step: done,
-                config: config.clone(),
-            };
-            last_good = Some(save_checkpoint(out, &net, &optim, &state)?);
-            save_cost = saving.elapsed();
-            epoch_started = Instant::now();
-        }
-        if epoch_end {
-            let validating = Instant::now();
-            let (psnr, ssim) = if validation.is_empty() {
-                (f64::NAN, f64::NAN)
-            } else {
-                validation.score(&net.valid(), device)
-            };
-            validation_cost = validating.elapsed();
-            let images_per_second =
-                (epoch_steps * config.batch_size) as f64 / epoch_train.as_secs_f64().max(1e-9);
-            bar.suspend(|| {
-                eprintln!(
-                    "epoch {} step {done}: loss {:.5}, validation PSNR {psnr:.3} dB SSIM {ssim:.4}; {images_per_second:.1} images/s (loader {:.0} patches/s, waited {:.1} s); validation {:.1} s, checkpoint {:.1} s",
-                    epoch + 1,
-                    epoch_loss / epoch_steps as f64,
-                    batches.patches_per_second(),
-                    batches.waited().as_secs_f64(),
-                    validation_cost.as_secs_f64(),
-                    save_cost.as_secs_f64(),
-                )
-            });
-            log_line(
-                &out.join("log.csv"),
-                &format!(
-                    "{},{done},{lr},{},{psnr},{ssim},{:.1},{images_per_second:.2}",
-                    epoch + 1,
-                    epoch_loss / epoch_steps as f64,
-                    earlier + started.elapsed().as_secs_f64()
-                ),
-            )?;
-            // The plot is a convenience: a failure to draw it is reported, not fatal.
-            let plotted = crate::plot::read_log(&out.join("log.csv")).and_then(|rows| {
-                crate::plot::write_plot(&rows, config.epochs, &out.join("progress.png"))
-            });
-            if let Err(e) = plotted {
-                bar.suspend(|| eprintln!("warning: progress.png not updated: {e:#}"));
-            }
-            epoch_loss = 0.0;
-            epoch_steps = 0;
-            epoch_train = Duration::ZERO;
-            epoch_started = Instant::now();
-        }
-        if out_of_time {
-            bar.abandon_with_message(format!(
-                "time limit: stopped at step {done}; continue with --resume {}",
-                out.display()
-            ));
-            eprintln!(
-                "time limit reached after {:.0} s: checkpoint {} (step {done} of {total}); continue with --resume {}",
-                called.elapsed().as_secs_f64(),
-                last_good.as_ref().expect("a checkpoint was just saved").display(),
-                out.display()
-            );
-            return Ok(done);
-        }
-        if stopping {
-            bar.abandon_with_message("interrupted; checkpoint saved");
-            return Ok(done);
-        }
-    }
-    bar.finish();
-    Ok(done)
+    })
 }
 
 /// burn draws a parameter's initial values lazily, when it is first read, and a clone of an

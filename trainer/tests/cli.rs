@@ -274,6 +274,9 @@ fn bad_arguments_and_weights_get_clear_errors() {
         Some(2),
         "clap refuses unknown architectures"
     );
+    let out = brn(&["bench", "--train", "--weight-gradient", "fast"]);
+    assert_eq!(out.status.code(), Some(2), "clap refuses it");
+    assert!(stderr(&out).contains("banded or burn"), "{}", stderr(&out));
     assert!(
         !out_dir.join("a.png").exists(),
         "nothing was written by the failed runs"

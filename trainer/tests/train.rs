@@ -566,7 +566,7 @@ fn a_time_limit_stops_with_a_checkpoint_and_exit_code_zero() {
 }
 
 /// Two training steps on the GPU (wgpu; Mesa's lavapipe in `test.sh`), whose convolutions'
-/// weight gradients are split into bands of rows (`model::backend::weight_gradient`; 48-px
+/// weight gradients are split into bands of rows (`model::backend::banded`; 48-px
 /// patches make three bands, the last one padded), land on the CPU's two steps (burn's own
 /// weight gradient on flex) far closer than the second step moved the weights. Skipped without
 /// a Vulkan driver, unless BRN_REQUIRE_GPU is set.

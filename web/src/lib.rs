@@ -21,35 +21,35 @@ pub const MAX_STAGE_VIEW_PIXELS: u64 = 4_000_000;
 /// Tile side for the CPU backend in wasm: small enough for frequent progress and cancel points.
 pub const CPU_TILE: usize = 256;
 
+/// The wasm memory one CPU worker grows to deraining [`CPU_TILE`] tiles, in MiB (measured by
+/// the browser test of two workers: see README): the page starts no more workers than a
+/// quarter of the device's memory holds.
+pub const CPU_WORKER_MIB: u32 = 160;
+
 /// One image the page can show.
 pub struct View {
+    /// Which it is, for the page's code: `input`, or an [`model::Output`]'s key.
+    pub key: String,
     /// What it is, as the view switcher labels it.
     pub label: String,
     /// Its pixels, interleaved 8-bit RGBA.
     pub rgba: Vec<u8>,
 }
 
-/// The views of a derain, in the switcher's order: input, derained, rain layer, then each
-/// stage's background and rain estimates.
+/// The views of a derain, in the switcher's order: the input, then every output of
+/// [`Derained::outputs`] (derained, rain layer, each stage's background and rain estimates).
 pub fn views(picture: &Picture, out: &Derained) -> Vec<View> {
-    let view = |label: String, rgb: &[f32]| View {
-        label,
-        rgba: rgba8(rgb, picture),
+    let input = View {
+        key: "input".into(),
+        label: "Input".into(),
+        rgba: rgba8(&picture.rgb, picture),
     };
-    let mut views = vec![
-        view("Input".into(), &picture.rgb),
-        view("Derained".into(), &out.background),
-    ];
-    if let Some(rain) = &out.rain {
-        views.push(view("Rain layer".into(), rain));
-    }
-    for (t, x) in out.background_stages.iter().enumerate() {
-        views.push(view(format!("Stage {} background", t + 1), x));
-    }
-    for (t, r) in out.rain_stages.iter().enumerate() {
-        views.push(view(format!("Stage {} rain", t + 1), r));
-    }
-    views
+    let outputs = out.outputs().map(|(output, rgb)| View {
+        key: output.key(),
+        label: output.label(),
+        rgba: rgba8(rgb, picture),
+    });
+    std::iter::once(input).chain(outputs).collect()
 }
 
 #[cfg(test)]
@@ -72,7 +72,21 @@ mod tests {
             background_stages: vec![picture.rgb.clone(); 2],
             rain_stages: vec![vec![0.0; 6]; 2],
         };
-        let labels: Vec<_> = views(&picture, &out).into_iter().map(|v| v.label).collect();
+        let views = views(&picture, &out);
+        let keys: Vec<_> = views.iter().map(|v| v.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "input",
+                "derained",
+                "rain",
+                "stage1-background",
+                "stage2-background",
+                "stage1-rain",
+                "stage2-rain"
+            ]
+        );
+        let labels: Vec<_> = views.into_iter().map(|v| v.label).collect();
         assert_eq!(
             labels,
             [

@@ -17,7 +17,7 @@ use model::image::Picture;
 use model::tiling::Tile;
 use model::{Brn, DerainOptions, Derained, ModelError};
 
-use crate::{views, CPU_TILE, MAX_PIXELS, MAX_STAGE_VIEW_PIXELS};
+use crate::{views, CPU_TILE, CPU_WORKER_MIB, MAX_PIXELS, MAX_STAGE_VIEW_PIXELS};
 
 /// Loaded weights on the engine's backend.
 enum Network {
@@ -42,6 +42,14 @@ pub struct Engine {
 
 fn js_error(e: ModelError) -> JsError {
     JsError::new(&e.to_string())
+}
+
+/// A derain's failure as the promise rejects with it: a JS `Error` with the message a person
+/// reads and `kind` ([`ModelError::kind`], e.g. `cancelled`) for the page's code.
+fn rejection(e: ModelError) -> JsValue {
+    let error = js_sys::Error::new(&e.to_string());
+    set(&error, "kind", e.kind());
+    error.into()
 }
 
 fn set(object: &Object, key: &str, value: impl Into<JsValue>) {
@@ -113,6 +121,22 @@ impl Engine {
         self.tile
     }
 
+    /// The largest image, in pixels, whose stage-by-stage views a derain keeps.
+    #[wasm_bindgen(getter, js_name = stageViewPixels)]
+    pub fn stage_view_pixels(&self) -> f64 {
+        MAX_STAGE_VIEW_PIXELS as f64
+    }
+
+    /// The wasm memory, in MiB, one CPU worker grows to deraining its tiles (0 on WebGPU).
+    #[wasm_bindgen(getter, js_name = workerMemoryMiB)]
+    pub fn worker_memory_mib(&self) -> u32 {
+        if self.gpu.is_some() {
+            0
+        } else {
+            CPU_WORKER_MIB
+        }
+    }
+
     /// Pixels of the warm-up image ([`Engine::warm_up`]), to scale its time to a photo's.
     #[wasm_bindgen(getter, js_name = warmUpPixels)]
     pub fn warm_up_pixels(&self) -> usize {
@@ -152,8 +176,9 @@ impl Engine {
 
     /// Derain an image file's bytes at `stages` T. `progress(done, total)` is called after
     /// each tile and returns (a promise of) false to cancel. `keep_stages` also returns each
-    /// stage's estimates (images up to 4 MP). Resolves to
-    /// `{width, height, png, stagesKept, views: [{label, rgba}]}`.
+    /// stage's estimates (images up to [`Engine::stage_view_pixels`]). Resolves to
+    /// `{width, height, png, stagesKept, views: [{key, label, rgba}]}`; rejects with an
+    /// `Error` whose `kind` names what went wrong ([`ModelError::kind`]).
     ///
     /// With `share` (the CPU fallback on several Web Workers), the network runs elsewhere:
     /// `share(pixels, width, height, stages, allStages)` is called for up to `workers` tiles
@@ -175,7 +200,7 @@ impl Engine {
             derain(network?, tile, file, stages, keep_stages, progress, share)
                 .await
                 .map(JsValue::from)
-                .map_err(JsValue::from)
+                .map_err(rejection)
         })
     }
 
@@ -316,8 +341,8 @@ async fn derain(
     keep_stages: bool,
     progress: Function,
     share: Option<(Function, usize)>,
-) -> Result<Object, JsError> {
-    let picture = model::image::decode_within(&file, MAX_PIXELS).map_err(js_error)?;
+) -> Result<Object, ModelError> {
+    let picture = model::image::decode_within(&file, MAX_PIXELS)?;
     drop(file);
     let pixels = (picture.width * picture.height) as u64;
     let keep_stages = keep_stages && pixels <= MAX_STAGE_VIEW_PIXELS;
@@ -349,9 +374,8 @@ async fn derain(
             model::derain_shared(net, &picture, &options, *workers, run_tile, report).await
         }
         _ => run(&network, &picture, &options, report).await,
-    }
-    .map_err(js_error)?;
-    let png = model::encode_png(&out.background, &picture).map_err(js_error)?;
+    }?;
+    let png = model::encode_png(&out.background, &picture)?;
     let result = Object::new();
     set(&result, "width", picture.width as u32);
     set(&result, "height", picture.height as u32);
@@ -360,6 +384,7 @@ async fn derain(
     let list = Array::new();
     for view in views(&picture, &out) {
         let item = Object::new();
+        set(&item, "key", view.key);
         set(&item, "label", view.label);
         set(&item, "rgba", Uint8ClampedArray::from(view.rgba.as_slice()));
         list.push(&item);

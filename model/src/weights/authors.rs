@@ -29,6 +29,25 @@ pub struct AuthorsTensor {
     pub part: usize,
 }
 
+/// The recurrent cell's convolutions in the authors' files: their name, our parameter (in
+/// the branch) and its part, in the authors' order.
+fn cell_convolutions(cell: CellKind) -> &'static [(&'static str, &'static str, usize)] {
+    match cell {
+        CellKind::Lstm => &[
+            ("conv_i", "lstm.gates", 0),
+            ("conv_f", "lstm.gates", 1),
+            ("conv_g", "lstm.gates", 2),
+            ("conv_o", "lstm.gates", 3),
+        ],
+        CellKind::Gru => &[
+            ("conv_z", "gru.update_reset", 0),
+            ("conv_b", "gru.update_reset", 1),
+            ("conv_g", "gru.candidate", 0),
+        ],
+        CellKind::None => &[],
+    }
+}
+
 /// The authors' key layout for `config`: every tensor the forward pass uses, in order.
 pub fn authors_layout(config: &BrnConfig) -> Vec<AuthorsTensor> {
     let c = config.channels;
@@ -47,80 +66,41 @@ pub fn authors_layout(config: &BrnConfig) -> Vec<AuthorsTensor> {
             part,
         });
     };
+    // (the authors' key suffix, our branch, image channels in, cell channels in, ResBlocks)
     let mut branches = Vec::new();
     if config.rain_branch {
         let cell_in = c * if config.rain_sees_background() { 3 } else { 2 };
-        branches.push((
-            "_r",
-            "rain",
-            config.rain_in_channels(),
-            cell_in,
-            config.rain_resblocks,
-        ));
+        let image_in = config.rain_in_channels();
+        branches.push(("_r", "rain", image_in, cell_in, config.rain_resblocks));
     }
     let cell_in = c * if config.background_sees_rain() { 3 } else { 2 };
+    let image_in = config.background_in_channels();
     branches.push((
         "",
         "background",
-        config.background_in_channels(),
+        image_in,
         cell_in,
         config.background_resblocks,
     ));
 
     for (s, p, image_in, cell_in, resblocks) in branches {
         conv(format!("conv0{s}.0"), format!("{p}.input"), 0, image_in, c);
-        match config.cell {
-            CellKind::Lstm => {
-                for (part, gate) in ["i", "f", "g", "o"].iter().enumerate() {
-                    conv(
-                        format!("conv_{gate}{s}.0"),
-                        format!("{p}.lstm.gates"),
-                        part,
-                        cell_in,
-                        c,
-                    );
-                }
-            }
-            CellKind::Gru => {
-                conv(
-                    format!("conv_z{s}.0"),
-                    format!("{p}.gru.update_reset"),
-                    0,
-                    cell_in,
-                    c,
-                );
-                conv(
-                    format!("conv_b{s}.0"),
-                    format!("{p}.gru.update_reset"),
-                    1,
-                    cell_in,
-                    c,
-                );
-                conv(
-                    format!("conv_g{s}.0"),
-                    format!("{p}.gru.candidate"),
-                    0,
-                    cell_in,
-                    c,
-                );
-            }
-            CellKind::None => {}
+        for &(name, target, part) in cell_convolutions(config.cell) {
+            conv(
+                format!("{name}{s}.0"),
+                format!("{p}.{target}"),
+                part,
+                cell_in,
+                c,
+            );
         }
         for k in 0..resblocks {
-            conv(
-                format!("res_conv{}{s}.0", k + 1),
-                format!("{p}.resblocks.{k}.conv1"),
-                0,
-                c,
-                c,
+            let (key, target) = (
+                format!("res_conv{}{s}", k + 1),
+                format!("{p}.resblocks.{k}"),
             );
-            conv(
-                format!("res_conv{}{s}.2", k + 1),
-                format!("{p}.resblocks.{k}.conv2"),
-                0,
-                c,
-                c,
-            );
+            conv(format!("{key}.0"), format!("{target}.conv1"), 0, c, c);
+            conv(format!("{key}.2"), format!("{target}.conv2"), 0, c, c);
         }
         conv(format!("conv{s}.0"), format!("{p}.output"), 0, c, 3);
     }

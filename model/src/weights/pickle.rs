@@ -155,201 +155,269 @@ fn reduce(callable: Value, args: Value) -> Result<Value, String> {
     }
 }
 
+/// The pickle opcodes the reader runs (protocol 2, as `torch.save` writes legacy files, and
+/// protocol 4's `MEMOIZE`), by their names in Python's `pickletools`.
+mod op {
+    pub const PROTO: u8 = 0x80;
+    pub const STOP: u8 = b'.';
+    pub const MARK: u8 = b'(';
+    pub const NONE: u8 = b'N';
+    pub const NEWTRUE: u8 = 0x88;
+    pub const NEWFALSE: u8 = 0x89;
+    pub const BININT: u8 = b'J';
+    pub const BININT1: u8 = b'K';
+    pub const BININT2: u8 = b'M';
+    pub const LONG1: u8 = 0x8a;
+    pub const BINFLOAT: u8 = b'G';
+    pub const BINUNICODE: u8 = b'X';
+    pub const SHORT_BINUNICODE: u8 = 0x8c;
+    pub const SHORT_BINSTRING: u8 = b'U';
+    pub const BINSTRING: u8 = b'T';
+    pub const GLOBAL: u8 = b'c';
+    pub const EMPTY_TUPLE: u8 = b')';
+    pub const EMPTY_DICT: u8 = b'}';
+    pub const EMPTY_LIST: u8 = b']';
+    pub const TUPLE: u8 = b't';
+    pub const LIST: u8 = b'l';
+    pub const DICT: u8 = b'd';
+    pub const TUPLE1: u8 = 0x85;
+    pub const TUPLE3: u8 = 0x87;
+    pub const BINPUT: u8 = b'q';
+    pub const LONG_BINPUT: u8 = b'r';
+    pub const MEMOIZE: u8 = 0x94;
+    pub const BINGET: u8 = b'h';
+    pub const LONG_BINGET: u8 = b'j';
+    pub const REDUCE: u8 = b'R';
+    pub const BUILD: u8 = b'b';
+    pub const SETITEM: u8 = b's';
+    pub const SETITEMS: u8 = b'u';
+    pub const APPEND: u8 = b'a';
+    pub const APPENDS: u8 = b'e';
+    pub const BINPERSID: u8 = b'Q';
+}
+
 /// Run one pickle and return its value.
 fn unpickle(r: &mut Reader) -> Result<Value, String> {
-    let mut stack: Vec<Value> = Vec::new();
-    let mut memo: BTreeMap<u32, Value> = BTreeMap::new();
-    let pop = |stack: &mut Vec<Value>| {
-        stack
+    let mut machine = Machine::default();
+    loop {
+        match r.u8()? {
+            op::STOP => return machine.pop(),
+            code => match literal(code, r)? {
+                Some(value) => machine.stack.push(value),
+                None => machine.apply(code, r)?,
+            },
+        }
+    }
+}
+
+/// The value that an opcode pushing a constant, a number, a string, a global's name or an
+/// empty container pushes, read from the stream; `None` for every other opcode.
+fn literal(code: u8, r: &mut Reader) -> Result<Option<Value>, String> {
+    Ok(Some(match code {
+        op::MARK => Value::Mark,
+        op::NONE => Value::None,
+        op::NEWTRUE => Value::Bool(true),
+        op::NEWFALSE => Value::Bool(false),
+        op::BININT => Value::Int(r.u32()? as i32 as i64),
+        op::BININT1 => Value::Int(r.u8()? as i64),
+        op::BININT2 => Value::Int(r.u16()? as i64),
+        op::LONG1 => long1(r)?,
+        op::BINFLOAT => Value::Float(f64::from_be_bytes(r.take(8)?.try_into().expect("8 bytes"))),
+        op::BINUNICODE => {
+            let n = r.u32()? as usize;
+            Value::Str(r.string(n)?)
+        }
+        op::SHORT_BINUNICODE => {
+            let n = r.u8()? as usize;
+            Value::Str(r.string(n)?)
+        }
+        op::SHORT_BINSTRING => {
+            let n = r.u8()? as usize;
+            Value::Str(String::from_utf8_lossy(r.take(n)?).to_string())
+        }
+        op::BINSTRING => {
+            let n = r.u32()? as usize;
+            Value::Str(String::from_utf8_lossy(r.take(n)?).to_string())
+        }
+        op::GLOBAL => {
+            let module = r.line()?;
+            let name = r.line()?;
+            Value::Global(module, name)
+        }
+        op::EMPTY_TUPLE => Value::Tuple(Vec::new()),
+        op::EMPTY_DICT => Value::Dict(Vec::new()),
+        op::EMPTY_LIST => Value::List(Vec::new()),
+        _ => return Ok(None),
+    }))
+}
+
+/// `LONG1`'s integer: a length byte, then that many little-endian two's-complement bytes.
+fn long1(r: &mut Reader) -> Result<Value, String> {
+    let n = r.u8()? as usize;
+    let bytes = r.take(n)?;
+    if n > 8 {
+        // Only the magic number is this long; its value does not matter.
+        return Ok(Value::Int(i64::MAX));
+    }
+    let sign = if bytes.last().is_some_and(|b| b & 0x80 != 0) {
+        0xff
+    } else {
+        0
+    };
+    let mut buf = [sign; 8];
+    buf[..n].copy_from_slice(bytes);
+    Ok(Value::Int(i64::from_le_bytes(buf)))
+}
+
+/// The pickle machine's stack and memo.
+#[derive(Default)]
+struct Machine {
+    stack: Vec<Value>,
+    memo: BTreeMap<u32, Value>,
+}
+
+impl Machine {
+    fn pop(&mut self) -> Result<Value, String> {
+        self.stack
             .pop()
             .ok_or_else(|| "pickle stack underflow".to_string())
-    };
-    let pop_mark = |stack: &mut Vec<Value>| -> Result<Vec<Value>, String> {
-        let at = stack
+    }
+
+    /// The values above the topmost mark, the mark removed.
+    fn pop_mark(&mut self) -> Result<Vec<Value>, String> {
+        let at = self
+            .stack
             .iter()
             .rposition(|v| *v == Value::Mark)
             .ok_or("pickle MARK missing")?;
-        let items = stack.split_off(at + 1);
-        stack.pop();
+        let items = self.stack.split_off(at + 1);
+        self.stack.pop();
         Ok(items)
-    };
-    loop {
-        let op = r.u8()?;
-        match op {
-            0x80 => {
-                r.u8()?; // PROTO
+    }
+
+    /// Keep the top of the stack in the memo under `key` (`what`: the opcode, for errors).
+    fn memoize(&mut self, key: u32, what: &str) -> Result<(), String> {
+        let top = self.stack.last().cloned();
+        let top = top.ok_or_else(|| format!("{what} on an empty stack"))?;
+        self.memo.insert(key, top);
+        Ok(())
+    }
+
+    /// Push the memo's value under `key` (`what`: the opcode, for errors).
+    fn recall(&mut self, key: u32, what: &str) -> Result<(), String> {
+        let value = self.memo.get(&key).cloned();
+        let value = value.ok_or_else(|| format!("{what} of an unknown memo entry"))?;
+        self.stack.push(value);
+        Ok(())
+    }
+
+    /// Run an opcode that works on the stack or the memo (every one [`literal`] does not
+    /// take, but `STOP`).
+    fn apply(&mut self, code: u8, r: &mut Reader) -> Result<(), String> {
+        match code {
+            op::PROTO => {
+                r.u8()?;
             }
-            b'.' => return pop(&mut stack),
-            b'(' => stack.push(Value::Mark),
-            b'N' => stack.push(Value::None),
-            0x88 => stack.push(Value::Bool(true)),
-            0x89 => stack.push(Value::Bool(false)),
-            b'J' => stack.push(Value::Int(r.u32()? as i32 as i64)),
-            b'K' => stack.push(Value::Int(r.u8()? as i64)),
-            b'M' => stack.push(Value::Int(r.u16()? as i64)),
-            0x8a => {
-                let n = r.u8()? as usize;
-                let bytes = r.take(n)?;
-                if n > 8 {
-                    // Only the magic number is this long; its value does not matter.
-                    stack.push(Value::Int(i64::MAX));
-                } else {
-                    let mut buf = [if bytes.last().is_some_and(|b| b & 0x80 != 0) {
-                        0xff
-                    } else {
-                        0
-                    }; 8];
-                    buf[..n].copy_from_slice(bytes);
-                    stack.push(Value::Int(i64::from_le_bytes(buf)));
-                }
+            op::TUPLE => {
+                let items = self.pop_mark()?;
+                self.stack.push(Value::Tuple(items));
             }
-            b'G' => stack.push(Value::Float(f64::from_be_bytes(
-                r.take(8)?.try_into().expect("8 bytes"),
-            ))),
-            b'X' => {
-                let n = r.u32()? as usize;
-                stack.push(Value::Str(r.string(n)?));
+            op::LIST => {
+                let items = self.pop_mark()?;
+                self.stack.push(Value::List(items));
             }
-            0x8c => {
-                let n = r.u8()? as usize;
-                stack.push(Value::Str(r.string(n)?));
+            op::DICT => {
+                let items = self.pop_mark()?;
+                self.stack.push(Value::Dict(pairs(&items)));
             }
-            b'U' => {
-                let n = r.u8()? as usize;
-                stack.push(Value::Str(String::from_utf8_lossy(r.take(n)?).to_string()));
-            }
-            b'T' => {
-                let n = r.u32()? as usize;
-                stack.push(Value::Str(String::from_utf8_lossy(r.take(n)?).to_string()));
-            }
-            b'c' => {
-                let module = r.line()?;
-                let name = r.line()?;
-                stack.push(Value::Global(module, name));
-            }
-            b')' => stack.push(Value::Tuple(Vec::new())),
-            b'}' => stack.push(Value::Dict(Vec::new())),
-            b']' => stack.push(Value::List(Vec::new())),
-            b't' => {
-                let items = pop_mark(&mut stack)?;
-                stack.push(Value::Tuple(items));
-            }
-            b'l' => {
-                let items = pop_mark(&mut stack)?;
-                stack.push(Value::List(items));
-            }
-            b'd' => {
-                let items = pop_mark(&mut stack)?;
-                let pairs = items
-                    .chunks_exact(2)
-                    .map(|p| (p[0].clone(), p[1].clone()))
-                    .collect();
-                stack.push(Value::Dict(pairs));
-            }
-            0x85..=0x87 => {
-                let n = (op - 0x84) as usize;
-                if stack.len() < n {
+            op::TUPLE1..=op::TUPLE3 => {
+                let n = (code - op::TUPLE1 + 1) as usize;
+                if self.stack.len() < n {
                     return Err("pickle stack underflow".into());
                 }
-                let items = stack.split_off(stack.len() - n);
-                stack.push(Value::Tuple(items));
+                let items = self.stack.split_off(self.stack.len() - n);
+                self.stack.push(Value::Tuple(items));
             }
-            b'q' => {
-                let key = r.u8()? as u32;
-                memo.insert(
-                    key,
-                    stack.last().cloned().ok_or("BINPUT on an empty stack")?,
-                );
+            op::BINPUT => self.memoize(r.u8()? as u32, "BINPUT")?,
+            op::LONG_BINPUT => self.memoize(r.u32()?, "LONG_BINPUT")?,
+            op::MEMOIZE => self.memoize(self.memo.len() as u32, "MEMOIZE")?,
+            op::BINGET => self.recall(r.u8()? as u32, "BINGET")?,
+            op::LONG_BINGET => self.recall(r.u32()?, "LONG_BINGET")?,
+            op::REDUCE => {
+                let args = self.pop()?;
+                let callable = self.pop()?;
+                self.stack.push(reduce(callable, args)?);
             }
-            b'r' => {
-                let key = r.u32()?;
-                memo.insert(
-                    key,
-                    stack
-                        .last()
-                        .cloned()
-                        .ok_or("LONG_BINPUT on an empty stack")?,
-                );
+            op::BUILD => {
+                // Object state (e.g. a state dict's `_metadata`): not needed.
+                self.pop()?;
             }
-            0x94 => {
-                let key = memo.len() as u32;
-                memo.insert(
-                    key,
-                    stack.last().cloned().ok_or("MEMOIZE on an empty stack")?,
-                );
-            }
-            b'h' => {
-                let key = r.u8()? as u32;
-                stack.push(
-                    memo.get(&key)
-                        .cloned()
-                        .ok_or("BINGET of an unknown memo entry")?,
-                );
-            }
-            b'j' => {
-                let key = r.u32()?;
-                stack.push(
-                    memo.get(&key)
-                        .cloned()
-                        .ok_or("LONG_BINGET of an unknown memo entry")?,
-                );
-            }
-            b'R' => {
-                let args = pop(&mut stack)?;
-                let callable = pop(&mut stack)?;
-                stack.push(reduce(callable, args)?);
-            }
-            b'b' => {
-                // BUILD: object state (e.g. a state dict's `_metadata`); not needed.
-                pop(&mut stack)?;
-            }
-            b's' | b'u' => {
-                let items = if op == b's' {
-                    let value = pop(&mut stack)?;
-                    let key = pop(&mut stack)?;
-                    vec![key, value]
-                } else {
-                    pop_mark(&mut stack)?
-                };
-                match stack.last_mut() {
-                    Some(Value::Dict(pairs)) => {
-                        pairs.extend(items.chunks_exact(2).map(|p| (p[0].clone(), p[1].clone())))
-                    }
-                    _ => return Err("SETITEM(S) on something that is not a dict".into()),
-                }
-            }
-            b'a' | b'e' => {
-                let items = if op == b'a' {
-                    vec![pop(&mut stack)?]
-                } else {
-                    pop_mark(&mut stack)?
-                };
-                match stack.last_mut() {
-                    Some(Value::List(list)) => list.extend(items),
-                    _ => return Err("APPEND(S) on something that is not a list".into()),
-                }
-            }
-            b'Q' => {
-                // BINPERSID: ('storage', storage type, key, location, size[, view metadata]).
-                let pid = pop(&mut stack)?;
-                let Value::Tuple(items) = pid else {
-                    return Err("persistent id is not a tuple".into());
-                };
-                match items.as_slice() {
-                    [Value::Str(tag), Value::Global(_, kind), Value::Str(key), _, size, ..]
-                        if tag == "storage" =>
-                    {
-                        stack.push(Value::Storage {
-                            key: key.clone(),
-                            kind: kind.clone(),
-                            size: as_usize(size)?,
-                        })
-                    }
-                    _ => return Err(format!("unknown persistent id {items:?}")),
-                }
+            op::SETITEM | op::SETITEMS => self.set_items(code)?,
+            op::APPEND | op::APPENDS => self.append(code)?,
+            op::BINPERSID => {
+                let pid = self.pop()?;
+                self.stack.push(persistent(pid)?);
             }
             other => return Err(format!("unsupported pickle opcode 0x{other:02x}")),
         }
+        Ok(())
+    }
+
+    /// `SETITEM` (one key and value) or `SETITEMS` (pairs above a mark) into the dict below.
+    fn set_items(&mut self, code: u8) -> Result<(), String> {
+        let items = if code == op::SETITEM {
+            let value = self.pop()?;
+            let key = self.pop()?;
+            vec![key, value]
+        } else {
+            self.pop_mark()?
+        };
+        match self.stack.last_mut() {
+            Some(Value::Dict(dict)) => dict.extend(pairs(&items)),
+            _ => return Err("SETITEM(S) on something that is not a dict".into()),
+        }
+        Ok(())
+    }
+
+    /// `APPEND` (one value) or `APPENDS` (the values above a mark) onto the list below.
+    fn append(&mut self, code: u8) -> Result<(), String> {
+        let items = if code == op::APPEND {
+            vec![self.pop()?]
+        } else {
+            self.pop_mark()?
+        };
+        match self.stack.last_mut() {
+            Some(Value::List(list)) => list.extend(items),
+            _ => return Err("APPEND(S) on something that is not a list".into()),
+        }
+        Ok(())
+    }
+}
+
+/// Alternate keys and values as pairs.
+fn pairs(items: &[Value]) -> Vec<(Value, Value)> {
+    items
+        .chunks_exact(2)
+        .map(|p| (p[0].clone(), p[1].clone()))
+        .collect()
+}
+
+/// A `BINPERSID`'s storage: `('storage', storage type, key, location, size[, view metadata])`.
+fn persistent(pid: Value) -> Result<Value, String> {
+    let Value::Tuple(items) = pid else {
+        return Err("persistent id is not a tuple".into());
+    };
+    match items.as_slice() {
+        [Value::Str(tag), Value::Global(_, kind), Value::Str(key), _, size, ..]
+            if tag == "storage" =>
+        {
+            Ok(Value::Storage {
+                key: key.clone(),
+                kind: kind.clone(),
+                size: as_usize(size)?,
+            })
+        }
+        _ => Err(format!("unknown persistent id {items:?}")),
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use clap::Args;
+use model::backend::banded::{use_weight_gradient, WeightGradient};
 use model::derain::{to_planar, to_tensor};
 use model::{BrnBackend, BrnConfig};
 use serde::Serialize;
@@ -52,6 +53,10 @@ pub struct BenchArgs {
     /// run's warm-up takes seconds (see README, "Kernel caches").
     #[arg(long)]
     cache: Option<PathBuf>,
+    /// The weight gradient on a GPU: banded (many small products, fast on a GPU) or burn
+    /// (burn's own, for an A/B comparison). The CPU always runs its own kernel.
+    #[arg(long, default_value = "banded", value_name = "banded|burn")]
+    weight_gradient: WeightGradient,
 }
 
 /// One forward pass's figures.
@@ -81,6 +86,7 @@ struct TrainReport {
 
 /// Run the bench the arguments ask for.
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
+    use_weight_gradient(args.weight_gradient);
     if args.runs == 0 || args.stages == 0 {
         bail!("--runs and --stages must be at least 1");
     }

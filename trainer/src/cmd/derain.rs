@@ -1,14 +1,13 @@
 //! `brn derain`: derain image files and folders into PNGs of the inputs' pixel size.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use model::image::encode_png;
-use model::BrnBackend;
-use model::DerainOptions;
+use model::{BrnBackend, DerainOptions, Derained, Picture};
 
 use super::{load_model, read_picture, ModelArgs};
 use crate::data;
@@ -45,22 +44,8 @@ fn derain<B: BrnBackend>(args: DerainArgs, device: &B::Device) -> Result<ExitCod
         bail!("--tile must be at least 16 pixels");
     }
     let (net, stages) = load_model::<B>(&args.model, device)?;
-    let mut inputs = Vec::new();
-    for input in &args.inputs {
-        if input.is_dir() {
-            inputs.extend(data::image_files(input)?);
-        } else {
-            inputs.push(input.clone());
-        }
-    }
-    std::fs::create_dir_all(&args.output)
-        .with_context(|| format!("cannot create output folder {}", args.output.display()))?;
-    let probe = args
-        .output
-        .join(format!(".brn-write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"")
-        .with_context(|| format!("output folder {} is not writable", args.output.display()))?;
-    let _ = std::fs::remove_file(&probe);
+    let inputs = input_files(&args.inputs)?;
+    writable_folder(&args.output)?;
 
     let mut options = DerainOptions {
         rain_layer: args.rain_layer,
@@ -95,21 +80,7 @@ fn derain<B: BrnBackend>(args: DerainArgs, device: &B::Device) -> Result<ExitCod
                 bar.set_position(done as u64);
                 true
             })?;
-            let mut files = vec![(format!("{name}.png"), out.background)];
-            if let Some(rain) = out.rain {
-                files.push((format!("{name}_rain.png"), rain));
-            }
-            for (t, x) in out.background_stages.into_iter().enumerate() {
-                files.push((format!("{name}_stage{}_x.png", t + 1), x));
-            }
-            for (t, r) in out.rain_stages.into_iter().enumerate() {
-                files.push((format!("{name}_stage{}_r.png", t + 1), r));
-            }
-            for (file, pixels) in files {
-                let png = encode_png(&pixels, &picture)?;
-                model::io::write_atomic(&args.output.join(file), &png)?;
-            }
-            Ok(())
+            write_outputs(&out, &picture, &args.output, &name)
         })();
         match result {
             Ok(()) => written += 1,
@@ -134,6 +105,41 @@ fn derain<B: BrnBackend>(args: DerainArgs, device: &B::Device) -> Result<ExitCod
         }
         Ok(ExitCode::from(1))
     }
+}
+
+/// The image files named: files as they are, folders' images in name order.
+fn input_files(named: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut inputs = Vec::new();
+    for input in named {
+        if input.is_dir() {
+            inputs.extend(data::image_files(input)?);
+        } else {
+            inputs.push(input.clone());
+        }
+    }
+    Ok(inputs)
+}
+
+/// Create the output folder and check that it takes files, before any work is done.
+fn writable_folder(folder: &Path) -> Result<()> {
+    std::fs::create_dir_all(folder)
+        .with_context(|| format!("cannot create output folder {}", folder.display()))?;
+    let probe = folder.join(format!(".brn-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("output folder {} is not writable", folder.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Every map of a derain as a PNG named after the input and the map (`NAME.png`,
+/// `NAME_rain.png`, `NAME_stage3_x.png`, ...), each written whole or not at all.
+fn write_outputs(out: &Derained, picture: &Picture, folder: &Path, name: &str) -> Result<()> {
+    for (output, pixels) in out.outputs() {
+        let png = encode_png(pixels, picture)?;
+        let file = format!("{name}{}.png", output.file_suffix());
+        model::io::write_atomic(&folder.join(file), &png)?;
+    }
+    Ok(())
 }
 
 /// Derain the inputs on the device the arguments name.

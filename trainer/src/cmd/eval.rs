@@ -34,6 +34,7 @@ pub struct EvalArgs {
     also_stages: Vec<usize>,
 }
 
+/// One image's scores in the JSON report.
 #[derive(Serialize)]
 pub struct Score {
     name: String,
@@ -44,12 +45,14 @@ pub struct Score {
     input_ssim: f64,
 }
 
+/// Mean scores over the images.
 #[derive(Serialize)]
 pub struct Mean {
     psnr: f64,
     ssim: f64,
 }
 
+/// What `brn eval --json` prints.
 #[derive(Serialize)]
 pub struct EvalReport {
     images: Vec<Score>,
@@ -108,20 +111,21 @@ fn mean_of(scores: &[(f64, f64)]) -> Mean {
     }
 }
 
-fn evaluate<B: BrnBackend>(args: EvalArgs, device: &B::Device) -> Result<ExitCode> {
-    let (net, stages) = load_model::<B>(&args.model, device)?;
-    let mut counts: Vec<usize> = args
-        .also_stages
-        .iter()
-        .copied()
-        .filter(|&t| t < stages)
-        .collect();
-    if counts.len() != args.also_stages.len() || counts.contains(&0) {
+/// The stage counts to score: `--also-stages` (each from 1 to T − 1), sorted, then T.
+fn stage_counts(also: &[usize], stages: usize) -> Result<Vec<usize>> {
+    let mut counts: Vec<usize> = also.iter().copied().filter(|&t| t < stages).collect();
+    if counts.len() != also.len() || counts.contains(&0) {
         bail!("--also-stages takes stage counts from 1 to T - 1 (T = {stages})");
     }
     counts.sort_unstable();
     counts.dedup();
     counts.push(stages);
+    Ok(counts)
+}
+
+fn evaluate<B: BrnBackend>(args: EvalArgs, device: &B::Device) -> Result<ExitCode> {
+    let (net, stages) = load_model::<B>(&args.model, device)?;
+    let counts = stage_counts(&args.also_stages, stages)?;
     let mut pairs = data::pairs(&args.data)?;
     if let Some(limit) = args.limit {
         pairs.truncate(limit);
@@ -155,58 +159,51 @@ fn evaluate<B: BrnBackend>(args: EvalArgs, device: &B::Device) -> Result<ExitCod
     }
     bar.finish_and_clear();
     let finals = per_count.pop().expect("the final stage count");
-    let mean = mean_of(&finals);
-    let input = mean_of(&inputs);
-    let also: std::collections::BTreeMap<String, Mean> = counts
+    let also = counts
         .iter()
         .zip(&per_count)
         .map(|(t, scores)| (t.to_string(), mean_of(scores)))
         .collect();
+    let images = pairs
+        .iter()
+        .zip(&finals)
+        .zip(&inputs)
+        .map(|((pair, &(psnr, ssim)), &(input_psnr, input_ssim))| Score {
+            name: pair.name.clone(),
+            psnr,
+            ssim,
+            input_psnr,
+            input_ssim,
+        })
+        .collect();
+    let report = EvalReport {
+        images,
+        mean: mean_of(&finals),
+        input: mean_of(&inputs),
+        also,
+    };
     if args.json {
-        let images = pairs
-            .iter()
-            .zip(finals)
-            .zip(&inputs)
-            .map(|((pair, (psnr, ssim)), &(input_psnr, input_ssim))| Score {
-                name: pair.name.clone(),
-                psnr,
-                ssim,
-                input_psnr,
-                input_ssim,
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string(&EvalReport {
-                images,
-                mean,
-                input,
-                also
-            })?
-        );
+        println!("{}", serde_json::to_string(&report)?);
     } else {
-        println!(
-            "mean over {}: psnr {:.4} ssim {:.5} (the rainy inputs)",
-            pairs.len(),
-            input.psnr,
-            input.ssim
-        );
-        for (t, m) in &also {
-            println!(
-                "mean over {}: psnr {:.4} ssim {:.5} (T = {t})",
-                pairs.len(),
-                m.psnr,
-                m.ssim
-            );
-        }
-        println!(
-            "mean over {}: psnr {:.4} ssim {:.5} (T = {stages})",
-            pairs.len(),
-            mean.psnr,
-            mean.ssim
-        );
+        print_means(&report, stages);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The report's means as lines of text: the rainy inputs', each earlier stage count's, T's.
+fn print_means(report: &EvalReport, stages: usize) {
+    let count = report.images.len();
+    let line = |m: &Mean, what: String| {
+        println!(
+            "mean over {count}: psnr {:.4} ssim {:.5} ({what})",
+            m.psnr, m.ssim
+        )
+    };
+    line(&report.input, "the rainy inputs".into());
+    for (t, m) in &report.also {
+        line(m, format!("T = {t}"));
+    }
+    line(&report.mean, format!("T = {stages}"));
 }
 
 /// Score the weights on the device the arguments name.

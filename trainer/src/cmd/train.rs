@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use clap::Args;
+use model::backend::banded::{use_weight_gradient, WeightGradient};
 use model::BrnBackend;
 
 use crate::config::TrainConfig;
@@ -64,10 +65,15 @@ pub struct TrainArgs {
     /// [default: OUT/cache, inside the run folder, so that it travels with the run].
     #[arg(long)]
     cache: Option<PathBuf>,
+    /// The weight gradient on a GPU: banded (many small products, fast on a GPU) or burn
+    /// (burn's own, for an A/B comparison). The CPU always runs its own kernel.
+    #[arg(long, default_value = "banded", value_name = "banded|burn")]
+    weight_gradient: WeightGradient,
 }
 
 /// Start or resume the training run the arguments describe.
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
+    use_weight_gradient(args.weight_gradient);
     let (out, resume) = match (&args.resume, &args.output) {
         (Some(dir), None) => (dir.clone(), true),
         (None, Some(dir)) => (dir.clone(), false),

@@ -6,40 +6,86 @@
 //! `dW[o, i, a, b] = Σ_{n, y, x} dY[n, o, y, x] · X_pad[n, i, y + a, x + b]` (stride and
 //! dilation 1): the columns `X_pad[n, i, y + a, x + b]` are the `K_h·K_w` shifted windows of the
 //! zero-padded input (im2col), cut into bands of rows; each band is one matrix product.
+//!
+//! Contract: any backend (burn's tensor operations only); stride 1, dilation 1, one group
+//! ([`split_or_burn`] hands other convolutions to burn); the bands' products are summed by
+//! burn's `sum_dim`, so the order of the sum is the backend's.
+
+// Without a GPU backend only the tests run the banded gradient.
+#![cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::Tensor;
 
-/// About how many pixels one matrix product sums over (a whole number of output rows).
-pub const PIXELS_PER_PART: usize = 1024;
+use crate::backend::{is_plain, primitive, tensor};
 
-/// Whether `BRN_WEIGHT_GRADIENT=burn` asks for burn's weight gradient on every backend (to
-/// compare the two on a GPU: `BRN_WEIGHT_GRADIENT=burn brn bench --train --device cuda:0`).
-pub fn burns_asked() -> bool {
-    static ASKED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ASKED.get_or_init(|| std::env::var("BRN_WEIGHT_GRADIENT").is_ok_and(|v| v == "burn"))
+/// About how many pixels one matrix product sums over (a whole number of output rows).
+pub(crate) const PIXELS_PER_PART: usize = 1024;
+
+/// Which weight gradient the GPU backends compute, for the whole process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WeightGradient {
+    /// The banded one ([`split`]), where it applies.
+    #[default]
+    Banded,
+    /// burn's own (one GEMM over all the pixels): the A/B comparison on a GPU.
+    Burn,
 }
 
-/// [`split`] where it applies (stride 1, dilation 1, one group) unless [`burns_asked`], else
-/// burn's weight gradient.
+impl std::str::FromStr for WeightGradient {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "banded" => Ok(Self::Banded),
+            "burn" => Ok(Self::Burn),
+            _ => Err(format!(
+                "unknown weight gradient `{name}` (choose banded or burn)"
+            )),
+        }
+    }
+}
+
+/// Whether [`use_weight_gradient`] chose burn's.
+static BURNS: AtomicBool = AtomicBool::new(false);
+
+/// Compute every later weight gradient on the GPU backends with `choice` (the CLI's
+/// `--weight-gradient`; [`WeightGradient::Banded`] until called). The CPU keeps its own kernel.
+pub fn use_weight_gradient(choice: WeightGradient) {
+    BURNS.store(choice == WeightGradient::Burn, Ordering::Relaxed);
+}
+
+/// The choice [`use_weight_gradient`] made last.
+pub fn weight_gradient() -> WeightGradient {
+    if BURNS.load(Ordering::Relaxed) {
+        WeightGradient::Burn
+    } else {
+        WeightGradient::Banded
+    }
+}
+
+/// [`split`] where it applies (stride 1, dilation 1, one group) unless burn's was chosen
+/// ([`use_weight_gradient`]), else burn's weight gradient.
 ///
 /// # Shapes
 /// - `x`: `[N, C_in, H, W]`, `weight`: `[C_out, C_in, K_h, K_w]`,
 ///   `output_grad`: `[N, C_out, H_out, W_out]` → `[C_out, C_in, K_h, K_w]`
-pub fn split_or_burn<B: Backend>(
+pub(crate) fn split_or_burn<B: Backend>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
     output_grad: FloatTensor<B>,
     options: ConvOptions<2>,
 ) -> FloatTensor<B> {
-    if !super::is_plain(&options) || burns_asked() {
+    if !is_plain(&options) || weight_gradient() == WeightGradient::Burn {
         return B::conv2d_weight_backward(x, weight, output_grad, options);
     }
     let [_, _, kernel_h, kernel_w] = burn::tensor::TensorMetadata::shape(&weight).dims();
-    super::primitive(split(
-        super::tensor::<B, 4>(x),
-        super::tensor(output_grad),
+    primitive(split(
+        tensor::<B, 4>(x),
+        tensor(output_grad),
         [kernel_h, kernel_w],
         options.padding,
     ))
@@ -51,7 +97,7 @@ pub fn split_or_burn<B: Backend>(
 /// - `x`: `[N, C_in, H, W]`, `output_grad`: `[N, C_out, H_out, W_out]` with
 ///   `H_out = H + 2·padding[0] − K_h + 1` (likewise W)
 /// - output: `[C_out, C_in, K_h, K_w]`
-pub fn split<B: Backend>(
+pub(crate) fn split<B: Backend>(
     x: Tensor<B, 4>,
     output_grad: Tensor<B, 4>,
     kernel: [usize; 2],
@@ -122,6 +168,16 @@ pub fn split<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The names the CLI takes parse to their choices, and anything else is refused with the
+    /// names to choose from.
+    #[test]
+    fn the_weight_gradient_is_chosen_by_name() {
+        assert_eq!("banded".parse(), Ok(WeightGradient::Banded));
+        assert_eq!("burn".parse(), Ok(WeightGradient::Burn));
+        let refused = "fast".parse::<WeightGradient>().unwrap_err();
+        assert!(refused.contains("banded or burn"), "{refused}");
+    }
     use burn::tensor::ops::ModuleOps;
     use burn::tensor::TensorPrimitive;
     use burn::tensor::{Distribution, TensorData, Tolerance};

@@ -1,142 +1,18 @@
 //! The convolutional LSTM's gate arithmetic (the paper's Eq. 6/7 after its one gate
-//! convolution): `i, f, g, o = split(gates)`, `c' = σ(f)·c + σ(i)·tanh(g)` (`σ(i)·tanh(g)` at the
-//! first stage, without `c`), `h' = σ(o)·tanh(c')`, and its two backward steps (through `h'`,
-//! then through `c'`). As tensor operations (every backend), and as one pass over memory each
-//! for the CPU.
+//! convolution) and its two backward steps, each as one pass over memory.
 //!
-//! Backward, with `s_k = σ(k)`, `t_g = tanh(g)`, `t = tanh(c')`:
+//! Forward: `i, f, g, o = split(gates)`, `c' = σ(f)·c + σ(i)·tanh(g)` (`σ(i)·tanh(g)` at the
+//! first stage, without `c`), `h' = σ(o)·tanh(c')`. Backward, with `s_k = σ(k)`,
+//! `t_g = tanh(g)`, `t = tanh(c')`:
 //! - through `h'`: `dc' += dh'·s_o·(1 − t²)`, `do = dh'·t·s_o·(1 − s_o)`;
 //! - through `c'`: `di = dc'·t_g·s_i·(1 − s_i)`, `df = dc'·c·s_f·(1 − s_f)`,
 //!   `dg = dc'·s_i·(1 − t_g²)`, `dc = dc'·s_f`.
-
-use burn::tensor::activation::{sigmoid, tanh};
-use burn::tensor::backend::Backend;
-use burn::tensor::ops::FloatTensor;
-use burn::tensor::Tensor;
+//!
+//! Contract: f32, row-major `[N, 4C, plane]` gates (`i; f; g; o` blocks of `C` channels) and
+//! `[N, C, plane]` maps; one task per `(image, channel)` plane ([`super::parallel`]), each
+//! value computed alone, so the result does not depend on the thread count.
 
 use super::parallel::{for_each_chunk, for_each_chunk_pair};
-use super::{primitive, tensor};
-
-/// The gate arithmetic as burn tensor operations.
-///
-/// # Shapes
-/// - `gates`: `[N, 4C, H, W]` (`i; f; g; o`), `cell`: `[N, C, H, W]`
-/// - returns `(hidden, cell)`, `[N, C, H, W]` each
-pub fn by_tensor_ops<B: Backend>(
-    gates: Tensor<B, 4>,
-    cell: Option<Tensor<B, 4>>,
-) -> (Tensor<B, 4>, Tensor<B, 4>) {
-    let [input, forget, candidate, output]: [Tensor<B, 4>; 4] = gates
-        .chunk(4, 1)
-        .try_into()
-        .expect("the gate convolution has 4 * channels outputs");
-    let update = sigmoid(input) * tanh(candidate);
-    let cell = match cell {
-        Some(cell) => sigmoid(forget) * cell + update,
-        None => update,
-    };
-    (sigmoid(output) * tanh(cell.clone()), cell)
-}
-
-/// [`by_tensor_ops`] on primitives, as the backend trait passes them.
-///
-/// # Shapes
-/// - as [`by_tensor_ops`]
-pub fn by_tensor_ops_primitive<B: Backend>(
-    gates: FloatTensor<B>,
-    cell: Option<FloatTensor<B>>,
-) -> (FloatTensor<B>, FloatTensor<B>) {
-    let (hidden, cell) = by_tensor_ops(tensor::<B, 4>(gates), cell.map(tensor));
-    (primitive(hidden), primitive(cell))
-}
-
-/// [`hidden_backward_by_tensor_ops`] on primitives, as the backend trait passes them.
-///
-/// # Shapes
-/// - as [`hidden_backward_by_tensor_ops`]
-pub fn hidden_backward_primitive<B: Backend>(
-    grad_hidden: FloatTensor<B>,
-    gates: FloatTensor<B>,
-    cell: FloatTensor<B>,
-) -> (FloatTensor<B>, FloatTensor<B>) {
-    let (grad_cell, grad_output) =
-        hidden_backward_by_tensor_ops(tensor::<B, 4>(grad_hidden), tensor(gates), tensor(cell));
-    (primitive(grad_cell), primitive(grad_output))
-}
-
-/// [`cell_backward_by_tensor_ops`] on primitives, as the backend trait passes them.
-///
-/// # Shapes
-/// - as [`cell_backward_by_tensor_ops`]
-pub fn cell_backward_primitive<B: Backend>(
-    grad_cell: FloatTensor<B>,
-    grad_output: Option<FloatTensor<B>>,
-    gates: FloatTensor<B>,
-    previous: Option<FloatTensor<B>>,
-) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
-    let (grad_gates, grad_previous) = cell_backward_by_tensor_ops(
-        tensor::<B, 4>(grad_cell),
-        grad_output.map(tensor),
-        tensor(gates),
-        previous.map(tensor),
-    );
-    (primitive(grad_gates), grad_previous.map(primitive))
-}
-
-/// The backward step through `h' = σ(o)·tanh(c')` as burn tensor operations: `(dc', do)`.
-///
-/// # Shapes
-/// - `grad_hidden`, `cell` (`c'`): `[N, C, H, W]`, `gates`: `[N, 4C, H, W]`
-/// - returns `[N, C, H, W]` each
-pub fn hidden_backward_by_tensor_ops<B: Backend>(
-    grad_hidden: Tensor<B, 4>,
-    gates: Tensor<B, 4>,
-    cell: Tensor<B, 4>,
-) -> (Tensor<B, 4>, Tensor<B, 4>) {
-    let channels = cell.dims()[1];
-    let output = sigmoid(gates.narrow(1, 3 * channels, channels));
-    let cell = tanh(cell);
-    let grad_cell =
-        grad_hidden.clone() * output.clone() * (cell.clone().powi_scalar(2).neg() + 1.0);
-    let grad_output = grad_hidden * cell * output.clone() * (output.neg() + 1.0);
-    (grad_cell, grad_output)
-}
-
-/// The backward step through `c' = σ(f)·c + σ(i)·tanh(g)` as burn tensor operations: the
-/// gates' gradient (`do` from the step through `h'`, zero without it) and `dc` (with `c`).
-///
-/// # Shapes
-/// - `grad_cell` (`dc'`), `grad_output`, `previous` (`c`): `[N, C, H, W]`, `gates`:
-///   `[N, 4C, H, W]`
-/// - returns `[N, 4C, H, W]` and `[N, C, H, W]`
-pub fn cell_backward_by_tensor_ops<B: Backend>(
-    grad_cell: Tensor<B, 4>,
-    grad_output: Option<Tensor<B, 4>>,
-    gates: Tensor<B, 4>,
-    previous: Option<Tensor<B, 4>>,
-) -> (Tensor<B, 4>, Option<Tensor<B, 4>>) {
-    let [input, forget, candidate, _]: [Tensor<B, 4>; 4] = gates
-        .chunk(4, 1)
-        .try_into()
-        .expect("the gate convolution has 4 * channels outputs");
-    let (input, forget, candidate) = (sigmoid(input), sigmoid(forget), tanh(candidate));
-    let derivative = |s: Tensor<B, 4>| s.clone() * (s.neg() + 1.0);
-    let grad_input = grad_cell.clone() * candidate.clone() * derivative(input.clone());
-    let grad_forget = match &previous {
-        Some(previous) => grad_cell.clone() * previous.clone() * derivative(forget.clone()),
-        None => grad_cell.zeros_like(),
-    };
-    let grad_candidate = grad_cell.clone() * input * (candidate.powi_scalar(2).neg() + 1.0);
-    let grad_output = grad_output.unwrap_or_else(|| grad_cell.zeros_like());
-    let grad_previous = previous.map(|_| grad_cell * forget);
-    (
-        Tensor::cat(
-            vec![grad_input, grad_forget, grad_candidate, grad_output],
-            1,
-        ),
-        grad_previous,
-    )
-}
 
 fn logistic(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
@@ -176,7 +52,7 @@ pub fn in_one_pass(
     (hidden, cell_out)
 }
 
-/// [`hidden_backward_by_tensor_ops`] in one pass, plane by plane (in parallel with the
+/// The backward step through `h' = σ(o)·tanh(c')` in one pass, plane by plane (in parallel with the
 /// `parallel` feature): `(dc', do)`.
 ///
 /// # Shapes
@@ -208,7 +84,7 @@ pub fn hidden_backward(
     (grad_cell, grad_output)
 }
 
-/// [`cell_backward_by_tensor_ops`] in one pass over the gates' gradient and one over `dc`,
+/// The backward step through `c' = σ(f)·c + σ(i)·tanh(g)` in one pass over the gates' gradient and one over `dc`,
 /// plane by plane (in parallel with the `parallel` feature).
 ///
 /// # Shapes
@@ -280,7 +156,8 @@ pub fn cell_backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Distribution, Tolerance};
+    use crate::backend::reference::lstm;
+    use burn::tensor::{Distribution, Tensor, Tolerance};
     use burn_flex::Flex;
 
     /// One pass gives burn's tensor operations' result (the reference), with and without the
@@ -291,7 +168,7 @@ mod tests {
         let gates = Tensor::<Flex, 4>::random([2, 12, 5, 7], Distribution::Normal(0., 2.), &device);
         let cell = Tensor::<Flex, 4>::random([2, 3, 5, 7], Distribution::Normal(0., 1.), &device);
         for previous in [None, Some(cell)] {
-            let (hidden, next) = by_tensor_ops(gates.clone(), previous.clone());
+            let (hidden, next) = lstm::forward(gates.clone(), previous.clone());
             let values = |t: &Tensor<Flex, 4>| t.to_data().to_vec::<f32>().unwrap();
             let previous = previous.as_ref().map(values);
             let (ours_hidden, ours_next) =
@@ -336,7 +213,7 @@ mod tests {
             random([2, 3, 5, 7]),
         );
         let (grad_cell, grad_output) =
-            hidden_backward_by_tensor_ops(grad.clone(), gates.clone(), cell.clone());
+            lstm::hidden_backward(grad.clone(), gates.clone(), cell.clone());
         let (ours_cell, ours_output) =
             hidden_backward(&values(&grad), &values(&gates), &values(&cell), 3, 35);
         same(ours_cell, &grad_cell);
@@ -345,7 +222,7 @@ mod tests {
             (None, None),
             (Some(grad_output), Some(random([2, 3, 5, 7]))),
         ] {
-            let (grad_gates, grad_previous) = cell_backward_by_tensor_ops(
+            let (grad_gates, grad_previous) = lstm::cell_backward(
                 grad_cell.clone(),
                 output.clone(),
                 gates.clone(),
@@ -364,69 +241,6 @@ mod tests {
             assert_eq!(ours_previous.is_some(), grad_previous.is_some());
             if let (Some(ours), Some(reference)) = (ours_previous, grad_previous) {
                 same(ours, &reference);
-            }
-        }
-    }
-
-    /// Through the autodiff backend, the two LSTM nodes give the outputs and the gradients
-    /// (gates, previous cell) that burn's own recording of the tensor operations gives (the
-    /// reference), whether the loss reads `h'` and `c'`, `h'` alone or `c'` alone, with and
-    /// without a previous cell.
-    #[test]
-    fn the_lstm_nodes_have_burns_gradients() {
-        use burn::backend::Autodiff;
-        type Ad = Autodiff<Flex>;
-        let device = Default::default();
-        let random = |shape: [usize; 4]| {
-            Tensor::<Ad, 4>::random(shape, Distribution::Normal(0., 1.5), &device)
-        };
-        let close = Tolerance::rel_abs(1e-5, 1e-6);
-        let (weight_h, weight_c) = (random([2, 3, 5, 7]), random([2, 3, 5, 7]));
-        for with_previous in [false, true] {
-            for (reads_hidden, reads_cell) in [(true, true), (true, false), (false, true)] {
-                let gates = random([2, 12, 5, 7]).require_grad();
-                let previous = with_previous.then(|| random([2, 3, 5, 7]).require_grad());
-                let loss = |(hidden, cell): (Tensor<Ad, 4>, Tensor<Ad, 4>)| {
-                    let mut loss = Tensor::<Ad, 1>::zeros([1], &device);
-                    if reads_hidden {
-                        loss = loss + (hidden * weight_h.clone()).sum();
-                    }
-                    if reads_cell {
-                        loss = loss + (cell * weight_c.clone()).sum();
-                    }
-                    loss
-                };
-                let (hidden, cell) = <Ad as super::super::BrnBackend>::lstm_gates(
-                    primitive(gates.clone()),
-                    previous.clone().map(primitive),
-                );
-                let ours = (tensor(hidden), tensor(cell));
-                let reference = by_tensor_ops(gates.clone(), previous.clone());
-                ours.0
-                    .to_data()
-                    .assert_approx_eq::<f32>(&reference.0.to_data(), close);
-                ours.1
-                    .to_data()
-                    .assert_approx_eq::<f32>(&reference.1.to_data(), close);
-                let ours = loss(ours).backward();
-                let reference = loss(reference).backward();
-                let what =
-                    format!("previous {with_previous}, reads h {reads_hidden} c {reads_cell}");
-                gates
-                    .grad(&ours)
-                    .expect(&what)
-                    .to_data()
-                    .assert_approx_eq::<f32>(&gates.grad(&reference).unwrap().to_data(), close);
-                if let Some(previous) = &previous {
-                    previous
-                        .grad(&ours)
-                        .expect(&what)
-                        .to_data()
-                        .assert_approx_eq::<f32>(
-                            &previous.grad(&reference).unwrap().to_data(),
-                            close,
-                        );
-                }
             }
         }
     }

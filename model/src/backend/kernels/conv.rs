@@ -1,4 +1,4 @@
-//! The CPU convolution of the flex backend and its two gradients, without im2col: the input is
+//! The CPU convolution, without im2col (its gradients: [`super::conv_gradient`]): the input is
 //! copied once, zero-padded, and the convolution is `K_h·K_w` matrix products per band of
 //! output rows, one per kernel tap, each reading the padded input at that tap's shift in place
 //! (the `gemm` crate, the bands in parallel with rayon under the `parallel` feature).
@@ -8,23 +8,20 @@
 //! So over the "wide" output (every row `W_p` long, the last `W_p − W_out` columns garbage)
 //! tap `(a, b)` is one matrix product `Y_wide += W_ab · X_p[:, shift_ab ..]` whose right-hand
 //! side is the padded input itself, rows `C_in` apart. The wide band is then copied into the
-//! NCHW output without its garbage columns, applying the bias-free epilogue on the way.
+//! NCHW output without its garbage columns, applying the bias and [`After`] on the way.
 //! im2col instead writes `K_h·K_w` copies of the input, and gemm packs them once more.
 //!
-//! - the input gradient is the same convolution of the output gradient with the flipped,
-//!   transposed kernel;
-//! - the weight gradient at tap `(a, b)` is `dY_wide · X_p[:, shift_ab ..]ᵀ` (the garbage
-//!   columns of `dY_wide` set to zero), one product per band and tap, summed in a fixed order.
-//!
-//! Stride 1, dilation 1 and one group (every BRN convolution); other convolutions stay with
-//! flex (see `super::is_plain`). The forward convolution also reads its input from several
-//! tensors as if concatenated along the channels (the LSTM's `cat[features, h, h_other]`: the
-//! padded copy is the concatenation), and applies the model's ReLU and residual add to each band
-//! while it is in cache ([`Epilogue`]).
+//! Contract: stride 1, dilation 1 and one group (every BRN convolution; the caller checks,
+//! see `crate::backend::is_plain`), symmetric zero padding up to the kernel's reach. The input
+//! may come as several tensors read as if concatenated along the channels (the LSTM's
+//! `cat[features, h, h_other]`: the padded copy is the concatenation), and the model's ReLU and
+//! residual add ([`After`]) are applied to each band while it is in cache. Bands run in
+//! parallel and each output value is one band's, so the result does not depend on the threads.
 
 use std::mem::MaybeUninit;
 
 use super::parallel;
+use crate::backend::After;
 
 /// About how many output pixels one band covers (whole rows): its wide output, `C_out x
 /// rows·W_p` floats, and the input rows it reads stay in a core's cache.
@@ -33,10 +30,10 @@ const PIXELS_PER_BAND: usize = 768;
 /// A band's wide output is rounded up to a multiple of this many pixels (garbage too): gemm
 /// copies ("packs") a left-hand side whose rows are not a multiple of its SIMD width (16
 /// floats with AVX-512) before every product, and the pixels are those rows.
-const ROW_MULTIPLE: usize = 16;
+pub(super) const ROW_MULTIPLE: usize = 16;
 
 /// The pixels of a band's wide output: `rows·W_p`, rounded up to [`ROW_MULTIPLE`].
-fn wide_len(rows: usize, padded_w: usize) -> usize {
+pub(super) fn wide_len(rows: usize, padded_w: usize) -> usize {
     (rows * padded_w).next_multiple_of(ROW_MULTIPLE)
 }
 
@@ -67,7 +64,7 @@ impl Shape {
     }
 
     /// Height and width of a zero-padded input plane.
-    fn padded_size(&self) -> [usize; 2] {
+    pub(super) fn padded_size(&self) -> [usize; 2] {
         [
             self.size[0] + 2 * self.padding[0],
             self.size[1] + 2 * self.padding[1],
@@ -75,30 +72,19 @@ impl Shape {
     }
 
     /// Kernel taps, `K_h·K_w`.
-    fn taps(&self) -> usize {
+    pub(super) fn taps(&self) -> usize {
         self.kernel[0] * self.kernel[1]
     }
 }
 
 /// A raw pointer that the bands share; each band writes its own part only.
 #[derive(Clone, Copy)]
-struct Output(*mut f32);
+pub(super) struct Output(*mut f32);
 // SAFETY: the bands write disjoint parts of the output (see `band`).
 unsafe impl Send for Output {}
 unsafe impl Sync for Output {}
 
-/// What the forward convolution does to its output `y` in the same pass.
-#[derive(Clone, Copy, Debug)]
-pub enum Epilogue<'a> {
-    /// Nothing: `y`.
-    None,
-    /// `relu(y)`.
-    Relu,
-    /// `relu(relu(y) + shortcut)` (a ResBlock's end), `shortcut` shaped as the output.
-    ReluAdd(&'a [f32]),
-}
-
-/// `y = conv(cat(x), weight) + bias`, then `epilogue`, all row-major NCHW /
+/// `y = conv(cat(x), weight) + bias`, then `after`, all row-major NCHW /
 /// `[C_out, C_in, K_h, K_w]`; `x` is one tensor, or several whose channels add up to `C_in`.
 ///
 /// # Shapes
@@ -110,18 +96,18 @@ pub fn conv2d(
     weight: &[f32],
     bias: Option<&[f32]>,
     shape: Shape,
-    epilogue: Epilogue,
+    after: After<&[f32]>,
 ) -> Vec<f32> {
     // taps[a·K_w + b][o][c] = weight[o, c, a, b]
     let taps = taps_of(shape, |o, c, tap| {
         weight[(o * shape.channels_in + c) * shape.taps() + tap]
     });
-    convolve(x, &taps, bias, shape, epilogue)
+    convolve(x, &taps, bias, shape, after)
 }
 
 /// The kernel as one `[C_out, C_in]` matrix per tap, `[K_h·K_w][C_out][C_in]`, from
 /// `value(o, c, tap)`.
-fn taps_of(shape: Shape, value: impl Fn(usize, usize, usize) -> f32) -> Vec<f32> {
+pub(super) fn taps_of(shape: Shape, value: impl Fn(usize, usize, usize) -> f32) -> Vec<f32> {
     let (c_in, c_out) = (shape.channels_in, shape.channels_out);
     (0..shape.taps())
         .flat_map(|tap| (0..c_out).flat_map(move |o| (0..c_in).map(move |c| (o, c, tap))))
@@ -130,12 +116,12 @@ fn taps_of(shape: Shape, value: impl Fn(usize, usize, usize) -> f32) -> Vec<f32>
 }
 
 /// [`conv2d`] with the kernel given as [`taps_of`] lays it out.
-fn convolve(
+pub(super) fn convolve(
     x: &[&[f32]],
     taps: &[f32],
     bias: Option<&[f32]>,
     shape: Shape,
-    epilogue: Epilogue,
+    after: After<&[f32]>,
 ) -> Vec<f32> {
     let [out_h, out_w] = shape.out_size();
     let len = shape.batch * shape.channels_out * out_h * out_w;
@@ -150,7 +136,7 @@ fn convolve(
         with_scratch(wide, |wide| {
             // SAFETY: `band` writes these rows of every output channel of `image` only, and
             // the tasks cover disjoint (image, rows) pairs; `output` outlives them.
-            unsafe { band(&padded, taps, bias, shape, image, rows, out, epilogue, wide) }
+            unsafe { band(&padded, taps, bias, shape, image, rows, out, after, wide) }
         });
     };
     parallel::for_each_index(bands.count(shape.batch), run);
@@ -160,7 +146,7 @@ fn convolve(
 }
 
 /// One band: output rows `rows` of image `image`, every output channel, as `K_h·K_w` products
-/// into `wide` (`C_out x rows·W_p`), then copied into the output with the epilogue.
+/// into `wide` (`C_out x rows·W_p`), then copied into the output with `after`.
 ///
 /// # Safety
 /// `out` points to the whole `[N, C_out, H_out, W_out]` output; no other band writes these
@@ -174,7 +160,7 @@ unsafe fn band(
     image: usize,
     rows: std::ops::Range<usize>,
     out: Output,
-    epilogue: Epilogue,
+    after: After<&[f32]>,
     wide: &mut [f32],
 ) {
     let [out_h, out_w] = shape.out_size();
@@ -213,21 +199,21 @@ unsafe fn band(
         }
     }
 
-    // The band into the NCHW output without the garbage columns, the epilogue on the way.
+    // The band into the NCHW output without the garbage columns, `after` on the way.
     let out_plane = out_h * out_w;
     for o in 0..c_out {
         for (i, y) in rows.clone().enumerate() {
             let first = (image * c_out + o) * out_plane + y * out_w;
             let values = &wide[o * wide_len + i * padded_w..][..out_w];
             let target = std::slice::from_raw_parts_mut(out.0.add(first), out_w);
-            match epilogue {
-                Epilogue::None => target.copy_from_slice(values),
-                Epilogue::Relu => {
+            match after {
+                After::Nothing => target.copy_from_slice(values),
+                After::Relu => {
                     for (t, v) in target.iter_mut().zip(values) {
                         *t = v.max(0.0);
                     }
                 }
-                Epilogue::ReluAdd(shortcut) => {
+                After::ReluAdd(shortcut) => {
                     let shortcut = &shortcut[first..][..out_w];
                     for ((t, v), s) in target.iter_mut().zip(values).zip(shortcut) {
                         *t = (v.max(0.0) + s).max(0.0);
@@ -244,7 +230,7 @@ unsafe fn band(
 ///
 /// # Safety
 /// Each pointer reaches every value of its matrix so laid out.
-unsafe fn product(
+pub(super) unsafe fn product(
     [m, n, k]: [usize; 3],
     (dst, dst_columns): (*mut f32, usize),
     read: bool,
@@ -277,7 +263,7 @@ unsafe fn product(
 /// The input zero-padded, plane after plane (`[N, C_in, H + 2·p_h, W + 2·p_w]`, channel `c`
 /// counted across the parts of `x`), then `K_w + ROW_MULTIPLE` zeros, so that a band's product
 /// may read a shifted window's last, garbage, values past the last plane.
-fn pad(x: &[&[f32]], shape: Shape) -> Vec<f32> {
+pub(super) fn pad(x: &[&[f32]], shape: Shape) -> Vec<f32> {
     let [height, width] = shape.size;
     let [padded_h, padded_w] = shape.padded_size();
     let [pad_h, pad_w] = shape.padding;
@@ -334,7 +320,7 @@ std::thread_local! {
 
 /// Run `f` on this thread's scratch buffer of at least `len` values (holding anything).
 /// `f` must not call it again.
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+pub(super) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     SCRATCH.with(|buffer| {
         let mut buffer = buffer.borrow_mut();
         if buffer.len() < len {
@@ -347,7 +333,7 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 /// How the output rows of every image are cut into bands of about [`PIXELS_PER_BAND`] pixels;
 /// the bands of the batch are numbered image by image.
 #[derive(Clone, Copy)]
-struct Bands {
+pub(super) struct Bands {
     /// Output rows of a band (the last band of an image may have fewer).
     rows: usize,
     /// Bands per image.
@@ -357,7 +343,7 @@ struct Bands {
 }
 
 impl Bands {
-    fn of(shape: Shape) -> Self {
+    pub(super) fn of(shape: Shape) -> Self {
         let [out_h, out_w] = shape.out_size();
         let rows = (PIXELS_PER_BAND / out_w.max(1)).clamp(1, out_h.max(1));
         Self {
@@ -368,12 +354,12 @@ impl Bands {
     }
 
     /// Bands in a batch of `batch` images.
-    fn count(&self, batch: usize) -> usize {
+    pub(super) fn count(&self, batch: usize) -> usize {
         batch * self.per_image
     }
 
     /// Band `task`'s image and output rows.
-    fn band(&self, task: usize) -> (usize, std::ops::Range<usize>) {
+    pub(super) fn band(&self, task: usize) -> (usize, std::ops::Range<usize>) {
         let first = (task % self.per_image) * self.rows;
         (
             task / self.per_image,
@@ -382,153 +368,10 @@ impl Bands {
     }
 }
 
-/// Whether [`input_gradient`] applies: the padding is at most the kernel's reach.
-pub fn input_gradient_applies(shape: Shape) -> bool {
-    shape.padding[0] < shape.kernel[0] && shape.padding[1] < shape.kernel[1]
-}
-
-/// The gradient of the input, `dX = conv(dY, W')` with `W'[c, o, a, b] = W[o, c, K_h−1−a,
-/// K_w−1−b]` and padding `K − 1 − p` (stride 1).
-///
-/// # Shapes
-/// - `output_grad`: `[N, C_out, H_out, W_out]`, `weight`: `[C_out, C_in, K_h, K_w]`
-/// - output: `[N, C_in, H, W]`
-pub fn input_gradient(output_grad: &[f32], weight: &[f32], shape: Shape) -> Vec<f32> {
-    let [kernel_h, kernel_w] = shape.kernel;
-    let (c_in, c_out) = (shape.channels_in, shape.channels_out);
-    let transposed = Shape {
-        batch: shape.batch,
-        channels_in: c_out,
-        size: shape.out_size(),
-        channels_out: c_in,
-        kernel: shape.kernel,
-        padding: [
-            kernel_h - 1 - shape.padding[0],
-            kernel_w - 1 - shape.padding[1],
-        ],
-    };
-    // taps'[a·K_w + b][c][o] = W'[c, o, a, b]
-    let taps = taps_of(transposed, |c, o, tap| {
-        let (a, b) = (tap / kernel_w, tap % kernel_w);
-        let flipped = (kernel_h - 1 - a) * kernel_w + (kernel_w - 1 - b);
-        weight[(o * c_in + c) * shape.taps() + flipped]
-    });
-    convolve(&[output_grad], &taps, None, transposed, Epilogue::None)
-}
-
-/// The gradient of the weight, `dW[o, c, a, b] = Σ_bands Σ_q dY_wide[o, q] · X_p[c, shift_ab +
-/// q]`: one product per band of output rows and tap, summed over runs of [`BANDS_PER_SUM`]
-/// bands in parallel, then the runs' sums added in order, so the result does not depend on the
-/// number of threads or their timing (a resumed training run repeats an uninterrupted one bit
-/// for bit).
-///
-/// # Shapes
-/// - `x`: `[N, C_in, H, W]`, `output_grad`: `[N, C_out, H_out, W_out]`
-/// - output: `[C_out, C_in, K_h, K_w]`
-pub fn weight_gradient(x: &[f32], output_grad: &[f32], shape: Shape) -> Vec<f32> {
-    let [out_h, out_w] = shape.out_size();
-    let [padded_h, padded_w] = shape.padded_size();
-    let (out_plane, plane) = (out_h * out_w, padded_h * padded_w);
-    let (c_in, c_out) = (shape.channels_in, shape.channels_out);
-    let padded = pad(&[x], shape);
-    // Per tap a C_out x C_in matrix stored column by column: sum[tap][c][o].
-    let size = shape.taps() * c_out * c_in;
-    let bands = Bands::of(shape);
-    let accumulate = |mut sum: Vec<f32>, task: usize| {
-        let (image, rows) = bands.band(task);
-        let wide_len = wide_len(rows.len(), padded_w);
-        with_scratch(wide_len * c_out, |grad| {
-            // grad[q][o] = dY[image, o, rows.start + q / W_p, q % W_p], zero past W_out and
-            // past the band's rows.
-            grad[rows.len() * padded_w * c_out..].fill(0.0);
-            for (i, y) in rows.clone().enumerate() {
-                for x in 0..padded_w {
-                    let q = i * padded_w + x;
-                    let target = &mut grad[q * c_out..][..c_out];
-                    if x < out_w {
-                        let first = image * c_out * out_plane + y * out_w + x;
-                        for (o, t) in target.iter_mut().enumerate() {
-                            *t = output_grad[first + o * out_plane];
-                        }
-                    } else {
-                        target.fill(0.0);
-                    }
-                }
-            }
-            let input = &padded[image * c_in * plane..];
-            for a in 0..shape.kernel[0] {
-                for b in 0..shape.kernel[1] {
-                    let tap = a * shape.kernel[1] + b;
-                    let shifted = &input[(rows.start + a) * padded_w + b..];
-                    // SAFETY: `sum`'s tap block holds C_out·C_in values; `grad` wide_len·C_out;
-                    // `shifted` reads channel c at q < wide_len, within `padded` as in `band`.
-                    unsafe {
-                        product(
-                            [c_out, c_in, wide_len],
-                            (sum[tap * c_out * c_in..].as_mut_ptr(), c_out),
-                            true,
-                            (grad.as_ptr(), c_out),
-                            (shifted.as_ptr(), plane),
-                        );
-                    }
-                }
-            }
-        });
-        sum
-    };
-    let tasks = bands.count(shape.batch);
-    let run = |first: usize| {
-        (first..(first + BANDS_PER_SUM).min(tasks)).fold(vec![0f32; size], accumulate)
-    };
-    let sums = parallel::map_indices(tasks.div_ceil(BANDS_PER_SUM), |i| run(i * BANDS_PER_SUM));
-    let mut sums = sums.into_iter();
-    let mut total = sums.next().unwrap_or_else(|| vec![0f32; size]);
-    for sum in sums {
-        total.iter_mut().zip(sum).for_each(|(t, s)| *t += s);
-    }
-    // [tap][c][o] → [o][c][tap]
-    let taps = shape.taps();
-    let mut gradient = vec![0f32; size];
-    for (tap, block) in total.chunks_exact(c_out * c_in).enumerate() {
-        for (c, column) in block.chunks_exact(c_out).enumerate() {
-            for (o, &value) in column.iter().enumerate() {
-                gradient[(o * c_in + c) * taps + tap] = value;
-            }
-        }
-    }
-    gradient
-}
-
-/// The gradient of the bias, `db[o] = Σ_n Σ_p dY[n, o, p]`, each channel summed in order in
-/// f64 (the channels in parallel): the same bits at any thread count.
-///
-/// # Shapes
-/// - `output_grad`: `[N, C_out, pixels]` → `[C_out]`
-pub fn bias_gradient(
-    output_grad: &[f32],
-    batch: usize,
-    channels: usize,
-    pixels: usize,
-) -> Vec<f32> {
-    let channel = |o: usize| {
-        (0..batch)
-            .map(|n| {
-                output_grad[(n * channels + o) * pixels..][..pixels]
-                    .iter()
-                    .map(|&v| v as f64)
-                    .sum::<f64>()
-            })
-            .sum::<f64>() as f32
-    };
-    parallel::map_indices(channels, channel)
-}
-
-/// How many bands' weight gradients one task sums before the tasks' sums are added.
-const BANDS_PER_SUM: usize = 8;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::kernels::values;
 
     /// The convolution by its definition, in f64.
     fn by_definition(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: Shape) -> Vec<f32> {
@@ -564,21 +407,6 @@ mod tests {
             }
         }
         out
-    }
-
-    /// Pseudo-random values in [-1, 1).
-    fn values(count: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (0..count)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
     }
 
     /// Against the definition (f64 loops): several bands per image (the last one short),
@@ -641,7 +469,7 @@ mod tests {
                     .fold(0f32, f32::max);
                 assert!(worst < 1e-4, "{shape:?} {what}: {worst}");
             };
-            let ours = conv2d(&[&x], &weight, bias, shape, Epilogue::None);
+            let ours = conv2d(&[&x], &weight, bias, shape, After::Nothing);
             check(ours, reference.clone(), "alone");
 
             // The input in two parts split along the channels (as if concatenated), and the
@@ -658,14 +486,14 @@ mod tests {
             let split = shape.channels_in / 2;
             let (first, second) = (part(0..split), part(split..shape.channels_in));
             let parts: [&[f32]; 2] = [&first, &second];
-            let relu = conv2d(&parts, &weight, bias, shape, Epilogue::Relu);
+            let relu = conv2d(&parts, &weight, bias, shape, After::Relu);
             check(
                 relu,
                 reference.iter().map(|v| v.max(0.0)).collect(),
                 "parts, relu",
             );
             let shortcut = values(reference.len(), 30 + i as u64);
-            let residual = conv2d(&parts, &weight, bias, shape, Epilogue::ReluAdd(&shortcut));
+            let residual = conv2d(&parts, &weight, bias, shape, After::ReluAdd(&shortcut));
             check(
                 residual,
                 reference
@@ -674,82 +502,6 @@ mod tests {
                     .map(|(v, s)| (v.max(0.0) + s).max(0.0))
                     .collect(),
                 "parts, relu + shortcut",
-            );
-        }
-    }
-
-    /// Both gradients against their definitions (f64 loops) for `L = Σ y·g`:
-    /// `dX[n, c, i, j] = Σ g[n, o, i + p − a, j + p − b] · W[o, c, a, b]` and
-    /// `dW[o, c, a, b] = Σ g[n, o, y, x] · X_pad[n, c, y + a, x + b]`.
-    #[test]
-    fn the_banded_gradients_are_the_gradients() {
-        for (i, shape) in [
-            Shape {
-                batch: 2,
-                channels_in: 3,
-                size: [40, 50],
-                channels_out: 5,
-                kernel: [3, 3],
-                padding: [1, 1],
-            },
-            Shape {
-                batch: 1,
-                channels_in: 4,
-                size: [9, 30],
-                channels_out: 2,
-                kernel: [3, 2],
-                padding: [0, 1],
-            },
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let [h, w] = shape.size;
-            let [oh, ow] = shape.out_size();
-            let [kh, kw] = shape.kernel;
-            let [ph, pw] = shape.padding;
-            let (n, ci, co) = (shape.batch, shape.channels_in, shape.channels_out);
-            let x = values(n * ci * h * w, 30 + i as u64);
-            let weight = values(co * ci * kh * kw, 40 + i as u64);
-            let grad = values(n * co * oh * ow, 50 + i as u64);
-            let mut dx = vec![0f64; x.len()];
-            let mut dw = vec![0f64; weight.len()];
-            for s in 0..n {
-                for o in 0..co {
-                    for y in 0..oh {
-                        for z in 0..ow {
-                            let g = grad[((s * co + o) * oh + y) * ow + z] as f64;
-                            for c in 0..ci {
-                                for a in 0..kh {
-                                    for b in 0..kw {
-                                        let (yy, zz) = (y + a, z + b);
-                                        if yy < ph || zz < pw || yy - ph >= h || zz - pw >= w {
-                                            continue;
-                                        }
-                                        let xi = ((s * ci + c) * h + yy - ph) * w + zz - pw;
-                                        let wi = ((o * ci + c) * kh + a) * kw + b;
-                                        dx[xi] += g * weight[wi] as f64;
-                                        dw[wi] += g * x[xi] as f64;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            let worst = |ours: &[f32], reference: &[f64]| {
-                assert_eq!(ours.len(), reference.len());
-                ours.iter()
-                    .zip(reference)
-                    .map(|(a, b)| (*a as f64 - b).abs())
-                    .fold(0f64, f64::max)
-            };
-            assert!(input_gradient_applies(shape));
-            let input = worst(&input_gradient(&grad, &weight, shape), &dx);
-            let weights = worst(&weight_gradient(&x, &grad, shape), &dw);
-            assert!(
-                input < 1e-4 && weights < 1e-3,
-                "{shape:?}: dX {input}, dW {weights}"
             );
         }
     }

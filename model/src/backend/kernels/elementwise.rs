@@ -1,6 +1,10 @@
 //! The element-wise steps around a convolution that the autodiff backend records as one node
 //! with it (a ResBlock's residual add and ReLU, and the gradient through ReLUs), as one pass
 //! over memory on every core (flex runs its own element-wise operations on one thread).
+//!
+//! Contract: f32 slices of one length (checked: a mismatch panics, as a caller's bug), any
+//! layout (each value alone); chunks of [`CHUNK`] values in parallel, each value computed once,
+//! so the result does not depend on the threads.
 
 /// Values per parallel task: large enough that a task's overhead vanishes, small enough to
 /// share a 64x64 batch's maps among the cores.

@@ -1,5 +1,9 @@
 //! The one switch between every core (rayon, with the `parallel` feature) and one thread (the
 //! page's single-threaded wasm) for the CPU kernels' loops over independent pieces of work.
+//!
+//! Contract: the pieces must not depend on each other or on their order; results that are
+//! collected ([`map_indices`]) keep the pieces' order, so sums over them can be taken in a
+//! fixed order by the caller.
 
 /// `task(i)` for every `i` in `0..count`.
 pub fn for_each_index(count: usize, task: impl Fn(usize) + Sync + Send) {

@@ -14,7 +14,7 @@ use burn::backend::autodiff::NodeId;
 use burn::backend::Autodiff;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 
-use super::{After, BrnBackend};
+use crate::backend::{reference, After, BrnBackend};
 
 /// `after(conv(x, weight) + bias)` as an autodiff node with parents `[x, weight(, bias)(,
 /// shortcut)]`.
@@ -103,15 +103,6 @@ macro_rules! record {
 }
 
 impl<B: BrnBackend, C: CheckpointStrategy> BrnBackend for Autodiff<B, C> {
-    fn brn_conv2d(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: Option<FloatTensor<Self>>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        Self::conv2d_fused(vec![x], weight, bias, options, After::Nothing)
-    }
-
     fn lstm_gates(
         gates: FloatTensor<Self>,
         cell: Option<FloatTensor<Self>>,
@@ -126,7 +117,7 @@ impl<B: BrnBackend, C: CheckpointStrategy> BrnBackend for Autodiff<B, C> {
         options: ConvOptions<2>,
         after: After<FloatTensor<Self>>,
     ) -> FloatTensor<Self> {
-        let x = super::concatenated::<Self>(inputs);
+        let x = reference::concatenated::<Self>(inputs);
         let has_bias = bias.is_some();
         let (x_primitive, weight_primitive) = (x.primitive.clone(), weight.primitive.clone());
         let bias_primitive = bias.as_ref().map(|bias| bias.primitive.clone());
@@ -177,6 +168,90 @@ impl<B: BrnBackend, C: CheckpointStrategy> BrnBackend for Autodiff<B, C> {
             (None, _) => {
                 let nodes = [x_node, weight_node];
                 record!(C, nodes, &x, &weight, options, has_bias, forward)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::backend::{conv2d, conv2d_cat, conv2d_relu, conv2d_relu_add};
+    use crate::cell::conv3x3;
+    use burn::backend::Autodiff;
+    use burn::tensor::{Distribution, Tensor, Tolerance};
+    use burn_flex::Flex;
+
+    type Ad = Autodiff<Flex>;
+
+    /// Through the autodiff backend, `conv2d` and its fused forms give the output and the
+    /// gradients (input parts, weight, bias, shortcut) that burn's own `Conv2d::forward`,
+    /// `cat`, `relu` and `+` give (the reference), for the model's 3x3 convolution at a size
+    /// where the CPU kernels cut each image into several bands.
+    #[test]
+    fn the_brn_convolution_has_burns_output_and_gradients() {
+        use burn::tensor::activation::relu;
+        let device = Default::default();
+        let conv = conv3x3::<Ad>(5, 4, &device);
+        let input = |c| {
+            Tensor::<Ad, 4>::random([2, c, 40, 30], Distribution::Normal(0., 1.), &device)
+                .require_grad()
+        };
+        let (x, y, shortcut) = (input(2), input(3), input(4));
+        let weights =
+            Tensor::<Ad, 4>::random([2, 4, 40, 30], Distribution::Normal(0., 1.), &device);
+        let whole = || Tensor::cat(vec![x.clone(), y.clone()], 1);
+        // Each output is made just before its backward pass (a graph per pass).
+        type Form<'a> = Box<dyn Fn() -> Tensor<Ad, 4> + 'a>;
+        let forms: [(&str, Form, Form); 4] = [
+            (
+                "conv2d",
+                Box::new(|| conv2d(&conv, whole())),
+                Box::new(|| conv.forward(whole())),
+            ),
+            (
+                "conv2d_relu",
+                Box::new(|| conv2d_relu(&conv, whole())),
+                Box::new(|| relu(conv.forward(whole()))),
+            ),
+            (
+                "conv2d_relu_add",
+                Box::new(|| conv2d_relu_add(&conv, whole(), shortcut.clone())),
+                Box::new(|| relu(relu(conv.forward(whole())) + shortcut.clone())),
+            ),
+            (
+                "conv2d_cat",
+                Box::new(|| conv2d_cat(&conv, vec![x.clone(), y.clone()])),
+                Box::new(|| conv.forward(whole())),
+            ),
+        ];
+        for (form, ours, burns) in forms {
+            ours()
+                .to_data()
+                .assert_approx_eq::<f32>(&burns().to_data(), Tolerance::rel_abs(1e-5, 1e-5));
+            let gradients = |output: Tensor<Ad, 4>| {
+                let grads = (output * weights.clone()).sum().backward();
+                let mut all = vec![
+                    x.grad(&grads).unwrap(),
+                    y.grad(&grads).unwrap(),
+                    conv.weight.val().grad(&grads).unwrap(),
+                ];
+                all.push(
+                    conv.bias
+                        .as_ref()
+                        .unwrap()
+                        .val()
+                        .grad(&grads)
+                        .unwrap()
+                        .reshape([1, 1, 1, 4]),
+                );
+                all.extend(shortcut.grad(&grads));
+                all
+            };
+            let (ours, burns) = (gradients(ours()), gradients(burns()));
+            assert_eq!(ours.len(), burns.len(), "{form}");
+            for (ours, burns) in ours.iter().zip(&burns) {
+                ours.to_data()
+                    .assert_approx_eq::<f32>(&burns.to_data(), Tolerance::rel_abs(1e-4, 1e-4));
             }
         }
     }

@@ -1,0 +1,241 @@
+//! The two gradients of [`super::conv`]'s convolution on the same banded products, and the
+//! bias gradient:
+//!
+//! - the input gradient is the same convolution of the output gradient with the flipped,
+//!   transposed kernel;
+//! - the weight gradient at tap `(a, b)` is `dY_wide · X_p[:, shift_ab ..]ᵀ` (the garbage
+//!   columns of `dY_wide` set to zero), one product per band and tap, summed in a fixed order.
+//!
+//! Contract: as [`super::conv`] (row-major f32, stride 1, dilation 1, one group); the sums
+//! are taken in an order fixed by the shape alone, so the results are the same bits at any
+//! thread count.
+
+use super::conv::{convolve, pad, product, taps_of, wide_len, with_scratch, Bands, Shape};
+use super::parallel;
+use crate::backend::After;
+
+/// Whether [`input_gradient`] applies: the padding is at most the kernel's reach.
+pub fn input_gradient_applies(shape: Shape) -> bool {
+    shape.padding[0] < shape.kernel[0] && shape.padding[1] < shape.kernel[1]
+}
+
+/// The gradient of the input, `dX = conv(dY, W')` with `W'[c, o, a, b] = W[o, c, K_h−1−a,
+/// K_w−1−b]` and padding `K − 1 − p` (stride 1).
+///
+/// # Shapes
+/// - `output_grad`: `[N, C_out, H_out, W_out]`, `weight`: `[C_out, C_in, K_h, K_w]`
+/// - output: `[N, C_in, H, W]`
+pub fn input_gradient(output_grad: &[f32], weight: &[f32], shape: Shape) -> Vec<f32> {
+    let [kernel_h, kernel_w] = shape.kernel;
+    let (c_in, c_out) = (shape.channels_in, shape.channels_out);
+    let transposed = Shape {
+        batch: shape.batch,
+        channels_in: c_out,
+        size: shape.out_size(),
+        channels_out: c_in,
+        kernel: shape.kernel,
+        padding: [
+            kernel_h - 1 - shape.padding[0],
+            kernel_w - 1 - shape.padding[1],
+        ],
+    };
+    // taps'[a·K_w + b][c][o] = W'[c, o, a, b]
+    let taps = taps_of(transposed, |c, o, tap| {
+        let (a, b) = (tap / kernel_w, tap % kernel_w);
+        let flipped = (kernel_h - 1 - a) * kernel_w + (kernel_w - 1 - b);
+        weight[(o * c_in + c) * shape.taps() + flipped]
+    });
+    convolve(&[output_grad], &taps, None, transposed, After::Nothing)
+}
+
+/// The gradient of the weight, `dW[o, c, a, b] = Σ_bands Σ_q dY_wide[o, q] · X_p[c, shift_ab +
+/// q]`: one product per band of output rows and tap, summed over runs of [`BANDS_PER_SUM`]
+/// bands in parallel, then the runs' sums added in order, so the result does not depend on the
+/// number of threads or their timing (a resumed training run repeats an uninterrupted one bit
+/// for bit).
+///
+/// # Shapes
+/// - `x`: `[N, C_in, H, W]`, `output_grad`: `[N, C_out, H_out, W_out]`
+/// - output: `[C_out, C_in, K_h, K_w]`
+pub fn weight_gradient(x: &[f32], output_grad: &[f32], shape: Shape) -> Vec<f32> {
+    let [out_h, out_w] = shape.out_size();
+    let [padded_h, padded_w] = shape.padded_size();
+    let (out_plane, plane) = (out_h * out_w, padded_h * padded_w);
+    let (c_in, c_out) = (shape.channels_in, shape.channels_out);
+    let padded = pad(&[x], shape);
+    // Per tap a C_out x C_in matrix stored column by column: sum[tap][c][o].
+    let size = shape.taps() * c_out * c_in;
+    let bands = Bands::of(shape);
+    let accumulate = |mut sum: Vec<f32>, task: usize| {
+        let (image, rows) = bands.band(task);
+        let wide_len = wide_len(rows.len(), padded_w);
+        with_scratch(wide_len * c_out, |grad| {
+            // grad[q][o] = dY[image, o, rows.start + q / W_p, q % W_p], zero past W_out and
+            // past the band's rows.
+            grad[rows.len() * padded_w * c_out..].fill(0.0);
+            for (i, y) in rows.clone().enumerate() {
+                for x in 0..padded_w {
+                    let q = i * padded_w + x;
+                    let target = &mut grad[q * c_out..][..c_out];
+                    if x < out_w {
+                        let first = image * c_out * out_plane + y * out_w + x;
+                        for (o, t) in target.iter_mut().enumerate() {
+                            *t = output_grad[first + o * out_plane];
+                        }
+                    } else {
+                        target.fill(0.0);
+                    }
+                }
+            }
+            let input = &padded[image * c_in * plane..];
+            for a in 0..shape.kernel[0] {
+                for b in 0..shape.kernel[1] {
+                    let tap = a * shape.kernel[1] + b;
+                    let shifted = &input[(rows.start + a) * padded_w + b..];
+                    // SAFETY: `sum`'s tap block holds C_out·C_in values; `grad` wide_len·C_out;
+                    // `shifted` reads channel c at q < wide_len, within `padded` as in `band`.
+                    unsafe {
+                        product(
+                            [c_out, c_in, wide_len],
+                            (sum[tap * c_out * c_in..].as_mut_ptr(), c_out),
+                            true,
+                            (grad.as_ptr(), c_out),
+                            (shifted.as_ptr(), plane),
+                        );
+                    }
+                }
+            }
+        });
+        sum
+    };
+    let tasks = bands.count(shape.batch);
+    let run = |first: usize| {
+        (first..(first + BANDS_PER_SUM).min(tasks)).fold(vec![0f32; size], accumulate)
+    };
+    let sums = parallel::map_indices(tasks.div_ceil(BANDS_PER_SUM), |i| run(i * BANDS_PER_SUM));
+    let mut sums = sums.into_iter();
+    let mut total = sums.next().unwrap_or_else(|| vec![0f32; size]);
+    for sum in sums {
+        total.iter_mut().zip(sum).for_each(|(t, s)| *t += s);
+    }
+    // [tap][c][o] → [o][c][tap]
+    let taps = shape.taps();
+    let mut gradient = vec![0f32; size];
+    for (tap, block) in total.chunks_exact(c_out * c_in).enumerate() {
+        for (c, column) in block.chunks_exact(c_out).enumerate() {
+            for (o, &value) in column.iter().enumerate() {
+                gradient[(o * c_in + c) * taps + tap] = value;
+            }
+        }
+    }
+    gradient
+}
+
+/// The gradient of the bias, `db[o] = Σ_n Σ_p dY[n, o, p]`, each channel summed in order in
+/// f64 (the channels in parallel): the same bits at any thread count.
+///
+/// # Shapes
+/// - `output_grad`: `[N, C_out, pixels]` → `[C_out]`
+pub fn bias_gradient(
+    output_grad: &[f32],
+    batch: usize,
+    channels: usize,
+    pixels: usize,
+) -> Vec<f32> {
+    let channel = |o: usize| {
+        (0..batch)
+            .map(|n| {
+                output_grad[(n * channels + o) * pixels..][..pixels]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .sum::<f64>()
+            })
+            .sum::<f64>() as f32
+    };
+    parallel::map_indices(channels, channel)
+}
+
+/// How many bands' weight gradients one task sums before the tasks' sums are added.
+const BANDS_PER_SUM: usize = 8;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::kernels::values;
+
+    /// Both gradients against their definitions (f64 loops) for `L = Σ y·g`:
+    /// `dX[n, c, i, j] = Σ g[n, o, i + p − a, j + p − b] · W[o, c, a, b]` and
+    /// `dW[o, c, a, b] = Σ g[n, o, y, x] · X_pad[n, c, y + a, x + b]`.
+    #[test]
+    fn the_banded_gradients_are_the_gradients() {
+        for (i, shape) in [
+            Shape {
+                batch: 2,
+                channels_in: 3,
+                size: [40, 50],
+                channels_out: 5,
+                kernel: [3, 3],
+                padding: [1, 1],
+            },
+            Shape {
+                batch: 1,
+                channels_in: 4,
+                size: [9, 30],
+                channels_out: 2,
+                kernel: [3, 2],
+                padding: [0, 1],
+            },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let [h, w] = shape.size;
+            let [oh, ow] = shape.out_size();
+            let [kh, kw] = shape.kernel;
+            let [ph, pw] = shape.padding;
+            let (n, ci, co) = (shape.batch, shape.channels_in, shape.channels_out);
+            let x = values(n * ci * h * w, 30 + i as u64);
+            let weight = values(co * ci * kh * kw, 40 + i as u64);
+            let grad = values(n * co * oh * ow, 50 + i as u64);
+            let mut dx = vec![0f64; x.len()];
+            let mut dw = vec![0f64; weight.len()];
+            for s in 0..n {
+                for o in 0..co {
+                    for y in 0..oh {
+                        for z in 0..ow {
+                            let g = grad[((s * co + o) * oh + y) * ow + z] as f64;
+                            for c in 0..ci {
+                                for a in 0..kh {
+                                    for b in 0..kw {
+                                        let (yy, zz) = (y + a, z + b);
+                                        if yy < ph || zz < pw || yy - ph >= h || zz - pw >= w {
+                                            continue;
+                                        }
+                                        let xi = ((s * ci + c) * h + yy - ph) * w + zz - pw;
+                                        let wi = ((o * ci + c) * kh + a) * kw + b;
+                                        dx[xi] += g * weight[wi] as f64;
+                                        dw[wi] += g * x[xi] as f64;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            let worst = |ours: &[f32], reference: &[f64]| {
+                assert_eq!(ours.len(), reference.len());
+                ours.iter()
+                    .zip(reference)
+                    .map(|(a, b)| (*a as f64 - b).abs())
+                    .fold(0f64, f64::max)
+            };
+            assert!(input_gradient_applies(shape));
+            let input = worst(&input_gradient(&grad, &weight, shape), &dx);
+            let weights = worst(&weight_gradient(&x, &grad, shape), &dw);
+            assert!(
+                input < 1e-4 && weights < 1e-3,
+                "{shape:?}: dX {input}, dW {weights}"
+            );
+        }
+    }
+}

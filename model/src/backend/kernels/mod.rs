@@ -1,0 +1,33 @@
+//! The CPU kernels (flex's): plain `f32` slices in, `Vec<f32>` out, no burn types.
+//!
+//! Shared contract, each file adding its own:
+//! - **layout**: row-major NCHW maps, `[C_out, C_in, K_h, K_w]` kernels, f32;
+//! - **padding**: zeros, symmetric, at most the kernel's reach (`conv::Shape`);
+//! - **threading**: independent pieces (bands of rows, planes, chunks) through [`parallel`],
+//!   the one switch between every core (rayon, the `parallel` feature) and one thread;
+//! - **determinism**: every sum is taken in an order fixed by the shape alone, so results are
+//!   the same bits at any thread count (a resumed training run repeats an uninterrupted one);
+//! - **limits**: sizes that fit in memory as `usize` indices; callers (the flex adapter) check
+//!   shapes and types before calling and fall back to burn's operations otherwise.
+
+pub mod conv;
+pub mod conv_gradient;
+pub mod elementwise;
+pub mod lstm;
+pub mod parallel;
+
+#[cfg(test)]
+/// Pseudo-random values in [-1, 1).
+pub(crate) fn values(count: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..count)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
