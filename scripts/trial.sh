@@ -24,7 +24,7 @@ step="$(sed -n 's/.*"step": *\([0-9]*\).*/\1/p' "$latest/state.json" | head -1)"
 batch="$(sed -n 's/.*"batch_size": *\([0-9]*\).*/\1/p' "$latest/state.json" | head -1)"
 stages="$(sed -n 's/.*"stages": *\([0-9]*\).*/\1/p' "$latest/state.json" | head -1)"
 row="$name	$(basename "$config")	$budget	$step	$((step * batch))"
-row="$row	$("$root/scripts/val-score.sh" "$latest/model.safetensors" "$stages" | head -1)"
+row="$row	$(BRN_BIN="$brn" "$root/scripts/val-score.sh" "$latest/model.safetensors" "$stages" | head -1)"
 if [ ! -f "$runs/trials/results.tsv" ]; then
   header="name	config	time	steps	patches"
   for preset in light heavy varied depth; do header="$header	$preset PSNR	$preset SSIM"; done
