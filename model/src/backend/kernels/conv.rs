@@ -98,11 +98,54 @@ pub fn conv2d(
     shape: Shape,
     after: After<&[f32]>,
 ) -> Vec<f32> {
+    conv2d_on(Products::best(), x, weight, bias, shape, after)
+}
+
+/// [`conv2d`] by the given products.
+pub(super) fn conv2d_on(
+    products: Products,
+    x: &[&[f32]],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    shape: Shape,
+    after: After<&[f32]>,
+) -> Vec<f32> {
     // taps[a·K_w + b][o][c] = weight[o, c, a, b]
     let taps = taps_of(shape, |o, c, tap| {
         weight[(o * shape.channels_in + c) * shape.taps() + tap]
     });
-    convolve(x, &taps, bias, shape, after)
+    convolve(products, x, &taps, bias, shape, after)
+}
+
+/// Which code computes the convolution's matrix products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Products {
+    /// The `gemm` crate, one product per tap (any CPU, the page's wasm).
+    Gemm,
+    /// The AVX-512 micro-kernels ([`super::avx512`]).
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Products {
+    /// The fastest this CPU runs.
+    pub(super) fn best() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if super::avx512::available() {
+            return Self::Avx512;
+        }
+        Self::Gemm
+    }
+
+    /// Every one this CPU runs (the tests check each).
+    #[cfg(test)]
+    pub(super) fn all() -> Vec<Self> {
+        let mut all = vec![Self::Gemm];
+        if Self::best() != Self::Gemm {
+            all.push(Self::best());
+        }
+        all
+    }
 }
 
 /// The kernel as one `[C_out, C_in]` matrix per tap, `[K_h·K_w][C_out][C_in]`, from
@@ -117,6 +160,7 @@ pub(super) fn taps_of(shape: Shape, value: impl Fn(usize, usize, usize) -> f32) 
 
 /// [`conv2d`] with the kernel given as [`taps_of`] lays it out.
 pub(super) fn convolve(
+    products: Products,
     x: &[&[f32]],
     taps: &[f32],
     bias: Option<&[f32]>,
@@ -126,6 +170,20 @@ pub(super) fn convolve(
     let [out_h, out_w] = shape.out_size();
     let len = shape.batch * shape.channels_out * out_h * out_w;
     let padded = pad(x, shape);
+    let packed: Option<Vec<f32>> = match products {
+        Products::Gemm => None,
+        #[cfg(target_arch = "x86_64")]
+        Products::Avx512 => Some(super::avx512::pack(
+            taps,
+            shape.taps(),
+            shape.channels_out,
+            shape.channels_in,
+        )),
+    };
+    let kernel = match &packed {
+        Some(packed) => Kernel::Packed(packed),
+        None => Kernel::Taps(taps),
+    };
     // Not zeroed: every band writes each of its values.
     let mut output: Vec<f32> = Vec::with_capacity(len);
     let bands = Bands::of(shape);
@@ -136,13 +194,23 @@ pub(super) fn convolve(
         with_scratch(wide, |wide| {
             // SAFETY: `band` writes these rows of every output channel of `image` only, and
             // the tasks cover disjoint (image, rows) pairs; `output` outlives them.
-            unsafe { band(&padded, taps, bias, shape, image, rows, out, after, wide) }
+            unsafe { band(&padded, kernel, bias, shape, image, rows, out, after, wide) }
         });
     };
     parallel::for_each_index(bands.count(shape.batch), run);
     // SAFETY: the bands have written all `len` values (see above).
     unsafe { output.set_len(len) };
     output
+}
+
+/// The kernel as a band's products read it.
+#[derive(Clone, Copy)]
+enum Kernel<'a> {
+    /// [`taps_of`]'s layout, for gemm.
+    Taps(&'a [f32]),
+    /// [`super::avx512::pack`]'s layout.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Packed(&'a [f32]),
 }
 
 /// One band: output rows `rows` of image `image`, every output channel, as `K_h·K_w` products
@@ -154,7 +222,7 @@ pub(super) fn convolve(
 #[allow(clippy::too_many_arguments)]
 unsafe fn band(
     padded: &[f32],
-    taps: &[f32],
+    kernel: Kernel,
     bias: Option<&[f32]>,
     shape: Shape,
     image: usize,
@@ -168,35 +236,35 @@ unsafe fn band(
     let plane = padded_h * padded_w;
     let (c_in, c_out) = (shape.channels_in, shape.channels_out);
     let wide_len = wide_len(rows.len(), padded_w);
-    let input = &padded[image * c_in * plane..];
-
     // wide[o, q] (+)= Σ_c taps[a, b][o, c] · input[c, (rows.start + a)·W_p + b + q]: the
-    // pixels are the product's rows (contiguous in both), the channels its columns.
-    let mut read = false;
-    if let Some(bias) = bias {
-        for (o, &value) in bias.iter().enumerate() {
-            wide[o * wide_len..][..wide_len].fill(value);
+    // pixels are the products' rows (contiguous in both), the channels their columns.
+    let input = &padded[image * c_in * plane + rows.start * padded_w..];
+    match kernel {
+        // SAFETY: `band`'s promise (the products read what `pad` leaves, see `gemm_products`).
+        Kernel::Taps(taps) => unsafe { gemm_products(wide, wide_len, input, taps, bias, shape) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Packed(packed) => {
+            let shifts: Vec<usize> = (0..shape.kernel[0])
+                .flat_map(|a| (0..shape.kernel[1]).map(move |b| a * padded_w + b))
+                .collect();
+            // SAFETY: `Products::Avx512` is chosen only where the CPU has AVX-512F; the reads
+            // end where the gemm products' do (see `gemm_products`); `wide` holds
+            // C_out·wide_len values.
+            unsafe {
+                super::avx512::products(
+                    wide.as_mut_ptr(),
+                    wide_len,
+                    input.as_ptr(),
+                    plane,
+                    &shifts,
+                    packed,
+                    [c_out, c_in],
+                    bias,
+                )
+            }
         }
-        read = true;
-    }
-    for a in 0..shape.kernel[0] {
-        for b in 0..shape.kernel[1] {
-            let tap = &taps[(a * shape.kernel[1] + b) * c_out * c_in..][..c_out * c_in];
-            let shifted = &input[(rows.start + a) * padded_w + b..];
-            // SAFETY: the last value read, channel C_in − 1 at q = wide_len − 1, is at
-            // (C_in − 1)·plane + (rows.end − 1 + a)·W_p + b + W_p − 1 + ROW_MULTIPLE − 1 <
-            // C_in·plane + K_w + ROW_MULTIPLE from `input`'s start (rows.end − 1 + a < H_p),
-            // which `pad` leaves in the buffer; `wide` holds
-            // C_out·wide_len values; `tap` C_out·C_in.
-            product(
-                [wide_len, c_out, c_in],
-                (wide.as_mut_ptr(), wide_len),
-                read,
-                (shifted.as_ptr(), plane),
-                (tap.as_ptr(), c_in),
-            );
-            read = true;
-        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Kernel::Packed(_) => unreachable!("packed kernels exist on x86-64 only"),
     }
 
     // The band into the NCHW output without the garbage columns, `after` on the way.
@@ -220,6 +288,51 @@ unsafe fn band(
                     }
                 }
             }
+        }
+    }
+}
+
+/// A band's products by gemm: `wide = bias + Σ_taps W_ab · input[:, shift_ab ..]`, one
+/// product per tap, `input` the band's first padded row of channel 0.
+///
+/// # Safety
+/// `input` is [`pad`]'s buffer from the band's first row of its image's channel 0, `wide`
+/// holds `C_out·wide_len` values and `wide_len` is [`wide_len`]'s for the band.
+unsafe fn gemm_products(
+    wide: &mut [f32],
+    wide_len: usize,
+    input: &[f32],
+    taps: &[f32],
+    bias: Option<&[f32]>,
+    shape: Shape,
+) {
+    let [padded_h, padded_w] = shape.padded_size();
+    let plane = padded_h * padded_w;
+    let (c_in, c_out) = (shape.channels_in, shape.channels_out);
+    let mut read = false;
+    if let Some(bias) = bias {
+        for (o, &value) in bias.iter().enumerate() {
+            wide[o * wide_len..][..wide_len].fill(value);
+        }
+        read = true;
+    }
+    for a in 0..shape.kernel[0] {
+        for b in 0..shape.kernel[1] {
+            let tap = &taps[(a * shape.kernel[1] + b) * c_out * c_in..][..c_out * c_in];
+            let shifted = &input[a * padded_w + b..];
+            // SAFETY: the last value read, channel C_in − 1 at q = wide_len − 1, is at
+            // (C_in − 1)·plane + (rows.end − 1 + a)·W_p + b + W_p − 1 + ROW_MULTIPLE − 1 <
+            // C_in·plane + K_w + ROW_MULTIPLE from the image's first padded value
+            // (rows.end − 1 + a < H_p), which `pad` leaves in the buffer; `wide` holds
+            // C_out·wide_len values; `tap` C_out·C_in.
+            product(
+                [wide_len, c_out, c_in],
+                (wide.as_mut_ptr(), wide_len),
+                read,
+                (shifted.as_ptr(), plane),
+                (tap.as_ptr(), c_in),
+            );
+            read = true;
         }
     }
 }
@@ -447,6 +560,14 @@ mod tests {
                 kernel: [3, 3],
                 padding: [2, 1],
             },
+            Shape {
+                batch: 2,
+                channels_in: 13,
+                size: [10, 21],
+                channels_out: 11,
+                kernel: [3, 3],
+                padding: [1, 1],
+            },
         ]
         .into_iter()
         .enumerate()
@@ -469,40 +590,47 @@ mod tests {
                     .fold(0f32, f32::max);
                 assert!(worst < 1e-4, "{shape:?} {what}: {worst}");
             };
-            let ours = conv2d(&[&x], &weight, bias, shape, After::Nothing);
-            check(ours, reference.clone(), "alone");
+            for products in Products::all() {
+                let check = |ours, reference, what: &str| {
+                    check(ours, reference, &format!("{products:?}, {what}"))
+                };
+                let conv2d =
+                    |x: &[&[f32]], after| conv2d_on(products, x, &weight, bias, shape, after);
+                let ours = conv2d(&[&x], After::Nothing);
+                check(ours, reference.clone(), "alone");
 
-            // The input in two parts split along the channels (as if concatenated), and the
-            // epilogues against the reference with ReLU and the shortcut applied after it.
-            let plane = h * w;
-            let part = |channels: std::ops::Range<usize>| -> Vec<f32> {
-                (0..shape.batch)
-                    .flat_map(|n| {
-                        let image = &x[n * shape.channels_in * plane..];
-                        image[channels.start * plane..channels.end * plane].to_vec()
-                    })
-                    .collect()
-            };
-            let split = shape.channels_in / 2;
-            let (first, second) = (part(0..split), part(split..shape.channels_in));
-            let parts: [&[f32]; 2] = [&first, &second];
-            let relu = conv2d(&parts, &weight, bias, shape, After::Relu);
-            check(
-                relu,
-                reference.iter().map(|v| v.max(0.0)).collect(),
-                "parts, relu",
-            );
-            let shortcut = values(reference.len(), 30 + i as u64);
-            let residual = conv2d(&parts, &weight, bias, shape, After::ReluAdd(&shortcut));
-            check(
-                residual,
-                reference
-                    .iter()
-                    .zip(&shortcut)
-                    .map(|(v, s)| (v.max(0.0) + s).max(0.0))
-                    .collect(),
-                "parts, relu + shortcut",
-            );
+                // The input in two parts split along the channels (as if concatenated), and the
+                // epilogues against the reference with ReLU and the shortcut applied after it.
+                let plane = h * w;
+                let part = |channels: std::ops::Range<usize>| -> Vec<f32> {
+                    (0..shape.batch)
+                        .flat_map(|n| {
+                            let image = &x[n * shape.channels_in * plane..];
+                            image[channels.start * plane..channels.end * plane].to_vec()
+                        })
+                        .collect()
+                };
+                let split = shape.channels_in / 2;
+                let (first, second) = (part(0..split), part(split..shape.channels_in));
+                let parts: [&[f32]; 2] = [&first, &second];
+                let relu = conv2d(&parts, After::Relu);
+                check(
+                    relu,
+                    reference.iter().map(|v| v.max(0.0)).collect(),
+                    "parts, relu",
+                );
+                let shortcut = values(reference.len(), 30 + i as u64);
+                let residual = conv2d(&parts, After::ReluAdd(&shortcut));
+                check(
+                    residual,
+                    reference
+                        .iter()
+                        .zip(&shortcut)
+                        .map(|(v, s)| (v.max(0.0) + s).max(0.0))
+                        .collect(),
+                    "parts, relu + shortcut",
+                );
+            }
         }
     }
 }

@@ -10,7 +10,9 @@
 //! are taken in an order fixed by the shape alone, so the results are the same bits at any
 //! thread count.
 
-use super::conv::{convolve, pad, product, taps_of, wide_len, with_scratch, Bands, Shape};
+use super::conv::{
+    convolve, pad, product, taps_of, wide_len, with_scratch, Bands, Products, Shape,
+};
 use super::parallel;
 use crate::backend::After;
 
@@ -26,6 +28,16 @@ pub fn input_gradient_applies(shape: Shape) -> bool {
 /// - `output_grad`: `[N, C_out, H_out, W_out]`, `weight`: `[C_out, C_in, K_h, K_w]`
 /// - output: `[N, C_in, H, W]`
 pub fn input_gradient(output_grad: &[f32], weight: &[f32], shape: Shape) -> Vec<f32> {
+    input_gradient_on(Products::best(), output_grad, weight, shape)
+}
+
+/// [`input_gradient`] by the given products.
+fn input_gradient_on(
+    products: Products,
+    output_grad: &[f32],
+    weight: &[f32],
+    shape: Shape,
+) -> Vec<f32> {
     let [kernel_h, kernel_w] = shape.kernel;
     let (c_in, c_out) = (shape.channels_in, shape.channels_out);
     let transposed = Shape {
@@ -45,7 +57,14 @@ pub fn input_gradient(output_grad: &[f32], weight: &[f32], shape: Shape) -> Vec<
         let flipped = (kernel_h - 1 - a) * kernel_w + (kernel_w - 1 - b);
         weight[(o * c_in + c) * shape.taps() + flipped]
     });
-    convolve(&[output_grad], &taps, None, transposed, After::Nothing)
+    convolve(
+        products,
+        &[output_grad],
+        &taps,
+        None,
+        transposed,
+        After::Nothing,
+    )
 }
 
 /// The gradient of the weight, `dW[o, c, a, b] = Σ_bands Σ_q dY_wide[o, q] · X_p[c, shift_ab +
@@ -185,6 +204,14 @@ mod tests {
                 kernel: [3, 2],
                 padding: [0, 1],
             },
+            Shape {
+                batch: 2,
+                channels_in: 13,
+                size: [10, 21],
+                channels_out: 11,
+                kernel: [3, 3],
+                padding: [1, 1],
+            },
         ]
         .into_iter()
         .enumerate()
@@ -230,12 +257,14 @@ mod tests {
                     .fold(0f64, f64::max)
             };
             assert!(input_gradient_applies(shape));
-            let input = worst(&input_gradient(&grad, &weight, shape), &dx);
-            let weights = worst(&weight_gradient(&x, &grad, shape), &dw);
-            assert!(
-                input < 1e-4 && weights < 1e-3,
-                "{shape:?}: dX {input}, dW {weights}"
-            );
+            for products in Products::all() {
+                let input = worst(&input_gradient_on(products, &grad, &weight, shape), &dx);
+                let weights = worst(&weight_gradient(&x, &grad, shape), &dw);
+                assert!(
+                    input < 1e-4 && weights < 1e-3,
+                    "{products:?} {shape:?}: dX {input}, dW {weights}"
+                );
+            }
         }
     }
 }

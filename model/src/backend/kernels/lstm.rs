@@ -12,11 +12,8 @@
 //! `[N, C, plane]` maps; one task per `(image, channel)` plane ([`super::parallel`]), each
 //! value computed alone, so the result does not depend on the thread count.
 
+use super::activation::{logistic, simd_loop, tanh};
 use super::parallel::{for_each_chunk, for_each_chunk_pair};
-
-fn logistic(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
 
 /// The gate arithmetic in one pass over `gates` (and `cell`), plane by plane, the planes in
 /// parallel with the `parallel` feature.
@@ -38,15 +35,7 @@ pub fn in_one_pass(
         let gate = |k: usize| &gates[((n * 4 + k) * channels + c) * plane..][..plane];
         let (input, forget, candidate, output) = (gate(0), gate(1), gate(2), gate(3));
         let previous = cell.map(|cell| &cell[q * plane..][..plane]);
-        for p in 0..plane {
-            let update = logistic(input[p]) * candidate[p].tanh();
-            let next = match previous {
-                Some(previous) => logistic(forget[p]) * previous[p] + update,
-                None => update,
-            };
-            cell_out[p] = next;
-            hidden[p] = logistic(output[p]) * next.tanh();
-        }
+        gates_plane(input, forget, candidate, output, previous, hidden, cell_out);
     };
     for_each_chunk_pair(&mut hidden, &mut cell_out, plane, step);
     (hidden, cell_out)
@@ -74,11 +63,7 @@ pub fn hidden_backward(
             &grad_hidden[q * plane..][..plane],
             &cell[q * plane..][..plane],
         );
-        for p in 0..plane {
-            let (s, t) = (logistic(output[p]), cell[p].tanh());
-            grad_cell[p] = grad_hidden[p] * s * (1.0 - t * t);
-            grad_output[p] = grad_hidden[p] * t * s * (1.0 - s);
-        }
+        hidden_plane(grad_hidden, output, cell, grad_cell, grad_output);
     };
     for_each_chunk_pair(&mut grad_cell, &mut grad_output, plane, step);
     (grad_cell, grad_output)
@@ -108,26 +93,17 @@ pub fn cell_backward(
         match k {
             0 => {
                 let (input, candidate) = (gate(0), gate(2));
-                for p in 0..plane {
-                    let s = logistic(input[p]);
-                    target[p] = grad_cell[p] * candidate[p].tanh() * s * (1.0 - s);
-                }
+                input_gate_plane(grad_cell, input, candidate, target);
             }
             1 => {
                 if let Some(previous) = previous {
                     let (forget, previous) = (gate(1), &previous[q * plane..][..plane]);
-                    for p in 0..plane {
-                        let s = logistic(forget[p]);
-                        target[p] = grad_cell[p] * previous[p] * s * (1.0 - s);
-                    }
+                    forget_gate_plane(grad_cell, forget, previous, target);
                 }
             }
             2 => {
                 let (input, candidate) = (gate(0), gate(2));
-                for p in 0..plane {
-                    let t = candidate[p].tanh();
-                    target[p] = grad_cell[p] * logistic(input[p]) * (1.0 - t * t);
-                }
+                candidate_plane(grad_cell, input, candidate, target);
             }
             _ => {
                 if let Some(grad_output) = grad_output {
@@ -142,15 +118,118 @@ pub fn cell_backward(
             let n = q / channels;
             let forget = &gates[((n * 4 + 1) * channels + q % channels) * plane..][..plane];
             let grad_cell = &grad_cell[q * plane..][..plane];
-            for p in 0..plane {
-                target[p] = grad_cell[p] * logistic(forget[p]);
-            }
+            previous_cell_plane(grad_cell, forget, target);
         };
         for_each_chunk(&mut grad_previous, plane, previous_plane);
         grad_previous
     });
     for_each_chunk(&mut grad_gates, plane, gate_plane);
     (grad_gates, grad_previous)
+}
+
+// One plane of each pass, compiled for AVX-512 where the CPU has it. Each slices its inputs
+// to the target's length first, so that the loop runs without bounds checks, in vectors.
+
+simd_loop! {
+    /// `c' = σ(f)·c + σ(i)·tanh(g)` (`σ(i)·tanh(g)` without `c`), `h' = σ(o)·tanh(c')`.
+    fn gates_plane(
+        input: &[f32],
+        forget: &[f32],
+        candidate: &[f32],
+        output: &[f32],
+        previous: Option<&[f32]>,
+        hidden: &mut [f32],
+        cell: &mut [f32],
+    ) {
+        let n = hidden.len();
+        let (input, forget, candidate) = (&input[..n], &forget[..n], &candidate[..n]);
+        let (output, cell) = (&output[..n], &mut cell[..n]);
+        match previous {
+            Some(previous) => {
+                let previous = &previous[..n];
+                for p in 0..n {
+                    let next = logistic(forget[p]) * previous[p]
+                        + logistic(input[p]) * tanh(candidate[p]);
+                    cell[p] = next;
+                    hidden[p] = logistic(output[p]) * tanh(next);
+                }
+            }
+            None => {
+                for p in 0..n {
+                    let next = logistic(input[p]) * tanh(candidate[p]);
+                    cell[p] = next;
+                    hidden[p] = logistic(output[p]) * tanh(next);
+                }
+            }
+        }
+    }
+}
+
+simd_loop! {
+    /// `dc' = dh'·s_o·(1 − t²)`, `do = dh'·t·s_o·(1 − s_o)`.
+    fn hidden_plane(
+        grad_hidden: &[f32],
+        output: &[f32],
+        cell: &[f32],
+        grad_cell: &mut [f32],
+        grad_output: &mut [f32],
+    ) {
+        let n = grad_cell.len();
+        let (grad_hidden, output, cell) = (&grad_hidden[..n], &output[..n], &cell[..n]);
+        let grad_output = &mut grad_output[..n];
+        for p in 0..n {
+            let (s, t) = (logistic(output[p]), tanh(cell[p]));
+            grad_cell[p] = grad_hidden[p] * s * (1.0 - t * t);
+            grad_output[p] = grad_hidden[p] * t * s * (1.0 - s);
+        }
+    }
+}
+
+simd_loop! {
+    /// `di = dc'·t_g·s_i·(1 − s_i)`.
+    fn input_gate_plane(grad_cell: &[f32], input: &[f32], candidate: &[f32], target: &mut [f32]) {
+        let n = target.len();
+        let (grad_cell, input, candidate) = (&grad_cell[..n], &input[..n], &candidate[..n]);
+        for p in 0..n {
+            let s = logistic(input[p]);
+            target[p] = grad_cell[p] * tanh(candidate[p]) * s * (1.0 - s);
+        }
+    }
+}
+
+simd_loop! {
+    /// `df = dc'·c·s_f·(1 − s_f)`.
+    fn forget_gate_plane(grad_cell: &[f32], forget: &[f32], previous: &[f32], target: &mut [f32]) {
+        let n = target.len();
+        let (grad_cell, forget, previous) = (&grad_cell[..n], &forget[..n], &previous[..n]);
+        for p in 0..n {
+            let s = logistic(forget[p]);
+            target[p] = grad_cell[p] * previous[p] * s * (1.0 - s);
+        }
+    }
+}
+
+simd_loop! {
+    /// `dg = dc'·s_i·(1 − t_g²)`.
+    fn candidate_plane(grad_cell: &[f32], input: &[f32], candidate: &[f32], target: &mut [f32]) {
+        let n = target.len();
+        let (grad_cell, input, candidate) = (&grad_cell[..n], &input[..n], &candidate[..n]);
+        for p in 0..n {
+            let t = tanh(candidate[p]);
+            target[p] = grad_cell[p] * logistic(input[p]) * (1.0 - t * t);
+        }
+    }
+}
+
+simd_loop! {
+    /// `dc = dc'·s_f`.
+    fn previous_cell_plane(grad_cell: &[f32], forget: &[f32], target: &mut [f32]) {
+        let n = target.len();
+        let (grad_cell, forget) = (&grad_cell[..n], &forget[..n]);
+        for p in 0..n {
+            target[p] = grad_cell[p] * logistic(forget[p]);
+        }
+    }
 }
 
 #[cfg(test)]

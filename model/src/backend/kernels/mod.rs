@@ -7,9 +7,17 @@
 //!   the one switch between every core (rayon, the `parallel` feature) and one thread;
 //! - **determinism**: every sum is taken in an order fixed by the shape alone, so results are
 //!   the same bits at any thread count (a resumed training run repeats an uninterrupted one);
+//! - **instruction sets**: everything runs on any CPU (the `gemm` crate picks its own SIMD);
+//!   where the CPU has AVX-512F, the convolution's products ([`avx512`]) and the LSTM's loops
+//!   ([`activation::simd_loop`]) take AVX-512 code chosen at run time. The two paths sum in different
+//!   orders, so their results differ in the last bits (a run resumed on a CPU of the other kind
+//!   continues, but not bit for bit); the tests check both on an AVX-512 CPU;
 //! - **limits**: sizes that fit in memory as `usize` indices; callers (the flex adapter) check
 //!   shapes and types before calling and fall back to burn's operations otherwise.
 
+pub mod activation;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod conv;
 pub mod conv_gradient;
 pub mod elementwise;
