@@ -268,6 +268,16 @@ pub fn use_kernel_cache(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `--mixed-precision`: asks the CPU kernels for bfloat16 products (see
+/// `model::backend::set_mixed_precision`), and says so when this CPU cannot (no AMX).
+pub fn use_mixed_precision(asked: bool) {
+    if asked && !model::backend::set_mixed_precision(true) {
+        eprintln!(
+            "--mixed-precision: this CPU has no AMX with bfloat16 (Intel Xeon 4th generation or later); the CPU products stay f32"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{parse_devices, Devices};

@@ -281,7 +281,10 @@ impl<'a, B: TrainBackend, O: Optimizer<Brn<B>, B>> Run<'a, B, O> {
         let (psnr, ssim) = if self.validation.is_empty() {
             (f64::NAN, f64::NAN)
         } else {
-            self.validation.score(&self.net.valid(), &self.devices[0])
+            // In f32 whatever the training's products (`--mixed-precision`).
+            model::backend::in_full_precision(|| {
+                self.validation.score(&self.net.valid(), &self.devices[0])
+            })
         };
         self.validation_cost = validating.elapsed();
         let epoch = self.done / self.config.steps_per_epoch;

@@ -22,6 +22,8 @@ pub mod reference;
 
 pub use adapters::banded;
 pub use extension::BrnBackend;
+#[cfg(feature = "flex")]
+pub use kernels::conv::{in_full_precision, set_mixed_precision};
 
 use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;

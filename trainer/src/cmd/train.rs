@@ -69,11 +69,17 @@ pub struct TrainArgs {
     /// (burn's own, for an A/B comparison). The CPU always runs its own kernel.
     #[arg(long, default_value = "banded", value_name = "banded|burn")]
     weight_gradient: WeightGradient,
+    /// On the CPU: round the convolutions' inputs and kernels to bfloat16 (every sum stays
+    /// f32) where the CPU has Intel AMX, a much faster step; elsewhere nothing changes.
+    /// Validation stays f32.
+    #[arg(long)]
+    mixed_precision: bool,
 }
 
 /// Start or resume the training run the arguments describe.
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
     use_weight_gradient(args.weight_gradient);
+    crate::device::use_mixed_precision(args.mixed_precision);
     let (out, resume) = match (&args.resume, &args.output) {
         (Some(dir), None) => (dir.clone(), true),
         (None, Some(dir)) => (dir.clone(), false),

@@ -75,6 +75,15 @@ impl Shape {
     pub(super) fn taps(&self) -> usize {
         self.kernel[0] * self.kernel[1]
     }
+
+    /// Where each tap reads in a padded plane, relative to the output pixel's wide index:
+    /// `a·W_p + b` for tap `(a, b)`, in tap order.
+    pub(super) fn shifts(&self) -> Vec<usize> {
+        let padded_w = self.padded_size()[1];
+        (0..self.kernel[0])
+            .flat_map(|a| (0..self.kernel[1]).map(move |b| a * padded_w + b))
+            .collect()
+    }
 }
 
 /// A raw pointer that the bands share; each band writes its own part only.
@@ -117,6 +126,28 @@ pub(super) fn conv2d_on(
     convolve(products, x, &taps, bias, shape, after)
 }
 
+/// Whether the convolutions may round their operands to bfloat16 ([`set_mixed_precision`]).
+static MIXED_PRECISION: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Lets the convolutions and their input gradients round the input and the kernel to
+/// bfloat16 (every sum stays f32) where the CPU has AMX, for this whole process, about ten
+/// times as fast there as the f32 products (elsewhere it changes nothing). For training: the
+/// trainer sets it when its configuration asks and clears it around validation; inference,
+/// the page and the parity tests never set it. Returns whether the CPU takes it.
+pub fn set_mixed_precision(on: bool) -> bool {
+    MIXED_PRECISION.store(on, std::sync::atomic::Ordering::Relaxed);
+    on && Products::best() != Products::best_f32()
+}
+
+/// `f()` with the convolutions in f32 whatever [`set_mixed_precision`] says (for validation
+/// within a mixed-precision training run), the setting restored after.
+pub fn in_full_precision<R>(f: impl FnOnce() -> R) -> R {
+    let mixed = MIXED_PRECISION.swap(false, std::sync::atomic::Ordering::Relaxed);
+    let result = f();
+    MIXED_PRECISION.store(mixed, std::sync::atomic::Ordering::Relaxed);
+    result
+}
+
 /// Which code computes the convolution's matrix products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Products {
@@ -125,11 +156,24 @@ pub(super) enum Products {
     /// The AVX-512 micro-kernels ([`super::avx512`]).
     #[cfg(target_arch = "x86_64")]
     Avx512,
+    /// The AMX tile products in bfloat16 ([`super::amx`]), with the f32 products for the
+    /// shapes they do not take.
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    Amx,
 }
 
 impl Products {
-    /// The fastest this CPU runs.
+    /// The fastest this CPU runs at the precision asked ([`set_mixed_precision`]).
     pub(super) fn best() -> Self {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        if MIXED_PRECISION.load(std::sync::atomic::Ordering::Relaxed) && super::amx::available() {
+            return Self::Amx;
+        }
+        Self::best_f32()
+    }
+
+    /// The fastest f32 products this CPU runs.
+    fn best_f32() -> Self {
         #[cfg(target_arch = "x86_64")]
         if super::avx512::available() {
             return Self::Avx512;
@@ -137,12 +181,27 @@ impl Products {
         Self::Gemm
     }
 
-    /// Every one this CPU runs (the tests check each).
+    /// These products, or the best f32 ones where they do not take `shape`.
+    #[cfg_attr(
+        not(all(target_arch = "x86_64", target_os = "linux")),
+        allow(unused_variables)
+    )]
+    fn for_shape(self, shape: Shape) -> Self {
+        match self {
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            Self::Amx if !super::amx::applies(shape.channels_out, shape.channels_in) => {
+                Self::best_f32()
+            }
+            products => products,
+        }
+    }
+
+    /// Every f32 one this CPU runs (the tests check each).
     #[cfg(test)]
     pub(super) fn all() -> Vec<Self> {
         let mut all = vec![Self::Gemm];
-        if Self::best() != Self::Gemm {
-            all.push(Self::best());
+        if Self::best_f32() != Self::Gemm {
+            all.push(Self::best_f32());
         }
         all
     }
@@ -169,20 +228,47 @@ pub(super) fn convolve(
 ) -> Vec<f32> {
     let [out_h, out_w] = shape.out_size();
     let len = shape.batch * shape.channels_out * out_h * out_w;
-    let padded = pad(x, shape);
-    let packed: Option<Vec<f32>> = match products {
-        Products::Gemm => None,
-        #[cfg(target_arch = "x86_64")]
-        Products::Avx512 => Some(super::avx512::pack(
-            taps,
-            shape.taps(),
-            shape.channels_out,
-            shape.channels_in,
-        )),
+    // What each kind of products reads, made once per convolution (the padded input for all
+    // but the AMX products, which read their own).
+    let products = products.for_shape(shape);
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    let padded = if products == Products::Amx {
+        Vec::new()
+    } else {
+        pad(x, shape)
     };
-    let kernel = match &packed {
-        Some(packed) => Kernel::Packed(packed),
-        None => Kernel::Taps(taps),
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    let padded = pad(x, shape);
+    #[cfg(target_arch = "x86_64")]
+    let (c_in, c_out, shifts) = (shape.channels_in, shape.channels_out, shape.shifts());
+    #[cfg(target_arch = "x86_64")]
+    let packed: Vec<f32>;
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    let tiles: (Vec<u16>, Vec<f32>, Vec<u32>);
+    let kernel = match products {
+        Products::Gemm => Kernel::Taps(taps),
+        #[cfg(target_arch = "x86_64")]
+        Products::Avx512 => {
+            packed = super::avx512::pack(taps, shape.taps(), c_out, c_in);
+            Kernel::Packed {
+                packed: &packed,
+                shifts: &shifts,
+            }
+        }
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        Products::Amx => {
+            tiles = (
+                super::amx::pack(taps, shape.taps(), c_out, c_in),
+                super::amx::bias_tiles(bias, c_out),
+                super::amx::pad_pairs(x, shape),
+            );
+            Kernel::Tiles {
+                packed: &tiles.0,
+                bias: &tiles.1,
+                input: &tiles.2,
+                shifts: &shifts,
+            }
+        }
     };
     // Not zeroed: every band writes each of its values.
     let mut output: Vec<f32> = Vec::with_capacity(len);
@@ -203,14 +289,25 @@ pub(super) fn convolve(
     output
 }
 
-/// The kernel as a band's products read it.
+/// The kernel (and what else the products read) as a band's products read it.
 #[derive(Clone, Copy)]
 enum Kernel<'a> {
     /// [`taps_of`]'s layout, for gemm.
     Taps(&'a [f32]),
-    /// [`super::avx512::pack`]'s layout.
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    Packed(&'a [f32]),
+    /// [`super::avx512::pack`]'s layout, and [`Shape::shifts`].
+    #[cfg(target_arch = "x86_64")]
+    Packed {
+        packed: &'a [f32],
+        shifts: &'a [usize],
+    },
+    /// [`super::amx`]'s kernel, bias and input, and [`Shape::shifts`].
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    Tiles {
+        packed: &'a [u16],
+        bias: &'a [f32],
+        input: &'a [u32],
+        shifts: &'a [usize],
+    },
 }
 
 /// One band: output rows `rows` of image `image`, every output channel, as `K_h·K_w` products
@@ -238,15 +335,13 @@ unsafe fn band(
     let wide_len = wide_len(rows.len(), padded_w);
     // wide[o, q] (+)= Σ_c taps[a, b][o, c] · input[c, (rows.start + a)·W_p + b + q]: the
     // pixels are the products' rows (contiguous in both), the channels their columns.
-    let input = &padded[image * c_in * plane + rows.start * padded_w..];
+    // (Empty for the AMX products, which read their own input.)
+    let input = || &padded[image * c_in * plane + rows.start * padded_w..];
     match kernel {
         // SAFETY: `band`'s promise (the products read what `pad` leaves, see `gemm_products`).
-        Kernel::Taps(taps) => unsafe { gemm_products(wide, wide_len, input, taps, bias, shape) },
+        Kernel::Taps(taps) => unsafe { gemm_products(wide, wide_len, input(), taps, bias, shape) },
         #[cfg(target_arch = "x86_64")]
-        Kernel::Packed(packed) => {
-            let shifts: Vec<usize> = (0..shape.kernel[0])
-                .flat_map(|a| (0..shape.kernel[1]).map(move |b| a * padded_w + b))
-                .collect();
+        Kernel::Packed { packed, shifts } => {
             // SAFETY: `Products::Avx512` is chosen only where the CPU has AVX-512F; the reads
             // end where the gemm products' do (see `gemm_products`); `wide` holds
             // C_out·wide_len values.
@@ -254,17 +349,40 @@ unsafe fn band(
                 super::avx512::products(
                     wide.as_mut_ptr(),
                     wide_len,
-                    input.as_ptr(),
+                    input().as_ptr(),
                     plane,
-                    &shifts,
+                    shifts,
                     packed,
                     [c_out, c_in],
                     bias,
                 )
             }
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        Kernel::Packed(_) => unreachable!("packed kernels exist on x86-64 only"),
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        Kernel::Tiles {
+            packed,
+            bias,
+            input,
+            shifts,
+        } => {
+            let first = image * super::amx::pairs(c_in) * plane + rows.start * padded_w;
+            // SAFETY: `Products::Amx` is chosen only where `amx::available()` and, through
+            // `for_shape`, `amx::applies`; the words read end where the gemm products' floats
+            // do (see `gemm_products`: `pack_input` keeps `pad`'s tail, and pairs past the
+            // last channel are zeros within the image); `wide` holds C_out·wide_len values.
+            unsafe {
+                super::amx::products(
+                    wide.as_mut_ptr(),
+                    wide_len,
+                    input[first..].as_ptr(),
+                    plane,
+                    shifts,
+                    packed,
+                    [c_out, c_in],
+                    bias,
+                )
+            }
+        }
     }
 
     // The band into the NCHW output without the garbage columns, `after` on the way.
@@ -316,24 +434,22 @@ unsafe fn gemm_products(
         }
         read = true;
     }
-    for a in 0..shape.kernel[0] {
-        for b in 0..shape.kernel[1] {
-            let tap = &taps[(a * shape.kernel[1] + b) * c_out * c_in..][..c_out * c_in];
-            let shifted = &input[a * padded_w + b..];
-            // SAFETY: the last value read, channel C_in − 1 at q = wide_len − 1, is at
-            // (C_in − 1)·plane + (rows.end − 1 + a)·W_p + b + W_p − 1 + ROW_MULTIPLE − 1 <
-            // C_in·plane + K_w + ROW_MULTIPLE from the image's first padded value
-            // (rows.end − 1 + a < H_p), which `pad` leaves in the buffer; `wide` holds
-            // C_out·wide_len values; `tap` C_out·C_in.
-            product(
-                [wide_len, c_out, c_in],
-                (wide.as_mut_ptr(), wide_len),
-                read,
-                (shifted.as_ptr(), plane),
-                (tap.as_ptr(), c_in),
-            );
-            read = true;
-        }
+    for (tap, &shift) in shape.shifts().iter().enumerate() {
+        let tap = &taps[tap * c_out * c_in..][..c_out * c_in];
+        let shifted = &input[shift..];
+        // SAFETY: the last value read, channel C_in − 1 at q = wide_len − 1 for tap (a, b),
+        // is at (C_in − 1)·plane + (rows.end − 1 + a)·W_p + b + W_p − 1 + ROW_MULTIPLE − 1 <
+        // C_in·plane + K_w + ROW_MULTIPLE from the image's first padded value
+        // (rows.end − 1 + a < H_p), which `pad` leaves in the buffer; `wide` holds
+        // C_out·wide_len values; `tap` C_out·C_in.
+        product(
+            [wide_len, c_out, c_in],
+            (wide.as_mut_ptr(), wide_len),
+            read,
+            (shifted.as_ptr(), plane),
+            (tap.as_ptr(), c_in),
+        );
+        read = true;
     }
 }
 
@@ -377,15 +493,21 @@ pub(super) unsafe fn product(
 /// counted across the parts of `x`), then `K_w + ROW_MULTIPLE` zeros, so that a band's product
 /// may read a shifted window's last, garbage, values past the last plane.
 pub(super) fn pad(x: &[&[f32]], shape: Shape) -> Vec<f32> {
-    let [height, width] = shape.size;
-    let [padded_h, padded_w] = shape.padded_size();
-    let [pad_h, pad_w] = shape.padding;
-    let (plane, padded_plane) = (height * width, padded_h * padded_w);
-    let planes = shape.batch * shape.channels_in;
-    let len = planes * padded_plane + shape.kernel[1] + ROW_MULTIPLE;
-    let mut padded: Vec<f32> = Vec::with_capacity(len);
-    // Which part and plane of it padded plane `p` comes from.
-    let mut sources: Vec<&[f32]> = Vec::with_capacity(planes);
+    let sources = source_planes(x, shape);
+    let width = shape.size[1];
+    let tail = shape.kernel[1] + ROW_MULTIPLE;
+    padded_planes(sources.len(), shape, tail, 0.0, |p, y, target| {
+        for (v, &s) in target.iter_mut().zip(&sources[p][y * width..][..width]) {
+            v.write(s);
+        }
+    })
+}
+
+/// The input planes of `x` (`[N, C_i, H, W]` each) image by image, channel `c` counted across
+/// the parts (as if they were concatenated).
+pub(super) fn source_planes<'a>(x: &[&'a [f32]], shape: Shape) -> Vec<&'a [f32]> {
+    let plane = shape.size[0] * shape.size[1];
+    let mut sources = Vec::with_capacity(shape.batch * shape.channels_in);
     for image in 0..shape.batch {
         for part in x {
             let channels = part.len() / (shape.batch * plane).max(1);
@@ -393,23 +515,38 @@ pub(super) fn pad(x: &[&[f32]], shape: Shape) -> Vec<f32> {
             sources.extend(part.chunks_exact(plane.max(1)).take(channels));
         }
     }
-    let fill = |p: usize, target: &mut [MaybeUninit<f32>]| {
-        let source = sources[p];
-        for (row, target) in target.chunks_exact_mut(padded_w).enumerate() {
-            let inside = row >= pad_h && row - pad_h < height;
+    sources
+}
+
+/// `planes` zero-padded planes of `shape`'s padded size, then `tail` zeros: plane `p`'s input
+/// row `y` (its `W` middle values) written by `row(p, y, middle)`, every other value `zero`.
+/// The planes are filled in parallel.
+pub(super) fn padded_planes<T: Copy + Send + Sync>(
+    planes: usize,
+    shape: Shape,
+    tail: usize,
+    zero: T,
+    row: impl Fn(usize, usize, &mut [MaybeUninit<T>]) + Sync + Send,
+) -> Vec<T> {
+    let [height, width] = shape.size;
+    let [padded_h, padded_w] = shape.padded_size();
+    let [pad_h, pad_w] = shape.padding;
+    let padded_plane = padded_h * padded_w;
+    let len = planes * padded_plane + tail;
+    let mut padded: Vec<T> = Vec::with_capacity(len);
+    let fill = |p: usize, target: &mut [MaybeUninit<T>]| {
+        for (y, target) in target.chunks_exact_mut(padded_w).enumerate() {
+            let inside = y >= pad_h && y - pad_h < height;
             let (left, rest) = target.split_at_mut(pad_w);
             let (middle, right) = rest.split_at_mut(width);
             left.iter_mut().chain(right.iter_mut()).for_each(|v| {
-                v.write(0.0);
+                v.write(zero);
             });
             if inside {
-                let source = &source[(row - pad_h) * width..][..width];
-                for (v, &s) in middle.iter_mut().zip(source) {
-                    v.write(s);
-                }
+                row(p, y - pad_h, middle);
             } else {
                 middle.iter_mut().for_each(|v| {
-                    v.write(0.0);
+                    v.write(zero);
                 });
             }
         }
@@ -417,11 +554,12 @@ pub(super) fn pad(x: &[&[f32]], shape: Shape) -> Vec<f32> {
     let spare = &mut padded.spare_capacity_mut()[..len];
     let (planes_part, tail) = spare.split_at_mut(planes * padded_plane);
     tail.iter_mut().for_each(|v| {
-        v.write(0.0);
+        v.write(zero);
     });
     parallel::for_each_chunk(planes_part, padded_plane, fill);
     // SAFETY: every one of the `len` values was written above (each padded plane row by row:
-    // left zeros, the input row or zeros, right zeros; then the tail).
+    // left zeros, the input row (`row` writes all of it) or zeros, right zeros; then the
+    // tail).
     unsafe { padded.set_len(len) };
     padded
 }
@@ -520,6 +658,96 @@ mod tests {
             }
         }
         out
+    }
+
+    /// The AMX products (where this CPU has them) against the definition (f64 loops) of the
+    /// convolution of the input and kernel rounded to bfloat16 (the bias is not): two groups
+    /// of output channels and one alone, input channels in a whole chunk and a partial one, an
+    /// odd number of 16-pixel columns, several bands; the input in two parts.
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[test]
+    fn the_bfloat16_products_are_the_convolution_of_rounded_operands() {
+        if !super::super::amx::available() {
+            eprintln!("no AMX on this CPU: the bfloat16 products are not tested here");
+            return;
+        }
+        let round = |v: &[f32]| -> Vec<f32> {
+            v.iter()
+                .map(|&x| f32::from_bits(super::super::amx::bf16(x) << 16))
+                .collect()
+        };
+        for (i, shape) in [
+            Shape {
+                batch: 2,
+                channels_in: 40,
+                size: [37, 29],
+                channels_out: 48,
+                kernel: [3, 3],
+                padding: [1, 1],
+            },
+            Shape {
+                batch: 1,
+                channels_in: 32,
+                size: [8, 13],
+                channels_out: 32,
+                kernel: [3, 3],
+                padding: [1, 1],
+            },
+            Shape {
+                batch: 2,
+                channels_in: 96,
+                size: [12, 12],
+                channels_out: 128,
+                kernel: [3, 3],
+                padding: [1, 1],
+            },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let [h, w] = shape.size;
+            let x = values(shape.batch * shape.channels_in * h * w, 40 + i as u64);
+            let weight = values(
+                shape.channels_out * shape.channels_in * shape.taps(),
+                50 + i as u64,
+            );
+            let bias = values(shape.channels_out, 60 + i as u64);
+            let reference = by_definition(&round(&x), &round(&weight), Some(&bias), shape);
+            let plane = h * w;
+            let split = 16 * shape.batch * plane;
+            let (first, second): (Vec<f32>, Vec<f32>) = if shape.batch == 1 {
+                (x[..split].to_vec(), x[split..].to_vec())
+            } else {
+                (x.clone(), Vec::new())
+            };
+            let parts: Vec<&[f32]> = if shape.batch == 1 {
+                vec![&first, &second]
+            } else {
+                vec![&first]
+            };
+            let ours = conv2d_on(
+                Products::Amx,
+                &parts,
+                &weight,
+                Some(&bias),
+                shape,
+                After::Nothing,
+            );
+            let worst = ours
+                .iter()
+                .zip(&reference)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-4, "{shape:?}: {worst}");
+            // And the rounding matters: the f32 convolution differs by more.
+            let exact = by_definition(&x, &weight, Some(&bias), shape);
+            let apart = ours
+                .iter()
+                .zip(&exact)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(apart > 1e-3, "{shape:?}: {apart}");
+        }
     }
 
     /// Against the definition (f64 loops): several bands per image (the last one short),

@@ -77,11 +77,30 @@ fn input_gradient_on(
 /// - `x`: `[N, C_in, H, W]`, `output_grad`: `[N, C_out, H_out, W_out]`
 /// - output: `[C_out, C_in, K_h, K_w]`
 pub fn weight_gradient(x: &[f32], output_grad: &[f32], shape: Shape) -> Vec<f32> {
+    weight_gradient_on(Products::best(), x, output_grad, shape)
+}
+
+/// [`weight_gradient`] by the given products (the AMX ones where they take the shape, else
+/// gemm).
+fn weight_gradient_on(
+    products: Products,
+    x: &[f32],
+    output_grad: &[f32],
+    shape: Shape,
+) -> Vec<f32> {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if products == Products::Amx
+        && super::amx::applies_to_weight_gradient(shape.channels_out, shape.channels_in)
+    {
+        return tile_weight_gradient(x, output_grad, shape);
+    }
+    let _ = products;
     let [out_h, out_w] = shape.out_size();
     let [padded_h, padded_w] = shape.padded_size();
     let (out_plane, plane) = (out_h * out_w, padded_h * padded_w);
     let (c_in, c_out) = (shape.channels_in, shape.channels_out);
     let padded = pad(&[x], shape);
+    let shifts = shape.shifts();
     // Per tap a C_out x C_in matrix stored column by column: sum[tap][c][o].
     let size = shape.taps() * c_out * c_in;
     let bands = Bands::of(shape);
@@ -106,41 +125,33 @@ pub fn weight_gradient(x: &[f32], output_grad: &[f32], shape: Shape) -> Vec<f32>
                     }
                 }
             }
-            let input = &padded[image * c_in * plane..];
-            for a in 0..shape.kernel[0] {
-                for b in 0..shape.kernel[1] {
-                    let tap = a * shape.kernel[1] + b;
-                    let shifted = &input[(rows.start + a) * padded_w + b..];
-                    // SAFETY: `sum`'s tap block holds C_out·C_in values; `grad` wide_len·C_out;
-                    // `shifted` reads channel c at q < wide_len, within `padded` as in `band`.
-                    unsafe {
-                        product(
-                            [c_out, c_in, wide_len],
-                            (sum[tap * c_out * c_in..].as_mut_ptr(), c_out),
-                            true,
-                            (grad.as_ptr(), c_out),
-                            (shifted.as_ptr(), plane),
-                        );
-                    }
+            let input = &padded[image * c_in * plane + rows.start * padded_w..];
+            for (tap, &shift) in shifts.iter().enumerate() {
+                let shifted = &input[shift..];
+                // SAFETY: `sum`'s tap block holds C_out·C_in values; `grad` wide_len·C_out;
+                // `shifted` reads channel c at q < wide_len, within `padded` as in `band`.
+                unsafe {
+                    product(
+                        [c_out, c_in, wide_len],
+                        (sum[tap * c_out * c_in..].as_mut_ptr(), c_out),
+                        true,
+                        (grad.as_ptr(), c_out),
+                        (shifted.as_ptr(), plane),
+                    );
                 }
             }
         });
         sum
     };
-    let tasks = bands.count(shape.batch);
-    let run = |first: usize| {
-        (first..(first + BANDS_PER_SUM).min(tasks)).fold(vec![0f32; size], accumulate)
-    };
-    let sums = parallel::map_indices(tasks.div_ceil(BANDS_PER_SUM), |i| run(i * BANDS_PER_SUM));
-    let mut sums = sums.into_iter();
-    let mut total = sums.next().unwrap_or_else(|| vec![0f32; size]);
-    for sum in sums {
-        total.iter_mut().zip(sum).for_each(|(t, s)| *t += s);
-    }
-    // [tap][c][o] → [o][c][tap]
-    let taps = shape.taps();
-    let mut gradient = vec![0f32; size];
-    for (tap, block) in total.chunks_exact(c_out * c_in).enumerate() {
+    transpose_taps(sum_bands(bands.count(shape.batch), size, accumulate), shape)
+}
+
+/// The kernel gradient from `[tap][c][o]` (per tap a `C_out x C_in` matrix stored column by
+/// column) to `[o][c][tap]`.
+fn transpose_taps(sums: Vec<f32>, shape: Shape) -> Vec<f32> {
+    let (c_in, c_out, taps) = (shape.channels_in, shape.channels_out, shape.taps());
+    let mut gradient = vec![0f32; sums.len()];
+    for (tap, block) in sums.chunks_exact(c_out * c_in).enumerate() {
         for (c, column) in block.chunks_exact(c_out).enumerate() {
             for (o, &value) in column.iter().enumerate() {
                 gradient[(o * c_in + c) * taps + tap] = value;
@@ -148,6 +159,79 @@ pub fn weight_gradient(x: &[f32], output_grad: &[f32], shape: Shape) -> Vec<f32>
         }
     }
     gradient
+}
+
+/// `Σ_task accumulate(·, task)` over `tasks` bands: runs of [`BANDS_PER_SUM`] bands folded in
+/// parallel from zeros (`size` values), then the runs' sums added in order.
+fn sum_bands(
+    tasks: usize,
+    size: usize,
+    accumulate: impl Fn(Vec<f32>, usize) -> Vec<f32> + Sync + Send,
+) -> Vec<f32> {
+    let run = |first: usize| {
+        (first..(first + BANDS_PER_SUM).min(tasks)).fold(vec![0f32; size], &accumulate)
+    };
+    let sums = parallel::map_indices(tasks.div_ceil(BANDS_PER_SUM), |i| run(i * BANDS_PER_SUM));
+    let mut sums = sums.into_iter();
+    let mut total = sums.next().unwrap_or_else(|| vec![0f32; size]);
+    for sum in sums {
+        total.iter_mut().zip(sum).for_each(|(t, s)| *t += s);
+    }
+    total
+}
+
+/// [`weight_gradient`] on the AMX tile unit ([`super::amx::weight_products`]): the input and
+/// each band's output gradient in bfloat16, the sums f32, in the same fixed order of bands.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn tile_weight_gradient(x: &[f32], output_grad: &[f32], shape: Shape) -> Vec<f32> {
+    use super::amx;
+    let [out_h, out_w] = shape.out_size();
+    let [padded_h, padded_w] = shape.padded_size();
+    let (out_plane, plane) = (out_h * out_w, padded_h * padded_w);
+    let (c_in, c_out) = (shape.channels_in, shape.channels_out);
+    let padded = amx::pad_bf16(x, shape);
+    let shifts = shape.shifts();
+    // Per tap a C_out x C_in matrix stored column by column: sum[tap][c][o].
+    let size = shape.taps() * c_out * c_in;
+    let bands = Bands::of(shape);
+    let accumulate = |mut sum: Vec<f32>, task: usize| {
+        let (image, rows) = bands.band(task);
+        let len = wide_len(rows.len(), padded_w).next_multiple_of(amx::WEIGHT_PIXELS);
+        TILE_SCRATCH.with(|scratch| {
+            let (dy_pairs, wide) = &mut *scratch.borrow_mut();
+            dy_pairs.resize(dy_pairs.len().max(c_out * len / 2), 0);
+            let dy = |o: usize, i: usize| {
+                &output_grad[(image * c_out + o) * out_plane + (rows.start + i) * out_w..][..out_w]
+            };
+            amx::pack_output_grad(dy_pairs, wide, len, [c_out, rows.len(), padded_w], dy);
+            let input = &padded[image * c_in * plane + rows.start * padded_w..];
+            // SAFETY: `amx::applies_to_weight_gradient` (checked by the caller with
+            // `Products::Amx`, chosen only where `amx::available()`); `len` is a multiple of
+            // WEIGHT_PIXELS; `pad_bf16`'s tail covers the reads past the band's wide output
+            // (as `pad`'s does in `band`, plus the rounding up to WEIGHT_PIXELS).
+            unsafe {
+                amx::weight_products(
+                    &mut sum,
+                    input.as_ptr(),
+                    plane,
+                    dy_pairs,
+                    len,
+                    &shifts,
+                    [c_out, c_in],
+                )
+            };
+        });
+        sum
+    };
+    transpose_taps(sum_bands(bands.count(shape.batch), size, accumulate), shape)
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+std::thread_local! {
+    /// Each thread's buffers for [`tile_weight_gradient`]'s bands: the output gradient in
+    /// bfloat16 pairs, and in its wide layout on the way.
+    static TILE_SCRATCH: std::cell::RefCell<(Vec<u32>, Vec<std::mem::MaybeUninit<u32>>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// The gradient of the bias, `db[o] = Σ_n Σ_p dY[n, o, p]`, each channel summed in order in
@@ -182,9 +266,53 @@ mod tests {
     use super::*;
     use crate::backend::kernels::values;
 
-    /// Both gradients against their definitions (f64 loops) for `L = Σ y·g`:
+    /// Both gradients by their definitions (f64 loops) for `L = Σ y·g`:
     /// `dX[n, c, i, j] = Σ g[n, o, i + p − a, j + p − b] · W[o, c, a, b]` and
     /// `dW[o, c, a, b] = Σ g[n, o, y, x] · X_pad[n, c, y + a, x + b]`.
+    fn by_definition(shape: Shape, x: &[f32], weight: &[f32], grad: &[f32]) -> [Vec<f64>; 2] {
+        let [h, w] = shape.size;
+        let [oh, ow] = shape.out_size();
+        let [kh, kw] = shape.kernel;
+        let [ph, pw] = shape.padding;
+        let (n, ci, co) = (shape.batch, shape.channels_in, shape.channels_out);
+        let mut dx = vec![0f64; x.len()];
+        let mut dw = vec![0f64; weight.len()];
+        for s in 0..n {
+            for o in 0..co {
+                for y in 0..oh {
+                    for z in 0..ow {
+                        let g = grad[((s * co + o) * oh + y) * ow + z] as f64;
+                        for c in 0..ci {
+                            for a in 0..kh {
+                                for b in 0..kw {
+                                    let (yy, zz) = (y + a, z + b);
+                                    if yy < ph || zz < pw || yy - ph >= h || zz - pw >= w {
+                                        continue;
+                                    }
+                                    let xi = ((s * ci + c) * h + yy - ph) * w + zz - pw;
+                                    let wi = ((o * ci + c) * kh + a) * kw + b;
+                                    dx[xi] += g * weight[wi] as f64;
+                                    dw[wi] += g * x[xi] as f64;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        [dx, dw]
+    }
+
+    /// The largest difference of `ours` from `reference`.
+    fn worst(ours: &[f32], reference: &[f64]) -> f64 {
+        assert_eq!(ours.len(), reference.len());
+        ours.iter()
+            .zip(reference)
+            .map(|(a, b)| (*a as f64 - b).abs())
+            .fold(0f64, f64::max)
+    }
+
+    /// Both gradients against [`by_definition`], by every f32 product path this CPU has.
     #[test]
     fn the_banded_gradients_are_the_gradients() {
         for (i, shape) in [
@@ -218,53 +346,89 @@ mod tests {
         {
             let [h, w] = shape.size;
             let [oh, ow] = shape.out_size();
-            let [kh, kw] = shape.kernel;
-            let [ph, pw] = shape.padding;
             let (n, ci, co) = (shape.batch, shape.channels_in, shape.channels_out);
             let x = values(n * ci * h * w, 30 + i as u64);
-            let weight = values(co * ci * kh * kw, 40 + i as u64);
+            let weight = values(co * ci * shape.taps(), 40 + i as u64);
             let grad = values(n * co * oh * ow, 50 + i as u64);
-            let mut dx = vec![0f64; x.len()];
-            let mut dw = vec![0f64; weight.len()];
-            for s in 0..n {
-                for o in 0..co {
-                    for y in 0..oh {
-                        for z in 0..ow {
-                            let g = grad[((s * co + o) * oh + y) * ow + z] as f64;
-                            for c in 0..ci {
-                                for a in 0..kh {
-                                    for b in 0..kw {
-                                        let (yy, zz) = (y + a, z + b);
-                                        if yy < ph || zz < pw || yy - ph >= h || zz - pw >= w {
-                                            continue;
-                                        }
-                                        let xi = ((s * ci + c) * h + yy - ph) * w + zz - pw;
-                                        let wi = ((o * ci + c) * kh + a) * kw + b;
-                                        dx[xi] += g * weight[wi] as f64;
-                                        dw[wi] += g * x[xi] as f64;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            let worst = |ours: &[f32], reference: &[f64]| {
-                assert_eq!(ours.len(), reference.len());
-                ours.iter()
-                    .zip(reference)
-                    .map(|(a, b)| (*a as f64 - b).abs())
-                    .fold(0f64, f64::max)
-            };
+            let [dx, dw] = by_definition(shape, &x, &weight, &grad);
             assert!(input_gradient_applies(shape));
             for products in Products::all() {
                 let input = worst(&input_gradient_on(products, &grad, &weight, shape), &dx);
-                let weights = worst(&weight_gradient(&x, &grad, shape), &dw);
+                let weights = worst(&weight_gradient_on(products, &x, &grad, shape), &dw);
                 assert!(
                     input < 1e-4 && weights < 1e-3,
                     "{products:?} {shape:?}: dX {input}, dW {weights}"
                 );
             }
+        }
+    }
+
+    /// The AMX gradients (where this CPU has them) against [`by_definition`] of the input,
+    /// kernel and output gradient rounded to bfloat16 (as the tile unit reads them): the
+    /// BRN's shapes (32 → 32, the LSTM's 96 → 128) and one with a lone group of 16 channels
+    /// each way and several bands.
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[test]
+    fn the_bfloat16_gradients_are_the_gradients_of_rounded_operands() {
+        if !super::super::amx::available() {
+            eprintln!("no AMX on this CPU: the bfloat16 gradients are not tested here");
+            return;
+        }
+        let round = |v: &[f32]| -> Vec<f32> {
+            v.iter()
+                .map(|&x| f32::from_bits(super::super::amx::bf16(x) << 16))
+                .collect()
+        };
+        for (i, shape) in [
+            Shape {
+                batch: 2,
+                channels_in: 32,
+                size: [11, 17],
+                channels_out: 32,
+                kernel: [3, 3],
+                padding: [1, 1],
+            },
+            Shape {
+                batch: 1,
+                channels_in: 96,
+                size: [9, 8],
+                channels_out: 128,
+                kernel: [3, 3],
+                padding: [1, 1],
+            },
+            Shape {
+                batch: 2,
+                channels_in: 48,
+                size: [70, 30],
+                channels_out: 16,
+                kernel: [3, 3],
+                padding: [1, 1],
+            },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let [h, w] = shape.size;
+            let [oh, ow] = shape.out_size();
+            let (n, ci, co) = (shape.batch, shape.channels_in, shape.channels_out);
+            let x = values(n * ci * h * w, 60 + i as u64);
+            let weight = values(co * ci * shape.taps(), 70 + i as u64);
+            let grad = values(n * co * oh * ow, 80 + i as u64);
+            let [dx, dw] = by_definition(shape, &round(&x), &round(&weight), &round(&grad));
+            let input = worst(
+                &input_gradient_on(Products::Amx, &grad, &weight, shape),
+                &dx,
+            );
+            let weights = worst(&weight_gradient_on(Products::Amx, &x, &grad, shape), &dw);
+            // Sums of up to 9·128 (dX) and 2·70·30 (dW) products of values in [-1, 1).
+            assert!(
+                input < 1e-4 && weights < 1e-3,
+                "{shape:?}: dX {input}, dW {weights}"
+            );
+            // And the rounding is there: f32 operands give other sums.
+            let [_, exact] = by_definition(shape, &x, &weight, &grad);
+            let apart = worst(&weight_gradient_on(Products::Amx, &x, &grad, shape), &exact);
+            assert!(apart > 1e-3, "{shape:?}: {apart}");
         }
     }
 }

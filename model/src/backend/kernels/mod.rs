@@ -12,10 +12,15 @@
 //!   ([`activation::simd_loop`]) take AVX-512 code chosen at run time. The two paths sum in different
 //!   orders, so their results differ in the last bits (a run resumed on a CPU of the other kind
 //!   continues, but not bit for bit); the tests check both on an AVX-512 CPU;
+//! - **mixed precision** (training only, when asked: `conv::set_mixed_precision`): where the
+//!   CPU has AMX, the convolution's products and both its gradients round their operands to
+//!   bfloat16 on the tile unit ([`amx`]), every sum f32; inference never does;
 //! - **limits**: sizes that fit in memory as `usize` indices; callers (the flex adapter) check
 //!   shapes and types before calling and fall back to burn's operations otherwise.
 
 pub mod activation;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod amx;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod conv;
