@@ -12,9 +12,9 @@
   // CPU workers: one a core but one (the page and the engine worker's decoding and blending
   // need a little), or as many as ?workers= asks; the engine worker lowers the count to what
   // the device's memory holds.
+  const workersAsked = Math.floor(Number(params.get('workers'))); // NaN without ?workers=
   function cpuWorkers() {
-    const asked = Math.floor(Number(params.get('workers')));
-    if (asked >= 1) return Math.min(asked, MAX_WORKERS);
+    if (workersAsked >= 1) return Math.min(workersAsked, MAX_WORKERS);
     return Math.max(1, Math.min((navigator.hardwareConcurrency || 2) - 1, MAX_WORKERS));
   }
   const state = {
@@ -133,8 +133,7 @@
       setStatus(`The engine failed to load: ${e.message || 'unknown error'}. Reload the page to retry.`, 'error');
       setPhase('failed');
     };
-    const workersAsked = Math.floor(Number(params.get('workers'))) >= 1;
-    worker.postMessage({ type: 'init', mode: state.mode, limitOverride: state.limit, workers: state.workers, workersAsked });
+    worker.postMessage({ type: 'init', mode: state.mode, limitOverride: state.limit, workers: state.workers, workersAsked: workersAsked >= 1 });
   }
 
   function onWorkerMessage(msg) {

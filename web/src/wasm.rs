@@ -127,14 +127,11 @@ impl Engine {
         MAX_STAGE_VIEW_PIXELS as f64
     }
 
-    /// The wasm memory, in MiB, one CPU worker grows to deraining its tiles (0 on WebGPU).
+    /// The wasm memory, in MiB, one CPU worker grows to deraining its tiles (whichever backend
+    /// this engine runs: the page sizes its CPU workers by it).
     #[wasm_bindgen(getter, js_name = workerMemoryMiB)]
     pub fn worker_memory_mib(&self) -> u32 {
-        if self.gpu.is_some() {
-            0
-        } else {
-            CPU_WORKER_MIB
-        }
+        CPU_WORKER_MIB
     }
 
     /// Pixels of the warm-up image ([`Engine::warm_up`]), to scale its time to a photo's.
