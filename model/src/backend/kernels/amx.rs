@@ -83,6 +83,15 @@ pub(super) fn bf16(x: f32) -> u32 {
     bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16
 }
 
+/// `values` rounded to bfloat16, as f32 (the tests' references).
+#[cfg(test)]
+pub(super) fn rounded(values: &[f32]) -> Vec<f32> {
+    values
+        .iter()
+        .map(|&x| f32::from_bits(bf16(x) << 16))
+        .collect()
+}
+
 /// The kernel `taps[tap][o][c]` (`[K_h·K_w][C_out][C_in]`) in bfloat16, as [`products`] reads
 /// it: per tap, per group of 16 output channels, per chunk of 32 input channels, a 16 x 32 tile
 /// (rows the output channels, zeros past `C_in`).
@@ -190,6 +199,103 @@ static CONFIG: TileConfig = TileConfig {
     rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
 };
 
+/// Where the accumulator tiles 0–3 of a 2 x 2 block (of 16 x 16 f32 tiles) live in memory:
+/// tile 0 at `at[0]` (top left), 1 at `at[1]` (top right), 2 at `at[2]` (bottom left), 3 at
+/// `at[3]` (bottom right), each tile's rows `stride` bytes apart; the bottom tiles only with
+/// `two_rows`, the right ones only with `two_columns`.
+struct Block {
+    at: [*mut f32; 4],
+    stride: usize,
+    two_rows: bool,
+    two_columns: bool,
+}
+
+impl Block {
+    /// The block's tiles from memory into tiles 0–3.
+    ///
+    /// # Safety
+    /// The tile configuration is loaded; each tile taken is 16 rows of 64 readable bytes.
+    #[inline(always)]
+    unsafe fn load(&self) {
+        let ([a, b, c, d], s) = (self.at, self.stride);
+        // SAFETY: the caller's promise.
+        unsafe {
+            asm!(
+                "tileloadd tmm0, [{a} + {s}]",
+                a = in(reg) a,
+                s = in(reg) s,
+                options(nostack, readonly)
+            );
+            if self.two_columns {
+                asm!(
+                    "tileloadd tmm1, [{b} + {s}]",
+                    b = in(reg) b,
+                    s = in(reg) s,
+                    options(nostack, readonly)
+                );
+            }
+            if self.two_rows {
+                asm!(
+                    "tileloadd tmm2, [{c} + {s}]",
+                    c = in(reg) c,
+                    s = in(reg) s,
+                    options(nostack, readonly)
+                );
+                if self.two_columns {
+                    asm!(
+                        "tileloadd tmm3, [{d} + {s}]",
+                        d = in(reg) d,
+                        s = in(reg) s,
+                        options(nostack, readonly)
+                    );
+                }
+            }
+        }
+    }
+
+    /// Tiles 0–3 into the block's memory.
+    ///
+    /// # Safety
+    /// As [`Block::load`], the bytes writable.
+    #[inline(always)]
+    unsafe fn store(&self) {
+        let ([a, b, c, d], s) = (self.at, self.stride);
+        // SAFETY: the caller's promise.
+        unsafe {
+            asm!(
+                "tilestored [{a} + {s}], tmm0",
+                a = in(reg) a,
+                s = in(reg) s,
+                options(nostack)
+            );
+            if self.two_columns {
+                asm!(
+                    "tilestored [{b} + {s}], tmm1",
+                    b = in(reg) b,
+                    s = in(reg) s,
+                    options(nostack)
+                );
+            }
+            if self.two_rows {
+                asm!(
+                    "tilestored [{c} + {s}], tmm2",
+                    c = in(reg) c,
+                    s = in(reg) s,
+                    options(nostack)
+                );
+                if self.two_columns {
+                    asm!(
+                        "tilestored [{d} + {s}], tmm3",
+                        d = in(reg) d,
+                        s = in(reg) s,
+                        options(nostack)
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// One band's wide output, `wide[o][q] = bias[o] + Σ_c Σ_tap w[o, c, tap] ·
 /// input[c, shifts[tap] + q]` for `q < wide_len` (a multiple of 16) and every output channel,
 /// the input and kernel in bfloat16.
@@ -226,22 +332,16 @@ pub(super) unsafe fn products(
         let mut group = 0;
         while group < groups {
             let two_rows = groups - group >= 2;
+            // Every pixel column starts from its group's bias tile.
             let bias = bias[group * OUTPUT_TILE..].as_ptr();
-            unsafe {
-                asm!(
-                    "tileloadd tmm0, [{b} + {s}]",
-                    "tileloadd tmm1, [{b} + {s}]",
-                    b = in(reg) bias, s = in(reg) 64usize, options(nostack, readonly)
-                );
-                if two_rows {
-                    asm!(
-                        "tileloadd tmm2, [{b} + {s}]",
-                        "tileloadd tmm3, [{b} + {s}]",
-                        b = in(reg) bias.add(OUTPUT_TILE), s = in(reg) 64usize,
-                        options(nostack, readonly)
-                    );
-                }
-            }
+            let below = bias.wrapping_add(OUTPUT_TILE);
+            let starts = Block {
+                at: [bias, bias, below, below].map(|p| p.cast_mut()),
+                stride: 64,
+                two_rows,
+                two_columns: true,
+            };
+            unsafe { starts.load() };
             for (tap, &shift) in shifts.iter().enumerate() {
                 for chunk in 0..chunks {
                     let kernel =
@@ -278,33 +378,20 @@ pub(super) unsafe fn products(
                     }
                 }
             }
-            let out = unsafe { wide.add(group * GROUP * wide_len + q) };
-            unsafe {
-                asm!(
-                    "tilestored [{o} + {s}], tmm0",
-                    o = in(reg) out, s = in(reg) wide_stride, options(nostack)
-                );
-                if two_columns {
-                    asm!(
-                        "tilestored [{o} + {s}], tmm1",
-                        o = in(reg) out.add(PIXELS), s = in(reg) wide_stride, options(nostack)
-                    );
-                }
-                if two_rows {
-                    let out = out.add(GROUP * wide_len);
-                    asm!(
-                        "tilestored [{o} + {s}], tmm2",
-                        o = in(reg) out, s = in(reg) wide_stride, options(nostack)
-                    );
-                    if two_columns {
-                        asm!(
-                            "tilestored [{o} + {s}], tmm3",
-                            o = in(reg) out.add(PIXELS), s = in(reg) wide_stride,
-                            options(nostack)
-                        );
-                    }
-                }
-            }
+            let out = wide.wrapping_add(group * GROUP * wide_len + q);
+            let below = out.wrapping_add(GROUP * wide_len);
+            let block = Block {
+                at: [
+                    out,
+                    out.wrapping_add(PIXELS),
+                    below,
+                    below.wrapping_add(PIXELS),
+                ],
+                stride: wide_stride,
+                two_rows,
+                two_columns,
+            };
+            unsafe { block.store() };
             group += if two_rows { 2 } else { 1 };
         }
         q += if two_columns { 2 * PIXELS } else { PIXELS };
@@ -421,23 +508,19 @@ pub(super) unsafe fn weight_products(
             while column < columns {
                 let two_columns = columns - column >= 2;
                 let out = sum[(tap * c_in + row * GROUP) * c_out + column * GROUP..].as_mut_ptr();
-                let out_below = out.wrapping_add(GROUP * c_out);
-                unsafe {
-                    asm!("tileloadd tmm0, [{o} + {s}]", o = in(reg) out, s = in(reg) sum_stride,
-                        options(nostack, readonly));
-                    if two_columns {
-                        asm!("tileloadd tmm1, [{o} + {s}]", o = in(reg) out.add(GROUP),
-                            s = in(reg) sum_stride, options(nostack, readonly));
-                    }
-                    if two_rows {
-                        asm!("tileloadd tmm2, [{o} + {s}]", o = in(reg) out_below,
-                            s = in(reg) sum_stride, options(nostack, readonly));
-                        if two_columns {
-                            asm!("tileloadd tmm3, [{o} + {s}]", o = in(reg) out_below.add(GROUP),
-                                s = in(reg) sum_stride, options(nostack, readonly));
-                        }
-                    }
-                }
+                let below = out.wrapping_add(GROUP * c_out);
+                let block = Block {
+                    at: [
+                        out,
+                        out.wrapping_add(GROUP),
+                        below,
+                        below.wrapping_add(GROUP),
+                    ],
+                    stride: sum_stride,
+                    two_rows,
+                    two_columns,
+                };
+                unsafe { block.load() };
                 let mut q = 0;
                 while q < len {
                     let x = unsafe { input.add(row * GROUP * plane + shift + q) };
@@ -473,22 +556,7 @@ pub(super) unsafe fn weight_products(
                     }
                     q += WEIGHT_PIXELS;
                 }
-                unsafe {
-                    asm!("tilestored [{o} + {s}], tmm0", o = in(reg) out, s = in(reg) sum_stride,
-                        options(nostack));
-                    if two_columns {
-                        asm!("tilestored [{o} + {s}], tmm1", o = in(reg) out.add(GROUP),
-                            s = in(reg) sum_stride, options(nostack));
-                    }
-                    if two_rows {
-                        asm!("tilestored [{o} + {s}], tmm2", o = in(reg) out_below,
-                            s = in(reg) sum_stride, options(nostack));
-                        if two_columns {
-                            asm!("tilestored [{o} + {s}], tmm3", o = in(reg) out_below.add(GROUP),
-                                s = in(reg) sum_stride, options(nostack));
-                        }
-                    }
-                }
+                unsafe { block.store() };
                 column += if two_columns { 2 } else { 1 };
             }
             row += if two_rows { 2 } else { 1 };

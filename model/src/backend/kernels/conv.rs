@@ -111,7 +111,7 @@ pub fn conv2d(
 }
 
 /// [`conv2d`] by the given products.
-pub(super) fn conv2d_on(
+fn conv2d_on(
     products: Products,
     x: &[&[f32]],
     weight: &[f32],
@@ -671,11 +671,7 @@ mod tests {
             eprintln!("no AMX on this CPU: the bfloat16 products are not tested here");
             return;
         }
-        let round = |v: &[f32]| -> Vec<f32> {
-            v.iter()
-                .map(|&x| f32::from_bits(super::super::amx::bf16(x) << 16))
-                .collect()
-        };
+        let round = super::super::amx::rounded;
         for (i, shape) in [
             Shape {
                 batch: 2,

@@ -303,6 +303,17 @@ mod tests {
         [dx, dw]
     }
 
+    /// Pseudo-random input, kernel and output gradient for `shape` (seeds `seed` to `seed + 2`).
+    fn operands(shape: Shape, seed: u64) -> [Vec<f32>; 3] {
+        let ([h, w], [oh, ow]) = (shape.size, shape.out_size());
+        let (n, ci, co) = (shape.batch, shape.channels_in, shape.channels_out);
+        [
+            values(n * ci * h * w, seed),
+            values(co * ci * shape.taps(), seed + 1),
+            values(n * co * oh * ow, seed + 2),
+        ]
+    }
+
     /// The largest difference of `ours` from `reference`.
     fn worst(ours: &[f32], reference: &[f64]) -> f64 {
         assert_eq!(ours.len(), reference.len());
@@ -344,12 +355,7 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            let [h, w] = shape.size;
-            let [oh, ow] = shape.out_size();
-            let (n, ci, co) = (shape.batch, shape.channels_in, shape.channels_out);
-            let x = values(n * ci * h * w, 30 + i as u64);
-            let weight = values(co * ci * shape.taps(), 40 + i as u64);
-            let grad = values(n * co * oh * ow, 50 + i as u64);
+            let [x, weight, grad] = operands(shape, 30 + 3 * i as u64);
             let [dx, dw] = by_definition(shape, &x, &weight, &grad);
             assert!(input_gradient_applies(shape));
             for products in Products::all() {
@@ -374,11 +380,7 @@ mod tests {
             eprintln!("no AMX on this CPU: the bfloat16 gradients are not tested here");
             return;
         }
-        let round = |v: &[f32]| -> Vec<f32> {
-            v.iter()
-                .map(|&x| f32::from_bits(super::super::amx::bf16(x) << 16))
-                .collect()
-        };
+        let round = super::super::amx::rounded;
         for (i, shape) in [
             Shape {
                 batch: 2,
@@ -408,12 +410,7 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            let [h, w] = shape.size;
-            let [oh, ow] = shape.out_size();
-            let (n, ci, co) = (shape.batch, shape.channels_in, shape.channels_out);
-            let x = values(n * ci * h * w, 60 + i as u64);
-            let weight = values(co * ci * shape.taps(), 70 + i as u64);
-            let grad = values(n * co * oh * ow, 80 + i as u64);
+            let [x, weight, grad] = operands(shape, 60 + 3 * i as u64);
             let [dx, dw] = by_definition(shape, &round(&x), &round(&weight), &round(&grad));
             let input = worst(
                 &input_gradient_on(Products::Amx, &grad, &weight, shape),
