@@ -4,7 +4,9 @@
 # with the paper's metric, pooled per preset over the images of both sets.
 # Usage: scripts/val-score.sh WEIGHTS STAGES
 # Prints two tab-separated lines: the weights' PSNR and SSIM per preset (light, heavy, varied,
-# depth), then the rainy inputs' own scores in the same order (what deraining starts from).
+# depth, none), then the rainy inputs' own scores in the same order (what deraining starts from).
+# `none` is the clean photos as their own input: the weights' score there is how far they move a
+# rain-free photo (its input scores inf / 1).
 # Needs ../shared (BRN_SHARED) and a release `brn` (built here, or BRN_BIN).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,7 +20,7 @@ else
   (cd "$root" && cargo build --release --locked -q -p trainer)
   brn="$CARGO_TARGET_DIR/release/brn"
 fi
-presets=(light heavy varied depth)
+presets=(light heavy varied depth none)
 sets=(set5 set14)
 reports=()
 for i in "${!presets[@]}"; do
@@ -38,7 +40,9 @@ for key in ("", "input_"):
     for p in range(0, len(reports), per_preset):
         images = [i for r in reports[p:p + per_preset] for i in r["images"]]
         n = len(images)
-        cells.append("%.2f\t%.4f" % (sum(i[key + "psnr"] for i in images) / n,
-                                     sum(i[key + "ssim"] for i in images) / n))
+        # An image equal to its reference has an infinite PSNR (JSON null).
+        psnr = [i[key + "psnr"] for i in images]
+        psnr = float("inf") if None in psnr else sum(psnr) / n
+        cells.append("%.2f\t%.4f" % (psnr, sum(i[key + "ssim"] for i in images) / n))
     print("\t".join(cells))
 PY

@@ -51,8 +51,8 @@ pub struct TrainConfig {
     /// Folders of clean photos made rainy on the fly.
     #[serde(default)]
     pub clean: Vec<PathBuf>,
-    /// Rain presets to draw from for each synthetic patch (e.g. ["light", "heavy"]); the
-    /// validation photos take them in turn.
+    /// Rain presets to draw from for each synthetic patch (e.g. ["light", "heavy"]; `none`
+    /// draws a rain-free patch); the validation photos take those that rain in turn.
     #[serde(default = "defaults::presets")]
     pub presets: Vec<String>,
     /// Paired folders (Rain100L/H, Rain1400/12600 or rainy/ + clean/ layouts).
@@ -211,7 +211,7 @@ impl TrainConfig {
             if RainConfig::preset(preset).is_none() {
                 bail!(
                     "config: unknown rain preset '{preset}' (known: {})",
-                    RainConfig::PRESETS.join(", ")
+                    RainConfig::NAMES.join(", ")
                 );
             }
         }

@@ -266,7 +266,7 @@ impl Sources {
 }
 
 /// A fixed validation set: centre crops of clean photos with seeded rain of the config's
-/// presets in turn.
+/// presets in turn (those that rain: validation scores rain removal, so `none` is left out).
 pub struct Validation {
     pairs: Vec<(Vec<f32>, RgbImage)>,
 }
@@ -280,6 +280,7 @@ impl Validation {
             .presets
             .iter()
             .filter_map(|p| RainConfig::preset(p))
+            .filter(RainConfig::rains)
             .collect();
         if presets.is_empty() {
             presets = vec![RainConfig::light(), RainConfig::heavy()];

@@ -17,6 +17,11 @@
 //!   sparse, far ones thin, dense and dim, each hidden behind scene points nearer than itself,
 //!   and fog that thickens with depth.
 //!
+//! And `none`: no rain at all, the photo as its own rainy input. Mixed into training it shows
+//! the network rain-free photos to leave alone (rain always adds light, and the veil and fog
+//! brighten evenly, so a network that only ever sees rain learns to darken everything a
+//! little); as a validation set it measures how far the network moves a clean photo.
+//!
 //! Layers combine with the photo additively (clipped), as Rain100L/H are made, or by screen
 //! blending; the veil and fog mix in atmospheric light `A`: `y = y * t + A * (1 - t)`.
 
@@ -67,6 +72,9 @@ pub struct RainConfig {
 impl RainConfig {
     /// The preset names, in the order the documentation lists them.
     pub const PRESETS: [&'static str; 4] = ["light", "heavy", "varied", "depth"];
+
+    /// Every name [`RainConfig::preset`] knows: the rain presets, then `none`.
+    pub const NAMES: [&'static str; 5] = ["light", "heavy", "varied", "depth", "none"];
 
     /// Light rain: one layer of thin, faint, mostly parallel streaks (Rain100L-like).
     pub fn light() -> Self {
@@ -143,9 +151,27 @@ impl RainConfig {
         }
     }
 
-    /// A preset by name.
+    /// No rain: every layer, veil and fog off, so the rainy image is the clean one.
+    pub fn none() -> Self {
+        Self {
+            density: (0.0, 0.0),
+            layers: (0, 0),
+            haze: (0.0, 0.0),
+            fog: (0.0, 0.0),
+            ..Self::light()
+        }
+    }
+
+    /// Whether the preset draws any rain, veil or fog at all (`none` does not).
+    pub fn rains(&self) -> bool {
+        let layers = self.layers.1 > 0 && self.density.1 > 0.0;
+        layers || self.haze.1 > 0.0 || self.fog.1 > 0.0
+    }
+
+    /// A preset by name (one of [`RainConfig::NAMES`]).
     pub fn preset(name: &str) -> Option<Self> {
         match name {
+            "none" => Some(Self::none()),
             "light" => Some(Self::light()),
             "heavy" => Some(Self::heavy()),
             "varied" => Some(Self::varied()),
@@ -396,10 +422,27 @@ mod tests {
 
     #[test]
     fn every_preset_is_named() {
-        for name in RainConfig::PRESETS {
+        for name in RainConfig::NAMES {
             assert!(RainConfig::preset(name).is_some(), "{name}");
         }
         assert!(RainConfig::preset("drizzle").is_none());
+        for name in RainConfig::PRESETS {
+            assert!(RainConfig::preset(name).unwrap().rains(), "{name}");
+        }
+        assert!(!RainConfig::none().rains());
+    }
+
+    #[test]
+    fn no_rain_leaves_the_photo_as_it_is() {
+        // Against the photo itself: `none` must return it bit for bit (a bright pixel
+        // included, where additive blending would clip), with a zero rain layer.
+        let (w, h) = (40, 30);
+        let clean: Vec<f32> = (0..3 * w * h).map(|i| (i % 97) as f32 / 96.0).collect();
+        for seed in 0..4 {
+            let (rainy, rain) = add_rain(&clean, w, h, &RainConfig::none(), &mut rng_for(seed, 0));
+            assert_eq!(rainy, clean, "seed {seed}");
+            assert!(rain.iter().all(|&r| r == 0.0), "seed {seed}");
+        }
     }
 
     #[test]

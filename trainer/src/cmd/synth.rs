@@ -27,8 +27,9 @@ pub struct SynthArgs {
     /// Side of the sheet's crops in pixels.
     #[arg(long, default_value_t = 192)]
     crop: usize,
-    /// Rain preset.
-    #[arg(long, default_value = "light", value_parser = crate::synth::RainConfig::PRESETS)]
+    /// Rain preset (`none`: the clean photos as their own rainy input, e.g. to score how far
+    /// weights move a rain-free photo).
+    #[arg(long, default_value = "light", value_parser = crate::synth::RainConfig::NAMES)]
     preset: String,
     /// Number of pairs [default: one per clean photo].
     #[arg(long)]

@@ -82,6 +82,10 @@ pub fn weight_gradient(x: &[f32], output_grad: &[f32], shape: Shape) -> Vec<f32>
 
 /// [`weight_gradient`] by the given products (the AMX ones where they take the shape, else
 /// gemm).
+#[cfg_attr(
+    not(all(target_arch = "x86_64", target_os = "linux")),
+    allow(unused_variables)
+)]
 fn weight_gradient_on(
     products: Products,
     x: &[f32],
@@ -94,7 +98,6 @@ fn weight_gradient_on(
     {
         return tile_weight_gradient(x, output_grad, shape);
     }
-    let _ = products;
     let [out_h, out_w] = shape.out_size();
     let [padded_h, padded_w] = shape.padded_size();
     let (out_plane, plane) = (out_h * out_w, padded_h * padded_w);
