@@ -2,7 +2,8 @@
 # Prepares .gpu/ (git-ignored) for a GPU machine lent for minutes, within the 64 MiB that
 # travels with the working tree: the CUDA release binary (xz), the training and validation
 # photos (re-encoded as JPEG, quality 85 / 95, 4:4:4), the PyTorch anchor (../shared/bench/torch_brn.py), and the training config
-# with paths inside .gpu/. A run folder .gpu/run (and its kernel cache) from an earlier
+# with paths inside .gpu/ (by default configs/brn-default-gpu-finetune.json: the default weights
+# trained on, with their file). A run folder .gpu/run (and its kernel cache) from an earlier
 # session is kept, so the next slice resumes it. Then, on the GPU machine (device tool):
 #   run(command="bash scripts/gpu/session.sh", carry=[".gpu"], timeout_s=600)
 # Needs: cargo, python3 (a virtualenv with Pillow is made in ~/.cache/brn/pack-venv), xz.
@@ -56,13 +57,20 @@ for group, folders in sets.items():
             img = Image.open(f).convert("RGB")
             img.save(target, quality=min(q + 10, 95) if group == "val" else q, subsampling=0)
 PY
-python3 - <<'PY'
-import json, pathlib
-config = json.load(open("configs/brn-default-gpu.json"))
+# The slice continues the default weights (issue 21's line) unless PACK_CONFIG names another
+# config (configs/brn-default-gpu.json: the paper's schedule from scratch, T = 6).
+python3 - "${PACK_CONFIG:-configs/brn-default-gpu-finetune.json}" <<'PY'
+import json, pathlib, shutil, sys
+config = json.load(open(sys.argv[1]))
 root = pathlib.Path(".gpu/data")
 config["clean"] = sorted(str(p) for p in (root / "train").iterdir())
 config["validation"] = sorted(str(p) for p in (root / "val").iterdir())
+if config.get("init"):
+    # The starting weights travel too (0.76 MB for the f16 default).
+    shutil.copyfile(config["init"], ".gpu/init.safetensors")
+    config["init"] = ".gpu/init.safetensors"
 json.dump(config, open(".gpu/gpu.json", "w"), indent=2)
+print(f"training config {sys.argv[1]} -> .gpu/gpu.json (init: {config.get('init')})")
 PY
 # What travels: tracked files, untracked files git does not ignore, and the carried .gpu/.
 bytes=$( { git ls-files -z; git ls-files -z -o --exclude-standard; } \

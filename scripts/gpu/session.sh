@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One GPU session (issue 10/13 measurements, then an issue 11 training slice), run on the lent machine
+# One GPU session (issue 24's measurements, then a training slice that goes on from the default
+# weights: issue 21's line), run on the lent machine
 # with carry [".gpu"] (see scripts/gpu/pack.sh). Everything it measures goes to $OUT:
 # session.log (card, driver, every figure), run.tar (the run folder without its cache, to
 # continue anywhere), autotune.tar.xz and kernels.tar.xz.* (the kernel cache for this GPU model).
@@ -45,8 +46,8 @@ fi
 if want 3; then
 echo "== 3. again in a fresh process: the first step with the cache just written"
 t0=$(date +%s)
-timeout "$(cap 90 220)" "$brn" bench --train --device cuda:0 --batch 12 --size 100 --stages 6 --warmup 3 --runs 20 --cache "$cache" --json
-echo "exit $? after $(( $(date +%s) - t0 )) s (process start to end)"
+timeout "$(cap 90 220)" "$brn" bench --train --device cuda:0 --batch 12 --size 100 --stages 6 --warmup 3 --runs 20 --cache "$cache" --json | tee /tmp/bench-warm.json
+echo "exit ${PIPESTATUS[0]} after $(( $(date +%s) - t0 )) s (process start to end)"
 echo "== 3b. burn's own weight gradient for comparison (--weight-gradient burn; 0.497 s per step on 2026-11-28)"
 t0=$(date +%s)
 timeout "$(cap 90 200)" "$brn" bench --train --weight-gradient burn --device cuda:0 --batch 12 --size 100 --stages 6 --warmup 2 --runs 10 --cache "$cache" --json
@@ -93,7 +94,25 @@ if [ "$slice" -gt 40 ]; then
   if [ -f "$run/latest.json" ]; then
     "$brn" train --resume "$run" --device cuda:0 --time-limit "$slice"
   else
-    "$brn" train --config .gpu/gpu.json -o "$run" --device cuda:0 --time-limit "$slice"
+    # A new run: its cosine schedule sized to the slice, from step 3's warm seconds per step
+    # (scaled by T and pixels per batch to the config's shape; 0.5 s if step 3 did not run), so
+    # that the learning rate has come down when the time is up.
+    epochs=$(python3 - "$slice" .gpu/gpu.json <<'PY'
+import json, sys
+slice_s, config = float(sys.argv[1]), json.load(open(sys.argv[2]))
+try:
+    b = json.load(open("/tmp/bench-warm.json"))[0]
+    step_s = b["seconds_per_step"] * config["model"]["stages"] / b["stages"] \
+        * config["batch_size"] * config["patch"] ** 2 / (b["batch"] * b["patch"] ** 2)
+    assert step_s > 0
+except (OSError, ValueError, LookupError, TypeError, ZeroDivisionError, AssertionError):
+    step_s = 0.5
+steps = 0.75 * max(slice_s - 60, 0) / step_s  # a quarter for validation and start-up
+print(max(1, int(steps // config["steps_per_epoch"])))
+PY
+)
+    echo "new run from $(python3 -c 'import json; print(json.load(open(".gpu/gpu.json")).get("init"))'): $epochs epochs, sized to the slice"
+    "$brn" train --config .gpu/gpu.json -o "$run" --device cuda:0 --time-limit "$slice" --epochs "$epochs"
   fi
   tail -5 "$run/log.csv"
 fi
