@@ -104,14 +104,16 @@ try:
     b = json.load(open("/tmp/bench-warm.json"))[0]
     step_s = b["seconds_per_step"] * config["model"]["stages"] / b["stages"] \
         * config["batch_size"] * config["patch"] ** 2 / (b["batch"] * b["patch"] ** 2)
-    assert step_s > 0
-except (OSError, ValueError, LookupError, TypeError, ZeroDivisionError, AssertionError):
+    if not step_s > 0:
+        raise ValueError(step_s)
+except (OSError, ValueError, LookupError, TypeError, ZeroDivisionError):
     step_s = 0.5
 steps = 0.75 * max(slice_s - 60, 0) / step_s  # a quarter for validation and start-up
-print(max(1, int(steps // config["steps_per_epoch"])))
+epochs = max(1, int(steps // config["steps_per_epoch"]))
+print(f"new run from {config.get('init')}: {epochs} epochs, sized to the slice at {step_s:.3f} s per step", file=sys.stderr)
+print(epochs)
 PY
 )
-    echo "new run from $(python3 -c 'import json; print(json.load(open(".gpu/gpu.json")).get("init"))'): $epochs epochs, sized to the slice"
     "$brn" train --config .gpu/gpu.json -o "$run" --device cuda:0 --time-limit "$slice" --epochs "$epochs"
   fi
   tail -5 "$run/log.csv"
