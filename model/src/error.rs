@@ -60,6 +60,14 @@ pub enum ModelError {
     /// An image or a record could not be encoded.
     #[error("cannot encode: {0}")]
     Encode(String),
+    /// A folder or file could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The folder or file, as the user named it.
+        path: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
     /// A file could not be written (nothing was left half-written).
     #[error("cannot write {0}")]
     Write(String),
@@ -74,7 +82,7 @@ pub enum ModelError {
 impl ModelError {
     /// A stable name for the kind of error, for programs that act on it (the page tells a
     /// cancelled derain from a failed one by it, never by the message's words): `config`,
-    /// `weights`, `decode`, `too-large`, `encode`, `write`, `device` or `cancelled`.
+    /// `weights`, `decode`, `too-large`, `encode`, `read`, `write`, `device` or `cancelled`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::InvalidConfig(_) => "config",
@@ -85,6 +93,7 @@ impl ModelError {
             Self::Decode(_) => "decode",
             Self::ImageTooLarge { .. } => "too-large",
             Self::Encode(_) => "encode",
+            Self::Read { .. } => "read",
             Self::Write(_) => "write",
             Self::Device(_) => "device",
             Self::Cancelled => "cancelled",
