@@ -8,8 +8,9 @@ use burn::optim::AdamConfig;
 use model::BrnConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::degrade::Degradations;
 use crate::loss::LossKind;
-use crate::synth::RainConfig;
+use crate::rain::{Preset, RainMix};
 
 /// Everything a training run is made of; saved next to every checkpoint.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -55,6 +56,22 @@ pub struct TrainConfig {
     /// draws a rain-free patch); the validation photos take those that rain in turn.
     #[serde(default = "defaults::presets")]
     pub presets: Vec<String>,
+    /// The folder of rain streak layers the rendered presets draw from (default
+    /// `../shared/data/streaks/garg-nayar`); read only when a rendered preset is named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streaks: Option<PathBuf>,
+    /// Camera degradations of the rainy input (sensor noise, JPEG), e.g.
+    /// `{"probability": 0.5, "noise": [0, 0.02], "jpeg": [60, 95]}`; none when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degrade: Option<Degradations>,
+    /// The share of synthetic training patches whose clean photo is first made smooth (blurred
+    /// flat, or a plain colour with a gentle gradient: `smooth.rs`), then rained on; 0: none.
+    #[serde(default, skip_serializing_if = "defaults::is_zero")]
+    pub smooth: f64,
+    /// Whether the presets keep their veil and fog (heavy, varied, depth, rendered-heavy);
+    /// `false` draws the same streaks without them.
+    #[serde(default = "defaults::yes", skip_serializing_if = "defaults::is_true")]
+    pub veil: bool,
     /// Paired folders (Rain100L/H, Rain1400/12600 or rainy/ + clean/ layouts).
     #[serde(default)]
     pub paired: Vec<PathBuf>,
@@ -182,6 +199,15 @@ mod defaults {
     pub(super) fn checkpoint_every() -> usize {
         100
     }
+    pub(super) fn yes() -> bool {
+        true
+    }
+    pub(super) fn is_true(value: &bool) -> bool {
+        *value
+    }
+    pub(super) fn is_zero(value: &f64) -> bool {
+        *value == 0.0
+    }
 }
 
 impl TrainConfig {
@@ -208,12 +234,18 @@ impl TrainConfig {
             bail!("config: give training data: `clean` folders (synthetic rain) and/or `paired` folders");
         }
         for preset in &self.presets {
-            if RainConfig::preset(preset).is_none() {
+            if Preset::named(preset).is_none() {
                 bail!(
                     "config: unknown rain preset '{preset}' (known: {})",
-                    RainConfig::NAMES.join(", ")
+                    Preset::NAMES.join(", ")
                 );
             }
+        }
+        if let Some(degrade) = &self.degrade {
+            degrade.validate()?;
+        }
+        if !(0.0..=1.0).contains(&self.smooth) {
+            bail!("config: smooth must be a share between 0 and 1");
         }
         if !self.clean.is_empty() && self.presets.is_empty() {
             bail!("config: `presets` must name at least one rain preset for the clean folders");
@@ -230,9 +262,23 @@ impl TrainConfig {
             paired: c.paired.iter().map(|_| PathBuf::new()).collect(),
             validation: c.validation.iter().map(|_| PathBuf::new()).collect(),
             init: c.init.as_ref().map(|_| PathBuf::new()),
+            streaks: None,
             ..c.clone()
         };
         place_free(self) == place_free(other)
+    }
+
+    /// The folder the rendered rain presets read their streak layers from.
+    pub fn streak_folder(&self) -> PathBuf {
+        self.streaks
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(crate::rendered::DEFAULT_FOLDER))
+    }
+
+    /// The config's rain presets ready to rain (veil and fog off where `veil` says so).
+    pub fn rain_mix(&self) -> Result<RainMix> {
+        let mix = RainMix::new(&self.presets, &self.streak_folder())?;
+        Ok(if self.veil { mix } else { mix.without_veil() })
     }
 
     /// The run's planned number of steps.

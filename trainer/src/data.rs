@@ -6,13 +6,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use image::RgbImage;
 use model::derain::{to_planar, to_tensor};
+use model::io::image_files;
 use model::Brn;
 use rand::rngs::StdRng;
 use rand::Rng;
 
 use crate::config::TrainConfig;
+use crate::degrade::Degradations;
 use crate::eval;
-use crate::synth::{add_rain, RainConfig};
+use crate::rain::RainMix;
 
 /// One rainy image and its clean ground truth.
 #[derive(Clone, Debug)]
@@ -23,30 +25,6 @@ pub struct Pair {
     pub rainy: PathBuf,
     /// Its clean ground truth.
     pub clean: PathBuf,
-}
-
-/// Image files of a folder, sorted by name.
-pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && is_image_name(p))
-        .collect();
-    files.sort();
-    Ok(files)
-}
-
-/// Whether a path has an image file extension we decode.
-pub fn is_image_name(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .map(|e| {
-            matches!(
-                e.to_ascii_lowercase().as_str(),
-                "png" | "jpg" | "jpeg" | "tif" | "tiff" | "bmp" | "webp"
-            )
-        })
-        .unwrap_or(false)
 }
 
 #[derive(Clone, Copy)]
@@ -123,7 +101,9 @@ pub fn pairs(dir: &Path) -> Result<Vec<Pair>> {
 pub struct Sources {
     clean: Vec<RgbImage>,
     paired: Vec<(RgbImage, RgbImage)>,
-    presets: Vec<RainConfig>,
+    rain: RainMix,
+    degrade: Option<Degradations>,
+    smooth: f64,
 }
 
 fn load_rgb(path: &Path) -> Result<RgbImage> {
@@ -186,15 +166,12 @@ impl Sources {
         if clean.is_empty() && paired.is_empty() {
             bail!("no usable training images in the configured folders");
         }
-        let presets = config
-            .presets
-            .iter()
-            .filter_map(|p| RainConfig::preset(p))
-            .collect();
         Ok(Self {
             clean,
             paired,
-            presets,
+            rain: config.rain_mix()?,
+            degrade: config.degrade.clone(),
+            smooth: config.smooth,
         })
     }
 
@@ -225,14 +202,21 @@ impl Sources {
             }
             out
         };
-        let clean = crop(clean_src);
-        let rainy = match rainy_src {
+        let mut clean = crop(clean_src);
+        // Drawn only when asked for, so that runs without smooth patches keep their batches.
+        if rainy_src.is_none() && self.smooth > 0.0 && rng.random_bool(self.smooth) {
+            clean = crate::smooth::smooth_patch(&clean, patch, rng);
+        }
+        let mut rainy = match rainy_src {
             Some(r) => crop(r),
             None => {
-                let preset = &self.presets[rng.random_range(0..self.presets.len())];
-                add_rain(&clean, patch, patch, preset, rng).0
+                let k = rng.random_range(0..self.rain.len());
+                self.rain.add(k, &clean, patch, patch, rng).0
             }
         };
+        if let Some(degrade) = &self.degrade {
+            degrade.apply(&mut rainy, patch, patch, rng);
+        }
         (rainy, clean)
     }
 
@@ -276,14 +260,9 @@ impl Validation {
     pub fn load(config: &TrainConfig) -> Result<Self> {
         let mut pairs = Vec::new();
         let mut index = 0u64;
-        let mut presets: Vec<RainConfig> = config
-            .presets
-            .iter()
-            .filter_map(|p| RainConfig::preset(p))
-            .filter(RainConfig::rains)
-            .collect();
-        if presets.is_empty() {
-            presets = vec![RainConfig::light(), RainConfig::heavy()];
+        let mut rain = config.rain_mix()?.raining();
+        if rain.is_empty() {
+            rain = RainMix::new(&["light", "heavy"], &config.streak_folder())?;
         }
         for dir in &config.validation {
             for path in image_files(dir)? {
@@ -303,12 +282,11 @@ impl Validation {
                 let crop = image::imageops::crop_imm(&img, x0, y0, w, h).to_image();
                 let planar = model::image::planar_from_rgb8(crop.as_raw());
                 // The presets in turn (light, heavy, light, ... for the default pair).
-                let preset = presets[index as usize % presets.len()].clone();
-                let (rainy, _) = add_rain(
+                let (rainy, _) = rain.add(
+                    index as usize % rain.len(),
                     &planar,
                     w as usize,
                     h as usize,
-                    &preset,
                     &mut crate::synth::rng_for(0xfa11, index),
                 );
                 // The rainy input is 8-bit, as a saved photo would be.
@@ -390,6 +368,114 @@ mod tests {
         assert!(err.contains("8.jpg"), "{err}");
         // Neither layout.
         assert!(pairs(&root).is_err());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Two tiny textured photos and two tiny streak layers in `root`, and a config over them.
+    fn rendered_setup(root: &Path, extra: serde_json::Value) -> TrainConfig {
+        let (photos, streaks) = (root.join("photos"), root.join("streaks"));
+        std::fs::create_dir_all(&photos).unwrap();
+        std::fs::create_dir_all(&streaks).unwrap();
+        for k in 0..2u32 {
+            image::RgbImage::from_fn(40, 36, |x, y| {
+                image::Rgb([(x * 6 + k * 40) as u8, (y * 7) as u8, ((x ^ y) * 8) as u8])
+            })
+            .save(photos.join(format!("p{k}.png")))
+            .unwrap();
+            image::GrayImage::from_fn(48, 32, |x, y| {
+                image::Luma([if (x + k) % 6 == 0 && y % 9 < 6 {
+                    220
+                } else {
+                    0
+                }])
+            })
+            .save(streaks.join(format!("{k}-4.png")))
+            .unwrap();
+        }
+        let mut config = serde_json::json!({
+            "model": "brn",
+            "patch": 24,
+            "clean": [photos],
+            "streaks": streaks,
+            "presets": ["rendered-light", "rendered-heavy", "light"],
+        });
+        for (key, value) in extra.as_object().unwrap() {
+            config[key] = value.clone();
+        }
+        serde_json::from_value(config).unwrap()
+    }
+
+    #[test]
+    fn batches_with_rendered_rain_smooth_patches_and_degradations_repeat() {
+        // A batch is a pure function of (seed, step) with every new input option on; another
+        // step draws other patches.
+        let root = std::env::temp_dir().join(format!("brn-rendered-batch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let config = rendered_setup(
+            &root,
+            serde_json::json!({
+                "smooth": 0.5,
+                "degrade": {"probability": 0.5, "noise": [0.0, 0.02], "jpeg": [60, 95]},
+            }),
+        );
+        config.validate().unwrap();
+        let sources = Sources::load(&config).unwrap();
+        let a = sources.batch(3, 7, 4, 24);
+        assert_eq!(a, sources.batch(3, 7, 4, 24));
+        assert_ne!(a, sources.batch(3, 8, 4, 24));
+        assert!(a.0.iter().chain(&a.1).all(|v| (0.0..=1.0).contains(v)));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn smooth_patches_and_degradations_touch_the_input_they_should() {
+        // Rain-free patches, all made smooth: the clean targets lose their texture. With
+        // degradations on every input (and no rain), the input differs from its clean target.
+        let root = std::env::temp_dir().join(format!("brn-smooth-batch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let contrast = |img: &[f32]| {
+            (1..img.len())
+                .map(|i| (img[i] - img[i - 1]).abs())
+                .sum::<f32>()
+                / img.len() as f32
+        };
+        let plain = Sources::load(&rendered_setup(
+            &root,
+            serde_json::json!({"presets": ["none"]}),
+        ))
+        .unwrap()
+        .batch(1, 0, 4, 24);
+        assert_eq!(
+            plain.0, plain.1,
+            "`none` without degradations: the input is the target"
+        );
+        let smooth = rendered_setup(
+            &root,
+            serde_json::json!({"presets": ["none"], "smooth": 1.0}),
+        );
+        let smooth = Sources::load(&smooth).unwrap().batch(1, 0, 4, 24);
+        assert!(contrast(&smooth.1) < contrast(&plain.1) / 4.0);
+        let degraded = rendered_setup(
+            &root,
+            serde_json::json!({"presets": ["none"], "degrade": {"probability": 1.0, "noise": [0.02, 0.02]}}),
+        );
+        let degraded = Sources::load(&degraded).unwrap().batch(1, 0, 4, 24);
+        assert_eq!(degraded.1, plain.1, "the clean target stays clean");
+        assert_ne!(degraded.0, degraded.1);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_missing_streak_folder_is_named_when_a_rendered_preset_needs_it() {
+        let root = std::env::temp_dir().join(format!("brn-streakless-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut config = rendered_setup(&root, serde_json::json!({}));
+        config.streaks = Some(root.join("no-such-streaks"));
+        let err = format!("{:#}", Sources::load(&config).err().unwrap());
+        assert!(err.contains("no-such-streaks"), "{err}");
+        // Drawn presets alone never read it.
+        config.presets = vec!["light".into(), "none".into()];
+        assert!(Sources::load(&config).is_ok());
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -10,8 +10,8 @@ use model::image::encode_png;
 use model::{BrnBackend, DerainOptions, Derained, Picture};
 
 use super::{load_model, read_picture, ModelArgs};
-use crate::data;
 use crate::device::{run_on, Job};
+use crate::sheet::{Cell, Sheet};
 
 /// Arguments of `brn derain`.
 #[derive(Args)]
@@ -34,6 +34,13 @@ pub struct DerainArgs {
     /// overlapping tiles [default: 512 on the CPU; on a GPU, what its limits allow].
     #[arg(long)]
     tile: Option<usize>,
+    /// Also write a contact sheet PNG: each input beside its derained image, a row each
+    /// (before/after at a glance, e.g. over a folder of real rainy photos).
+    #[arg(long)]
+    sheet: Option<PathBuf>,
+    /// Height in pixels of the sheet's rows (each picture scaled to it).
+    #[arg(long, default_value_t = 240, requires = "sheet")]
+    sheet_height: usize,
     /// On a wgpu GPU, the tile side its limits allow.
     #[arg(skip)]
     gpu_tile: Option<usize>,
@@ -42,6 +49,9 @@ pub struct DerainArgs {
 fn derain<B: BrnBackend>(args: DerainArgs, device: &B::Device) -> Result<ExitCode> {
     if args.tile.is_some_and(|tile| tile < 16) {
         bail!("--tile must be at least 16 pixels");
+    }
+    if !(16..=2048).contains(&args.sheet_height) {
+        bail!("--sheet-height must be between 16 and 2048 pixels");
     }
     let (net, stages) = load_model::<B>(&args.model, device)?;
     let inputs = input_files(&args.inputs)?;
@@ -65,6 +75,7 @@ fn derain<B: BrnBackend>(args: DerainArgs, device: &B::Device) -> Result<ExitCod
     );
     let mut failed = Vec::new();
     let mut written = 0usize;
+    let mut sheet = Sheet::new(args.sheet_height, &["rainy", "derained"]);
     for input in &inputs {
         let name = input
             .file_stem()
@@ -80,7 +91,16 @@ fn derain<B: BrnBackend>(args: DerainArgs, device: &B::Device) -> Result<ExitCod
                 bar.set_position(done as u64);
                 true
             })?;
-            write_outputs(&out, &picture, &args.output, &name)
+            write_outputs(&out, &picture, &args.output, &name)?;
+            if args.sheet.is_some() {
+                let (w, h) = (picture.width, picture.height);
+                let cells = [
+                    Cell::new(picture.rgb, w, h),
+                    Cell::new(out.background, w, h),
+                ];
+                sheet.push_row("", &cells);
+            }
+            Ok(())
         })();
         match result {
             Ok(()) => written += 1,
@@ -96,6 +116,18 @@ fn derain<B: BrnBackend>(args: DerainArgs, device: &B::Device) -> Result<ExitCod
         inputs.len(),
         args.output.display()
     );
+    if let Some(path) = &args.sheet {
+        if sheet.is_empty() {
+            eprintln!("no contact sheet: no image was derained");
+        } else {
+            sheet.write(path)?;
+            eprintln!(
+                "wrote the contact sheet {} ({} rows)",
+                path.display(),
+                sheet.len()
+            );
+        }
+    }
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
@@ -112,7 +144,7 @@ fn input_files(named: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut inputs = Vec::new();
     for input in named {
         if input.is_dir() {
-            inputs.extend(data::image_files(input)?);
+            inputs.extend(model::io::image_files(input)?);
         } else {
             inputs.push(input.clone());
         }

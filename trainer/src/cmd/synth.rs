@@ -9,7 +9,9 @@ use indicatif::ProgressBar;
 use model::image::encode_png;
 
 use super::read_picture;
-use crate::{data, synth};
+use crate::rain::{Preset, RainMix};
+use crate::sheet::{Cell, Sheet};
+use crate::{rendered, synth};
 
 /// Arguments of `brn synth`.
 #[derive(Args)]
@@ -21,16 +23,22 @@ pub struct SynthArgs {
     #[arg(short, long, required_unless_present = "sheet")]
     output: Option<PathBuf>,
     /// Instead of pairs, write a contact sheet PNG: a row of clean centre crops of the first
-    /// --count photos [default 4], then a row per preset (light, heavy, varied, depth).
+    /// --count photos [default 4], then a row per preset of --rows.
     #[arg(long, conflicts_with = "output")]
     sheet: Option<PathBuf>,
+    /// The sheet's rows: rain presets, comma-separated [default: every preset that rains].
+    #[arg(long, value_delimiter = ',', value_parser = Preset::NAMES, requires = "sheet")]
+    rows: Vec<String>,
     /// Side of the sheet's crops in pixels.
     #[arg(long, default_value_t = 192)]
     crop: usize,
     /// Rain preset (`none`: the clean photos as their own rainy input, e.g. to score how far
     /// weights move a rain-free photo).
-    #[arg(long, default_value = "light", value_parser = crate::synth::RainConfig::NAMES)]
+    #[arg(long, default_value = "light", value_parser = Preset::NAMES)]
     preset: String,
+    /// Folder of rain streak layers for the rendered presets (Garg and Nayar's database).
+    #[arg(long, default_value = rendered::DEFAULT_FOLDER)]
+    streaks: PathBuf,
     /// Number of pairs [default: one per clean photo].
     #[arg(long)]
     count: Option<usize>,
@@ -41,8 +49,7 @@ pub struct SynthArgs {
 
 /// Write rainy/clean pairs made from the clean photos.
 pub fn run(args: SynthArgs) -> Result<ExitCode> {
-    let config = synth::RainConfig::preset(&args.preset).expect("clap checked the preset");
-    let photos = data::image_files(&args.clean)?;
+    let photos = model::io::image_files(&args.clean)?;
     if photos.is_empty() {
         bail!("{} holds no images", args.clean.display());
     }
@@ -51,6 +58,7 @@ pub fn run(args: SynthArgs) -> Result<ExitCode> {
         (Some(output), None) => output.clone(),
         (None, None) => bail!("give -o DIR for pairs, or --sheet FILE for a contact sheet"),
     };
+    let rain = RainMix::new(&[&args.preset], &args.streaks)?;
     let (rainy_dir, clean_dir) = (output.join("rainy"), output.join("clean"));
     for dir in [&rainy_dir, &clean_dir] {
         std::fs::create_dir_all(dir)
@@ -67,13 +75,7 @@ pub fn run(args: SynthArgs) -> Result<ExitCode> {
             picture.gray = false;
             picture.depth = model::image::BitDepth::Eight;
             let mut rng = synth::rng_for(args.seed, index as u64);
-            let (rainy, _) = synth::add_rain(
-                &picture.rgb,
-                picture.width,
-                picture.height,
-                &config,
-                &mut rng,
-            );
+            let (rainy, _) = rain.add(0, &picture.rgb, picture.width, picture.height, &mut rng);
             let stem = photo
                 .file_stem()
                 .map(|s| s.to_string_lossy().to_string())
@@ -107,11 +109,22 @@ pub fn run(args: SynthArgs) -> Result<ExitCode> {
 /// A contact sheet of the presets: clean centre crops in the first row, then each preset's
 /// rain over the same crops (seeded by `--seed` and the column), labelled.
 fn write_sheet(args: &SynthArgs, photos: &[PathBuf], path: &std::path::Path) -> Result<ExitCode> {
-    use synth::RainConfig;
     let side = args.crop;
     if side < 16 {
         bail!("--crop must be at least 16 pixels");
     }
+    let names: Vec<String> = if args.rows.is_empty() {
+        Preset::RAINS.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.rows.clone()
+    };
+    let rain = RainMix::new(&names, &args.streaks).with_context(|| {
+        format!(
+            "the sheet's rows are {}; leave the rendered ones out with --rows {}",
+            names.join(","),
+            "light,heavy,varied,depth"
+        )
+    })?;
     let columns = args.count.unwrap_or(4).clamp(1, photos.len());
     let mut crops = Vec::new();
     for photo in &photos[..columns] {
@@ -130,52 +143,26 @@ fn write_sheet(args: &SynthArgs, photos: &[PathBuf], path: &std::path::Path) -> 
         }
         crops.push(crop);
     }
-    let gap = 4;
-    let rows = 1 + RainConfig::PRESETS.len();
-    let (width, height) = (columns * (side + gap) + gap, rows * (side + gap) + gap);
-    let mut sheet = image::RgbImage::from_pixel(width as u32, height as u32, image::Rgb([255; 3]));
-    let mut put = |row: usize, column: usize, planar: &[f32]| {
-        let n = side * side;
-        for y in 0..side {
-            for x in 0..side {
-                let px = [0, 1, 2].map(|c| model::image::to_u8(planar[c * n + y * side + x]));
-                sheet.put_pixel(
-                    (gap + column * (side + gap) + x) as u32,
-                    (gap + row * (side + gap) + y) as u32,
-                    image::Rgb(px),
-                );
-            }
-        }
+    let mut sheet = Sheet::new(side, &[]);
+    let cells = |images: Vec<Vec<f32>>| -> Vec<Cell> {
+        images
+            .into_iter()
+            .map(|rgb| Cell::new(rgb, side, side))
+            .collect()
     };
-    for (column, crop) in crops.iter().enumerate() {
-        put(0, column, crop);
-        for (row, name) in RainConfig::PRESETS.iter().enumerate() {
-            let config = RainConfig::preset(name).expect("a preset");
+    sheet.push_row("clean", &cells(crops.clone()));
+    for (row, name) in names.iter().enumerate() {
+        let rainy = crops.iter().enumerate().map(|(column, crop)| {
             let mut rng = synth::rng_for(args.seed, column as u64);
-            let (rainy, _) = synth::add_rain(crop, side, side, &config, &mut rng);
-            put(row + 1, column, &rainy);
-        }
+            rain.add(row, crop, side, side, &mut rng).0
+        });
+        sheet.push_row(name, &cells(rainy.collect()));
     }
-    for (row, name) in std::iter::once(&"clean")
-        .chain(RainConfig::PRESETS.iter())
-        .enumerate()
-    {
-        crate::plot::label_box(
-            &mut sheet,
-            gap as u32 + 2,
-            (gap + row * (side + gap)) as u32 + 2,
-            name,
-        );
-    }
-    let mut png = Vec::new();
-    sheet
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .context("cannot encode the sheet")?;
-    model::io::write_atomic(path, &png)?;
+    sheet.write(path)?;
     eprintln!(
         "wrote {} ({columns} photos x clean + {} presets, {side}x{side} crops, seed {})",
         path.display(),
-        RainConfig::PRESETS.len(),
+        names.len(),
         args.seed
     );
     Ok(ExitCode::SUCCESS)
