@@ -583,3 +583,140 @@ fn the_gpu_derains_as_the_cpu_does() {
     assert!(stderr(&auto).contains("using the GPU"), "{}", stderr(&auto));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Two small textured photos and two grayscale streak layers (light lines on black).
+fn photos_and_streaks(dir: &Path) -> (PathBuf, PathBuf) {
+    let (photos, streaks) = (dir.join("photos"), dir.join("streaks"));
+    std::fs::create_dir_all(&photos).unwrap();
+    std::fs::create_dir_all(&streaks).unwrap();
+    for k in 0..2u32 {
+        save(
+            DynamicImage::from(ImageBuffer::from_fn(64, 48, |x, y| {
+                Rgb([(x * 3 + k * 50) as u8, (y * 4) as u8, ((x ^ y) * 5) as u8])
+            })),
+            &photos.join(format!("p{k}.png")),
+        );
+        save(
+            DynamicImage::from(ImageBuffer::from_fn(80, 60, |x, y| {
+                image::Luma([if (x + 3 * k) % 7 == 0 && y % 11 < 8 {
+                    230u8
+                } else {
+                    0
+                }])
+            })),
+            &streaks.join(format!("{k}-5.png")),
+        );
+    }
+    (photos, streaks)
+}
+
+#[test]
+fn synth_renders_rain_from_streak_layers_repeatably_and_names_a_missing_folder() {
+    // Against the photos themselves and a second run: rendered rain changes the photo, the
+    // same seed writes the same files, and a missing streak folder is an error naming it.
+    let dir = temp_dir("rendered");
+    let (photos, streaks) = photos_and_streaks(&dir);
+    let run = |out: &Path, seed: &str| {
+        brn(&[
+            "synth",
+            "--clean",
+            s(&photos),
+            "-o",
+            s(out),
+            "--preset",
+            "rendered-heavy",
+            "--streaks",
+            s(&streaks),
+            "--seed",
+            seed,
+        ])
+    };
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    assert!(run(&a, "3").status.success());
+    assert!(run(&b, "3").status.success());
+    for name in ["p0_00000.png", "p1_00001.png"] {
+        let rainy = std::fs::read(a.join("rainy").join(name)).unwrap();
+        assert_eq!(
+            rainy,
+            std::fs::read(b.join("rainy").join(name)).unwrap(),
+            "{name}"
+        );
+        let (rainy, clean) = (
+            image::open(a.join("rainy").join(name)).unwrap().to_rgb8(),
+            image::open(a.join("clean").join(name)).unwrap().to_rgb8(),
+        );
+        assert_ne!(rainy, clean, "{name}: rain was added");
+    }
+    let missing = dir.join("no-streaks-here");
+    let out = brn(&[
+        "synth",
+        "--clean",
+        s(&photos),
+        "-o",
+        s(&dir.join("c")),
+        "--preset",
+        "rendered-light",
+        "--streaks",
+        s(&missing),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no-streaks-here"), "{}", stderr(&out));
+    // A sheet of a drawn and a rendered preset: a row of clean crops and one row each.
+    let sheet = dir.join("sheet.png");
+    let out = brn(&[
+        "synth",
+        "--clean",
+        s(&photos),
+        "--sheet",
+        s(&sheet),
+        "--rows",
+        "light,rendered-light",
+        "--streaks",
+        s(&streaks),
+        "--crop",
+        "32",
+        "--count",
+        "2",
+    ]);
+    assert!(out.status.success());
+    let (w, h) = image::image_dimensions(&sheet).unwrap();
+    assert_eq!((w, h), (2 * (32 + 4) + 4, 3 * (32 + 4) + 4));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn derain_writes_a_before_and_after_sheet() {
+    // Each input beside its output, scaled to the sheet's row height: two 64x48 photos at
+    // height 24 give two rows of two 32x24 pictures.
+    let dir = temp_dir("sheet");
+    let (photos, _) = photos_and_streaks(&dir);
+    let sheet = dir.join("out/sheet.png");
+    let out = brn(&[
+        "derain",
+        s(&photos),
+        "-o",
+        s(&dir.join("out")),
+        "--sheet",
+        s(&sheet),
+        "--sheet-height",
+        "24",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        image::image_dimensions(&sheet).unwrap(),
+        (2 * (32 + 4) + 4, 2 * (24 + 4) + 4)
+    );
+    let out = brn(&[
+        "derain",
+        s(&photos),
+        "-o",
+        s(&dir.join("out2")),
+        "--sheet",
+        s(&sheet),
+        "--sheet-height",
+        "3",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--sheet-height"), "{}", stderr(&out));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
