@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# One recipe trial (WEIGHTS.md, "Choosing the recipe"): trains CONFIG from scratch for a fixed
-# wall time into runs/trials/NAME, then scores its last checkpoint with scripts/val-score.sh
-# (the paper's metric on Set5 and Set14 made rainy with each preset; never Rain100L), and
-# appends one row to runs/trials/results.tsv: name, config, wall time, steps, patches, then PSNR/SSIM per preset.
+# One recipe trial (WEIGHTS.md, "Choosing the recipe"): trains CONFIG (from scratch, or from its
+# `init`) for a fixed wall time into runs/trials/NAME, then scores its last checkpoint with
+# scripts/val-score.sh (the paper's metric on Set5 and Set14 made rainy with each preset, real
+# rain with ground truth and flat fields; never Rain100L), and appends one row to
+# runs/trials/results.tsv: name, config, wall time, steps, patches, then PSNR/SSIM per column of
+# val-score.sh.
 # Usage: scripts/trial.sh CONFIG NAME [TIME, default 20m]   (run it on an otherwise idle machine)
-# Needs ../shared (BRN_SHARED) and builds `brn` in release mode.
+# Needs ../shared (BRN_SHARED) and builds `brn` in release mode (or takes BRN_BIN).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 config="$(realpath "$1")"
 name="$2"
 budget="${3:-20m}"
 export CARGO_TARGET_DIR="${BRN_TARGET_DIR:-$HOME/.cache/brn/target}"
-(cd "$root" && cargo build --release --locked -q -p trainer)
-brn="$CARGO_TARGET_DIR/release/brn"
+if [ -n "${BRN_BIN:-}" ]; then
+  brn="$BRN_BIN" # a `brn` built already (sources may change while the trials run)
+else
+  (cd "$root" && cargo build --release --locked -q -p trainer)
+  brn="$CARGO_TARGET_DIR/release/brn"
+fi
 runs="$root/runs"
 out="$runs/trials/$name"
 [ -e "$out" ] && { echo "error: $out exists (pick another name)" >&2; exit 1; }
@@ -27,7 +33,7 @@ row="$name	$(basename "$config")	$budget	$step	$((step * batch))"
 row="$row	$(BRN_BIN="$brn" "$root/scripts/val-score.sh" "$latest/model.safetensors" "$stages" | head -1)"
 if [ ! -f "$runs/trials/results.tsv" ]; then
   header="name	config	time	steps	patches"
-  for preset in light heavy varied depth; do header="$header	$preset PSNR	$preset SSIM"; done
+  for preset in light heavy varied depth none rendered-light rendered-heavy realgt flat; do header="$header	$preset PSNR	$preset SSIM"; done
   echo "$header" > "$runs/trials/results.tsv"
 fi
 echo "$row" >> "$runs/trials/results.tsv"

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Scores weights on the recipe-validation sets (WEIGHTS.md, "Choosing the recipe"): Set5 and Set14
-# made rainy with each preset at fixed seeds (made once into runs/val/PRESET-SET; never Rain100L),
-# with the paper's metric, pooled per preset over the images of both sets.
+# Scores weights on the recipe-validation sets (WEIGHTS.md, "Choosing the recipe"), never Rain100L:
+# - Set5 and Set14 made rainy with each preset at fixed seeds (made once into runs/val/PRESET-SET),
+#   pooled per preset over the images of both sets: light, heavy, varied, depth, none (the clean
+#   photos as their own input: how far the weights move a rain-free photo; its input scores
+#   inf / 1), rendered-light, rendered-heavy (Garg and Nayar's streak layers);
+# - realgt: real rain with ground truth ($BRN_SHARED/data/realgt-dev, all scenes pooled);
+# - flat: plain fields of colour, with and without a faint grain, as their own input (made once
+#   into runs/val/flat): how far the weights move a textureless area (a wall, a sky).
 # Usage: scripts/val-score.sh WEIGHTS STAGES
-# Prints two tab-separated lines: the weights' PSNR and SSIM per preset (light, heavy, varied,
-# depth, none), then the rainy inputs' own scores in the same order (what deraining starts from).
-# `none` is the clean photos as their own input: the weights' score there is how far they move a
-# rain-free photo (its input scores inf / 1).
+# Prints two tab-separated lines of PSNR and SSIM per column, in the order above: the weights'
+# scores, then the inputs' own (what deraining starts from).
 # Needs ../shared (BRN_SHARED) and a release `brn` (built here, or BRN_BIN).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,25 +23,62 @@ else
   (cd "$root" && cargo build --release --locked -q -p trainer)
   brn="$CARGO_TARGET_DIR/release/brn"
 fi
-presets=(light heavy varied depth none)
+presets=(light heavy varied depth none rendered-light rendered-heavy)
 sets=(set5 set14)
+score() { "$brn" eval --weights "$weights" --stages "$stages" --data "$1" --json; }
 reports=()
+groups=()
 for i in "${!presets[@]}"; do
   for set in "${sets[@]}"; do
     val="$root/runs/val/${presets[$i]}-$set"
     [ -d "$val/rainy" ] || "$brn" synth --clean "$shared/data/clean/$set" -o "$val" \
-      --preset "${presets[$i]}" --seed $((100 + i)) >&2
-    reports+=("$("$brn" eval --weights "$weights" --stages "$stages" --data "$val" --json)")
+      --preset "${presets[$i]}" --seed $((100 + i)) --streaks "$shared/data/streaks/garg-nayar" >&2
+    reports+=("$(score "$val")")
   done
+  groups+=("${#sets[@]}")
 done
-python3 - "${#sets[@]}" "${reports[@]}" <<'PY'
+reports+=("$(score "$shared/data/realgt-dev")")
+groups+=(1)
+flat="$root/runs/val/flat"
+if [ ! -d "$flat/rainy" ]; then
+  # Plain 256x256 fields: greys and colours (a brick wall's, a sky's), some with a grain of
+  # sigma 1 level; written by Python's standard library alone, with a fixed seed.
+  python3 - "$flat/clean" <<'PY'
+import os, random, struct, sys, zlib
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+rng = random.Random(7)
+fields = [(40, 40, 40, 0), (120, 120, 120, 0), (200, 200, 200, 0), (109, 92, 92, 0),
+          (150, 180, 215, 0), (120, 120, 120, 1), (109, 92, 92, 1), (60, 90, 50, 1)]
+def png(path, w, h, rows):
+    raw = b"".join(b"\0" + bytes(r) for r in rows)
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+for k, (r, g, b, grain) in enumerate(fields):
+    rows = []
+    for y in range(256):
+        row = []
+        for x in range(256):
+            for v in (r, g, b):
+                row.append(min(255, max(0, round(v + (rng.gauss(0, grain) if grain else 0)))))
+        rows.append(row)
+    png(os.path.join(out, "flat-%02d.png" % k), 256, 256, rows)
+PY
+  mkdir -p "$flat/rainy" && cp "$flat/clean/"*.png "$flat/rainy/"
+fi
+reports+=("$(score "$flat")")
+groups+=(1)
+python3 - "${groups[*]}" "${reports[@]}" <<'PY'
 import json, sys
-per_preset = int(sys.argv[1])
+groups = [int(g) for g in sys.argv[1].split()]
 reports = [json.loads(r) for r in sys.argv[2:]]
 for key in ("", "input_"):
-    cells = []
-    for p in range(0, len(reports), per_preset):
-        images = [i for r in reports[p:p + per_preset] for i in r["images"]]
+    cells, start = [], 0
+    for size in groups:
+        images = [i for r in reports[start:start + size] for i in r["images"]]
+        start += size
         n = len(images)
         # An image equal to its reference has an infinite PSNR (JSON null).
         psnr = [i[key + "psnr"] for i in images]
