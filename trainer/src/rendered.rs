@@ -299,6 +299,20 @@ mod tests {
         }
     }
 
+    /// One layer as it is drawn (scale 1, no rotation, blur or veil, brightness 1), thinned
+    /// by `thinning`.
+    fn as_drawn(thinning: f32) -> RenderedConfig {
+        RenderedConfig {
+            layers: (1, 1),
+            scale: (1.0, 1.0),
+            rotation: 0.0,
+            blur: (0.0, 0.0),
+            thinning: (thinning, thinning),
+            brightness: (1.0, 1.0),
+            haze: (0.0, 0.0),
+        }
+    }
+
     #[test]
     fn the_same_seed_gives_the_same_rendered_rain() {
         let (w, h) = (40, 30);
@@ -339,15 +353,7 @@ mod tests {
     fn an_unrotated_unscaled_layer_is_copied_as_it_is() {
         // Scale 1, no rotation, no blur, no thinning, brightness 1: the view is the layer
         // itself, shifted (its lines stay 8 pixels apart, at full or half brightness).
-        let config = RenderedConfig {
-            layers: (1, 1),
-            scale: (1.0, 1.0),
-            rotation: 0.0,
-            blur: (0.0, 0.0),
-            thinning: (0.0, 0.0),
-            brightness: (1.0, 1.0),
-            haze: (0.0, 0.0),
-        };
+        let config = as_drawn(0.0);
         let (w, h) = (24, 10);
         let map = render_layer(w, h, &config, &bank(), &mut rng_for(1, 0));
         let row: Vec<f32> = map[..w].to_vec();
@@ -374,15 +380,7 @@ mod tests {
     #[test]
     fn thinning_keeps_only_the_brighter_streaks() {
         // Thinning 0.6 removes the half-bright layer's lines entirely.
-        let config = RenderedConfig {
-            layers: (1, 1),
-            scale: (1.0, 1.0),
-            rotation: 0.0,
-            blur: (0.0, 0.0),
-            thinning: (0.6, 0.6),
-            brightness: (1.0, 1.0),
-            haze: (0.0, 0.0),
-        };
+        let config = as_drawn(0.6);
         let bank = StreakBank {
             layers: vec![bank().layers.remove(1)],
             folder: PathBuf::from("half"),
