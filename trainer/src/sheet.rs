@@ -82,16 +82,22 @@ impl Sheet {
         self.rows.is_empty()
     }
 
-    /// The sheet as one picture: columns as wide as their widest picture, on white.
+    /// The sheet as one picture on white: each row's pictures side by side from the left (a
+    /// narrow photo leaves no gap for a wide one in another row).
     pub fn render(&self) -> RgbImage {
-        let columns = self.rows.iter().map(|(_, r)| r.len()).max().unwrap_or(0);
-        let widths: Vec<usize> = (0..columns)
-            .map(|c| {
-                let widest = self.rows.iter().filter_map(|(_, r)| r.get(c));
-                widest.map(|p| p.width() as usize).max().unwrap_or(0)
-            })
-            .collect();
-        let width = widths.iter().map(|w| w + GAP).sum::<usize>() + GAP;
+        let row_width = |pictures: &[RgbImage]| {
+            pictures
+                .iter()
+                .map(|p| p.width() as usize + GAP)
+                .sum::<usize>()
+                + GAP
+        };
+        let width = self
+            .rows
+            .iter()
+            .map(|(_, r)| row_width(r))
+            .max()
+            .unwrap_or(GAP);
         let height = self.rows.len() * (self.height + GAP) + GAP;
         let mut sheet = RgbImage::from_pixel(width as u32, height as u32, Rgb([255; 3]));
         for (row, (label, pictures)) in self.rows.iter().enumerate() {
@@ -104,7 +110,7 @@ impl Sheet {
                         crate::plot::label_box(&mut sheet, x as u32 + 2, y as u32 + 2, name);
                     }
                 }
-                x += widths[column] + GAP;
+                x += picture.width() as usize + GAP;
             }
             if !label.is_empty() {
                 // Under a column label on the first row, over the picture's corner elsewhere.
@@ -139,9 +145,10 @@ mod tests {
     }
 
     #[test]
-    fn pictures_are_scaled_to_the_row_height_and_laid_out_in_columns() {
+    fn pictures_are_scaled_to_the_row_height_and_laid_side_by_side() {
         // Row 1: a 40x20 picture (scaled to 20x10) and a 10x10 one; row 2: one 30x10 picture.
-        // Column 0 is as wide as its widest picture (30), column 1 as the 10x10.
+        // The sheet is as wide as its widest row (row 1: 20 + 10 and a gap), each row packed
+        // from the left.
         let mut sheet = Sheet::new(10, &[]);
         sheet.push_row("", &[plain(40, 20, 0.0), plain(10, 10, 0.0)]);
         sheet.push_row("", &[plain(30, 10, 0.0)]);
@@ -149,7 +156,7 @@ mod tests {
         assert_eq!(
             image.dimensions(),
             (
-                (GAP + 30 + GAP + 10 + GAP) as u32,
+                (GAP + 20 + GAP + 10 + GAP) as u32,
                 (GAP + 10 + GAP + 10 + GAP) as u32
             )
         );
@@ -157,12 +164,12 @@ mod tests {
         let white = Rgb([255, 255, 255]);
         let at = |x: usize, y: usize| *image.get_pixel(x as u32, y as u32);
         assert_eq!(at(GAP + 19, GAP + 5), black, "the scaled 20x10 picture");
+        assert_eq!(at(GAP + 21, GAP + 5), white, "the gap after it");
         assert_eq!(
-            at(GAP + 25, GAP + 5),
-            white,
-            "beside it, column 0's spare width"
+            at(GAP + 20 + GAP + 5, GAP + 5),
+            black,
+            "the 10x10 right after the gap"
         );
-        assert_eq!(at(GAP + 30 + GAP + 5, GAP + 5), black, "column 1");
         assert_eq!(at(GAP + 29, 2 * GAP + 15), black, "row 2's 30x10 picture");
         assert_eq!(at(1, 1), white, "the margin");
     }
