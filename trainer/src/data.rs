@@ -256,11 +256,12 @@ pub struct Validation {
 }
 
 impl Validation {
-    /// Centre crops of the config's validation folders, each with the next preset's rain.
-    pub fn load(config: &TrainConfig) -> Result<Self> {
+    /// Centre crops of the config's validation folders, each with the next rain preset of
+    /// the training sources' mix (its streak layers shared, not loaded again).
+    pub fn load(config: &TrainConfig, sources: &Sources) -> Result<Self> {
         let mut pairs = Vec::new();
         let mut index = 0u64;
-        let mut rain = config.rain_mix()?.raining();
+        let mut rain = sources.rain.raining();
         if rain.is_empty() {
             rain = RainMix::new(&["light", "heavy"], &config.streak_folder())?;
         }

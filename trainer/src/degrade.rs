@@ -53,12 +53,13 @@ impl Degradations {
         let n = w * h;
         let sigma = uniform(rng, self.noise);
         if sigma > 0.0 {
-            let (shared, own) = (sigma * 0.5f32.sqrt(), sigma * 0.5f32.sqrt());
+            // Half the variance shared by the channels, half each channel's own.
+            let half = sigma * 0.5f32.sqrt();
             for i in 0..n {
-                let grain = shared * gaussian(rng);
+                let grain = half * gaussian(rng);
                 for c in 0..3 {
                     let v = &mut rgb[c * n + i];
-                    *v = (*v + grain + own * gaussian(rng)).clamp(0.0, 1.0);
+                    *v = (*v + grain + half * gaussian(rng)).clamp(0.0, 1.0);
                 }
             }
         }

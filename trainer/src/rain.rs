@@ -4,6 +4,7 @@
 //! them).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Result;
 use rand::rngs::StdRng;
@@ -65,10 +66,11 @@ impl Preset {
     }
 }
 
-/// Presets ready to make rain: with the streak layers loaded if one of them is rendered.
+/// Presets ready to make rain: with the streak layers loaded if one of them is rendered
+/// (shared by the mixes made from this one, never loaded twice).
 pub struct RainMix {
     presets: Vec<Preset>,
-    bank: Option<StreakBank>,
+    bank: Option<Arc<StreakBank>>,
 }
 
 impl RainMix {
@@ -88,7 +90,7 @@ impl RainMix {
             })
             .collect::<Result<Vec<_>>>()?;
         let bank = if presets.iter().any(Preset::is_rendered) {
-            Some(StreakBank::load(streaks)?)
+            Some(Arc::new(StreakBank::load(streaks)?))
         } else {
             None
         };
@@ -124,10 +126,13 @@ impl RainMix {
         self
     }
 
-    /// Keep only the presets that rain (validation scores rain removal, not `none`).
-    pub fn raining(mut self) -> Self {
-        self.presets.retain(Preset::rains);
-        self
+    /// The presets that rain (validation scores rain removal, not `none`), sharing this
+    /// mix's streak layers.
+    pub fn raining(&self) -> Self {
+        Self {
+            presets: self.presets.iter().filter(|p| p.rains()).cloned().collect(),
+            bank: self.bank.clone(),
+        }
     }
 
     /// A clean planar RGB image `[3, H, W]` in [0, 1] made rainy with preset `k` of the mix.

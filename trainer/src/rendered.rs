@@ -15,7 +15,7 @@
 //! edge, or on an image larger than the layer: about 320 x 560 pixels at scale 1) it sees the
 //! layer mirrored, so a large photo's rain repeats, mirrored, with the layer's size.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use rand::rngs::StdRng;
@@ -61,7 +61,6 @@ impl Layer {
 /// The streak layers of one folder, loaded once (about 150 MB for the whole database).
 pub struct StreakBank {
     layers: Vec<Layer>,
-    folder: PathBuf,
 }
 
 impl StreakBank {
@@ -103,25 +102,7 @@ impl StreakBank {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            layers,
-            folder: folder.to_path_buf(),
-        })
-    }
-
-    /// How many layers the bank holds.
-    pub fn len(&self) -> usize {
-        self.layers.len()
-    }
-
-    /// Whether the bank holds no layer (never, once loaded).
-    pub fn is_empty(&self) -> bool {
-        self.layers.is_empty()
-    }
-
-    /// The folder the layers came from.
-    pub fn folder(&self) -> &Path {
-        &self.folder
+        Ok(Self { layers })
     }
 }
 
@@ -295,7 +276,6 @@ mod tests {
         };
         StreakBank {
             layers: vec![layer(1.0), layer(0.5)],
-            folder: PathBuf::from("synthetic"),
         }
     }
 
@@ -383,7 +363,6 @@ mod tests {
         let config = as_drawn(0.6);
         let bank = StreakBank {
             layers: vec![bank().layers.remove(1)],
-            folder: PathBuf::from("half"),
         };
         let map = render_layer(24, 10, &config, &bank, &mut rng_for(2, 0));
         assert!(map.iter().all(|&v| v == 0.0));

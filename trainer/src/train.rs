@@ -416,7 +416,7 @@ fn open<'a, B: TrainBackend>(
     .with_context(|| format!("cannot write into {}", out.display()))?;
 
     let sources = std::sync::Arc::new(Sources::load(config)?);
-    let validation = Validation::load(config)?;
+    let validation = Validation::load(config, &sources)?;
     let total = config.epochs * config.steps_per_epoch;
     let end = limits
         .max_steps

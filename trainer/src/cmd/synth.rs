@@ -119,10 +119,14 @@ fn write_sheet(args: &SynthArgs, photos: &[PathBuf], path: &std::path::Path) -> 
         args.rows.clone()
     };
     let rain = RainMix::new(&names, &args.streaks).with_context(|| {
+        let drawn: Vec<&str> = Preset::RAINS
+            .into_iter()
+            .filter(|name| Preset::named(name).is_some_and(|p| !p.is_rendered()))
+            .collect();
         format!(
             "the sheet's rows are {}; leave the rendered ones out with --rows {}",
             names.join(","),
-            "light,heavy,varied,depth"
+            drawn.join(",")
         )
     })?;
     let columns = args.count.unwrap_or(4).clamp(1, photos.len());
