@@ -23,7 +23,9 @@ pub mod reference;
 pub use adapters::banded;
 pub use extension::BrnBackend;
 #[cfg(feature = "flex")]
-pub use kernels::conv::{in_full_precision, set_mixed_precision};
+pub use kernels::products::{
+    in_full_precision, products_available, products_in_use, set_mixed_precision,
+};
 
 use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;

@@ -16,6 +16,7 @@ use burn::tensor::ops::{ConvOptions, FloatTensor, ModuleOps};
 use burn::tensor::{DType, TensorData, TensorMetadata};
 use burn_flex::{Flex, FlexTensor};
 
+use crate::backend::kernels::layout::Shape;
 use crate::backend::kernels::{self, conv, conv_gradient, elementwise};
 use crate::backend::{is_plain, reference, After, BrnBackend};
 
@@ -180,7 +181,7 @@ fn shape(
     weight: &FloatTensor<Flex>,
     bias: Option<&FloatTensor<Flex>>,
     options: &ConvOptions<2>,
-) -> Option<conv::Shape> {
+) -> Option<Shape> {
     let f32s = x.dtype() == DType::F32
         && weight.dtype() == DType::F32
         && bias.is_none_or(|b| b.dtype() == DType::F32);
@@ -189,7 +190,7 @@ fn shape(
     }
     let [batch, channels_in, height, width] = x.shape().dims();
     let [channels_out, _, kernel_h, kernel_w] = weight.shape().dims();
-    Some(conv::Shape {
+    Some(Shape {
         batch,
         channels_in,
         size: [height, width],
@@ -208,7 +209,7 @@ fn fused_shape(
     bias: Option<&FloatTensor<Flex>>,
     options: &ConvOptions<2>,
     after: &After<FloatTensor<Flex>>,
-) -> Option<conv::Shape> {
+) -> Option<Shape> {
     let first = inputs.first()?;
     let [batch, _, height, width] = first.shape().dims();
     let mut channels = 0;
@@ -241,7 +242,7 @@ fn convolution(
     inputs: &[FloatTensor<Flex>],
     weight: &FloatTensor<Flex>,
     bias: Option<&FloatTensor<Flex>>,
-    shape: conv::Shape,
+    shape: Shape,
     after: &After<FloatTensor<Flex>>,
 ) -> FloatTensor<Flex> {
     let parts: Vec<_> = inputs.iter().map(floats).collect();

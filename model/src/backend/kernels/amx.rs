@@ -1,13 +1,13 @@
 //! The convolution's products ([`super::conv`]'s forward and input gradient) on Intel's AMX
 //! tile unit, in mixed precision: the input and the kernel rounded to bfloat16, every sum in
-//! f32. Training only, and only when asked ([`super::conv::set_mixed_precision`]): inference
+//! f32. Training only, and only when asked ([`super::products::set_mixed_precision`]): inference
 //! and the parity tests stay in f32.
 //!
 //! One `TDPBF16PS` multiplies a 16 x 32 tile of bfloat16 by a 32 x 16 one into a 16 x 16 tile
 //! of f32 sums, 8,192 multiply-adds where an AVX-512 fused multiply-add does 16. Here the
 //! product's rows are 16 output channels (the kernel at one tap, 32 input channels: [`pack`]),
 //! its columns 16 pixels of the wide output, and its right-hand side the padded input at the
-//! tap's shift, read in place: [`pad_pairs`] stores the input as pairs of channels, each pixel
+//! tap's shift, read in place: [`super::bf16::pad_pairs`] stores the input as pairs of channels, each pixel
 //! one 32-bit word holding channel `2k` (low half) and `2k + 1` (high half), which is the tile
 //! unit's layout for a right-hand side whose rows are channel pairs, 16 pixels a row, the
 //! pair planes `plane` words apart. So a tap's shift moves the load, nothing is copied per tap.
@@ -22,11 +22,9 @@
 //! grant the process the tile state ([`available`] asks once).
 
 use std::arch::asm;
-use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
-use super::activation::simd_loop;
-use super::conv::{padded_planes, source_planes, Shape, ROW_MULTIPLE};
+use super::bf16::{bf16, WEIGHT_PIXELS};
 
 /// Output channels in a tile's rows.
 const GROUP: usize = 16;
@@ -75,23 +73,6 @@ pub(super) fn applies(c_out: usize, c_in: usize) -> bool {
     c_out.is_multiple_of(GROUP) && c_in >= GROUP
 }
 
-/// `x` rounded to the nearest bfloat16 (ties to even), as the low 16 bits. (NaN may become
-/// infinity; training has failed by then anyway.)
-#[inline(always)]
-pub(super) fn bf16(x: f32) -> u32 {
-    let bits = x.to_bits();
-    bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16
-}
-
-/// `values` rounded to bfloat16, as f32 (the tests' references).
-#[cfg(test)]
-pub(super) fn rounded(values: &[f32]) -> Vec<f32> {
-    values
-        .iter()
-        .map(|&x| f32::from_bits(bf16(x) << 16))
-        .collect()
-}
-
 /// The kernel `taps[tap][o][c]` (`[K_h·K_w][C_out][C_in]`) in bfloat16, as [`products`] reads
 /// it: per tap, per group of 16 output channels, per chunk of 32 input channels, a 16 x 32 tile
 /// (rows the output channels, zeros past `C_in`).
@@ -122,61 +103,10 @@ pub(super) fn bias_tiles(bias: Option<&[f32]>, c_out: usize) -> Vec<f32> {
     tiles
 }
 
-/// Channel pairs per image in [`pack_input`]'s layout: `C_in` rounded up to whole chunks.
+/// Channel pairs per image in the input that [`products`] reads ([`super::bf16::pad_pairs`]):
+/// `C_in` rounded up to whole chunks.
 pub(super) fn pairs(c_in: usize) -> usize {
     c_in.div_ceil(CHUNK) * PAIRS
-}
-
-/// The input as [`super::conv::pad`] pads it, in bfloat16 channel pairs: `[N, pairs(C_in),
-/// H_p·W_p]` words, channel `2k` in the low half of pair `k`'s words, zeros for channels past
-/// `C_in`, then `pad`'s tail of zero words.
-pub(super) fn pad_pairs(x: &[&[f32]], shape: Shape) -> Vec<u32> {
-    let sources = source_planes(x, shape);
-    let (c_in, width) = (shape.channels_in, shape.size[1]);
-    let pairs = pairs(c_in);
-    let tail = shape.kernel[1] + ROW_MULTIPLE;
-    padded_planes(shape.batch * pairs, shape, tail, 0, |p, y, target| {
-        let (image, pair) = (p / pairs, p % pairs);
-        let row = |c: usize| (c < c_in).then(|| &sources[image * c_in + c][y * width..][..width]);
-        match row(2 * pair) {
-            Some(low) => pair_row(low, row(2 * pair + 1), target),
-            None => target.iter_mut().for_each(|t| {
-                t.write(0);
-            }),
-        }
-    })
-}
-
-simd_loop! {
-    /// `target[i] = bf16(low[i]) | bf16(high[i]) << 16` (the high half zero without `high`).
-    fn pair_row(low: &[f32], high: Option<&[f32]>, target: &mut [MaybeUninit<u32>]) {
-        let n = target.len();
-        let low = &low[..n];
-        match high {
-            Some(high) => {
-                let high = &high[..n];
-                for i in 0..n {
-                    target[i].write(bf16(low[i]) | bf16(high[i]) << 16);
-                }
-            }
-            None => {
-                for i in 0..n {
-                    target[i].write(bf16(low[i]));
-                }
-            }
-        }
-    }
-}
-
-simd_loop! {
-    /// `target[i] = bf16(values[i])`.
-    fn bf16_row(values: &[f32], target: &mut [MaybeUninit<u16>]) {
-        let n = target.len();
-        let values = &values[..n];
-        for i in 0..n {
-            target[i].write(bf16(values[i]) as u16);
-        }
-    }
 }
 
 /// The tile configuration (palette 1): tiles 0–3 accumulate (16 rows of 16 f32), 4–5 hold
@@ -302,7 +232,7 @@ impl Block {
 ///
 /// # Safety
 /// [`available`] has returned true; [`applies`] holds for `c_out`, `c_in`; `wide` holds
-/// `c_out·wide_len` floats; `input` is [`pad_pairs`]'s words from the band's first pixel of
+/// `c_out·wide_len` floats; `input` is [`super::bf16::pad_pairs`]'s words (for [`pairs`]) from the band's first pixel of
 /// its image's first pair and reaches `(pairs(c_in) − 1)·plane + max(shifts) + wide_len` words;
 /// `packed` is [`pack`]'s for `shifts.len()` taps, `c_out` and `c_in`; `bias` is
 /// [`bias_tiles`]'s for `c_out`.
@@ -405,72 +335,9 @@ pub(super) fn applies_to_weight_gradient(c_out: usize, c_in: usize) -> bool {
     c_out.is_multiple_of(GROUP) && c_in.is_multiple_of(GROUP)
 }
 
-/// Pixels that one weight-gradient tile product sums (16 pairs).
-pub(super) const WEIGHT_PIXELS: usize = 32;
-
-/// The input as [`super::conv::pad`] pads it, in bfloat16 (`[N, C_in, H_p·W_p]`), then `pad`'s
-/// tail and [`WEIGHT_PIXELS`] more zeros (a band's sums run to a multiple of 32 pixels).
-pub(super) fn pad_bf16(x: &[f32], shape: Shape) -> Vec<u16> {
-    let sources = source_planes(&[x], shape);
-    let width = shape.size[1];
-    let tail = shape.kernel[1] + ROW_MULTIPLE + WEIGHT_PIXELS;
-    padded_planes(sources.len(), shape, tail, 0, |p, y, target| {
-        bf16_row(&sources[p][y * width..][..width], target)
-    })
-}
-
-/// One band's output gradient as [`weight_products`] reads it: per pair of wide pixels
-/// `(2k, 2k + 1)` (`2k < len`, a multiple of 32), per output channel, one word of the two in
-/// bfloat16 (pixel `2k` low): `pairs[k][o]`. `row(o, i)` gives band row `i`'s `W_out` values
-/// of channel `o` (`i < rows`), each row `W_p` wide in the wide layout, zeros past `W_out`
-/// and past the rows. `wide` is scratch (`c_out·len/2` words, as `c_out·len` halves).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn pack_output_grad<'a>(
-    pairs: &mut [u32],
-    wide: &mut Vec<MaybeUninit<u32>>,
-    len: usize,
-    [c_out, rows, padded_w]: [usize; 3],
-    row: impl Fn(usize, usize) -> &'a [f32],
-) {
-    wide.resize(c_out * len / 2, MaybeUninit::new(0));
-    // SAFETY: the words' memory as twice as many halves (aligned for both).
-    let halves: &mut [MaybeUninit<u16>] = unsafe {
-        std::slice::from_raw_parts_mut(wide.as_mut_ptr() as *mut MaybeUninit<u16>, c_out * len)
-    };
-    for (o, channel) in halves.chunks_exact_mut(len).enumerate() {
-        let (band, rest) = channel.split_at_mut(rows * padded_w);
-        for (i, target) in band.chunks_exact_mut(padded_w).enumerate() {
-            let values = row(o, i);
-            let (inside, garbage) = target.split_at_mut(values.len());
-            bf16_row(values, inside);
-            garbage.iter_mut().for_each(|v| {
-                v.write(0);
-            });
-        }
-        rest.iter_mut().for_each(|v| {
-            v.write(0);
-        });
-    }
-    // SAFETY: every half of `wide` was written above (each channel's band rows, their
-    // garbage columns and the rest to `len`); two halves read as a word (x86 is
-    // little-endian: the even pixel is the low half).
-    let words: &[u32] =
-        unsafe { std::slice::from_raw_parts(wide.as_ptr() as *const u32, c_out * len / 2) };
-    // pairs[k][o] = words[o][k], in blocks of 16 pairs that stay in the first-level cache.
-    let half = len / 2;
-    for k0 in (0..half).step_by(16) {
-        for o in 0..c_out {
-            let source = &words[o * half + k0..][..16.min(half - k0)];
-            for (j, &w) in source.iter().enumerate() {
-                pairs[(k0 + j) * c_out + o] = w;
-            }
-        }
-    }
-}
-
 /// `sum[tap][c][o] += Σ_q x[c][shifts[tap] + q] · dy[o][q]` for `q < len` on the tile unit,
-/// from [`pad_bf16`]'s `input` (from the band's first pixel of its image's channel 0, planes
-/// `plane` apart) and [`pack_output_grad`]'s `dy_pairs`; the operands in bfloat16, the sums
+/// from [`super::bf16::pad_bf16`]'s `input` (from the band's first pixel of its image's channel 0, planes
+/// `plane` apart) and [`super::bf16::pack_output_grad`]'s `dy_pairs`; the operands in bfloat16, the sums
 /// f32. (The kernel gradient's tiles are input channels by output channels, so the output
 /// gradient is the operand in pairs, and the input is read in place at each tap's shift.)
 ///

@@ -10,10 +10,11 @@
 //! are taken in an order fixed by the shape alone, so the results are the same bits at any
 //! thread count.
 
-use super::conv::{
-    convolve, pad, product, taps_of, wide_len, with_scratch, Bands, Products, Shape,
-};
+use super::conv::{convolve, taps_of};
+use super::gemm::product;
+use super::layout::{pad, wide_len, with_scratch, Bands, Shape};
 use super::parallel;
+use super::products::Products;
 use crate::backend::After;
 
 /// Whether [`input_gradient`] applies: the padding is at most the kernel's reach.
@@ -80,23 +81,18 @@ pub fn weight_gradient(x: &[f32], output_grad: &[f32], shape: Shape) -> Vec<f32>
     weight_gradient_on(Products::best(), x, output_grad, shape)
 }
 
-/// [`weight_gradient`] by the given products (the AMX ones where they take the shape, else
-/// gemm).
-#[cfg_attr(
-    not(all(target_arch = "x86_64", target_os = "linux")),
-    allow(unused_variables)
-)]
+/// [`weight_gradient`] by the given products (the bfloat16 ones where they take the shape,
+/// else gemm: its long sums over pixels run well, an AVX-512 f32 version measured no faster).
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 fn weight_gradient_on(
     products: Products,
     x: &[f32],
     output_grad: &[f32],
     shape: Shape,
 ) -> Vec<f32> {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    if products == Products::Amx
-        && super::amx::applies_to_weight_gradient(shape.channels_out, shape.channels_in)
-    {
-        return tile_weight_gradient(x, output_grad, shape);
+    #[cfg(target_arch = "x86_64")]
+    if let Some(pairs) = PairProducts::of(products, shape) {
+        return bf16_weight_gradient(pairs, x, output_grad, shape);
     }
     let [out_h, out_w] = shape.out_size();
     let [padded_h, padded_w] = shape.padded_size();
@@ -183,57 +179,93 @@ fn sum_bands(
     total
 }
 
-/// [`weight_gradient`] on the AMX tile unit ([`super::amx::weight_products`]): the input and
-/// each band's output gradient in bfloat16, the sums f32, in the same fixed order of bands.
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-fn tile_weight_gradient(x: &[f32], output_grad: &[f32], shape: Shape) -> Vec<f32> {
-    use super::amx;
+/// The weight gradient's products with bfloat16 operands.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+enum PairProducts {
+    /// [`super::avx512_bf16::weight_products`].
+    Dot,
+    /// [`super::amx::weight_products`].
+    #[cfg(target_os = "linux")]
+    Tiles,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl PairProducts {
+    /// The bfloat16 weight-gradient products of `products`, if they take `shape`.
+    fn of(products: Products, shape: Shape) -> Option<Self> {
+        let (c_out, c_in) = (shape.channels_out, shape.channels_in);
+        match products {
+            Products::Avx512Bf16 if super::avx512_bf16::applies_to_weight_gradient(c_out) => {
+                Some(Self::Dot)
+            }
+            #[cfg(target_os = "linux")]
+            Products::Amx if super::amx::applies_to_weight_gradient(c_out, c_in) => {
+                Some(Self::Tiles)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// [`weight_gradient`] with bfloat16 operands (the AVX512-BF16 dot products or the AMX tile
+/// unit): the input and each band's output gradient in bfloat16, the sums f32, in the same
+/// fixed order of bands.
+#[cfg(target_arch = "x86_64")]
+fn bf16_weight_gradient(
+    products: PairProducts,
+    x: &[f32],
+    output_grad: &[f32],
+    shape: Shape,
+) -> Vec<f32> {
+    use super::bf16;
     let [out_h, out_w] = shape.out_size();
     let [padded_h, padded_w] = shape.padded_size();
     let (out_plane, plane) = (out_h * out_w, padded_h * padded_w);
     let (c_in, c_out) = (shape.channels_in, shape.channels_out);
-    let padded = amx::pad_bf16(x, shape);
+    let padded = bf16::pad_bf16(x, shape);
     let shifts = shape.shifts();
     // Per tap a C_out x C_in matrix stored column by column: sum[tap][c][o].
     let size = shape.taps() * c_out * c_in;
     let bands = Bands::of(shape);
     let accumulate = |mut sum: Vec<f32>, task: usize| {
         let (image, rows) = bands.band(task);
-        let len = wide_len(rows.len(), padded_w).next_multiple_of(amx::WEIGHT_PIXELS);
-        TILE_SCRATCH.with(|scratch| {
+        let len = wide_len(rows.len(), padded_w).next_multiple_of(bf16::WEIGHT_PIXELS);
+        PAIR_SCRATCH.with(|scratch| {
             let (dy_pairs, wide) = &mut *scratch.borrow_mut();
             dy_pairs.resize(dy_pairs.len().max(c_out * len / 2), 0);
             let dy = |o: usize, i: usize| {
                 &output_grad[(image * c_out + o) * out_plane + (rows.start + i) * out_w..][..out_w]
             };
-            amx::pack_output_grad(dy_pairs, wide, len, [c_out, rows.len(), padded_w], dy);
-            let input = &padded[image * c_in * plane + rows.start * padded_w..];
-            // SAFETY: `amx::applies_to_weight_gradient` (checked by the caller with
-            // `Products::Amx`, chosen only where `amx::available()`); `len` is a multiple of
-            // WEIGHT_PIXELS; `pad_bf16`'s tail covers the reads past the band's wide output
-            // (as `pad`'s does in `band`, plus the rounding up to WEIGHT_PIXELS).
-            unsafe {
-                amx::weight_products(
-                    &mut sum,
-                    input.as_ptr(),
-                    plane,
-                    dy_pairs,
-                    len,
-                    &shifts,
-                    [c_out, c_in],
-                )
-            };
+            bf16::pack_output_grad(dy_pairs, wide, len, [c_out, rows.len(), padded_w], dy);
+            let input = padded[image * c_in * plane + rows.start * padded_w..].as_ptr();
+            let (sum, channels) = (&mut sum, [c_out, c_in]);
+            // SAFETY: `PairProducts::of` took the shape for these products, chosen only where
+            // the CPU has them (`Products::best`); `len` is a multiple of WEIGHT_PIXELS;
+            // `pad_bf16`'s tail covers the reads past the band's wide output (as `pad`'s
+            // does in `band`, plus the rounding up to WEIGHT_PIXELS).
+            match products {
+                PairProducts::Dot => unsafe {
+                    super::avx512_bf16::weight_products(
+                        sum, input, plane, dy_pairs, len, &shifts, channels,
+                    )
+                },
+                #[cfg(target_os = "linux")]
+                PairProducts::Tiles => unsafe {
+                    super::amx::weight_products(sum, input, plane, dy_pairs, len, &shifts, channels)
+                },
+            }
         });
         sum
     };
     transpose_taps(sum_bands(bands.count(shape.batch), size, accumulate), shape)
 }
 
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[cfg(target_arch = "x86_64")]
 std::thread_local! {
-    /// Each thread's buffers for [`tile_weight_gradient`]'s bands: the output gradient in
+    /// Each thread's buffers for [`bf16_weight_gradient`]'s bands: the output gradient in
     /// bfloat16 pairs, and in its wide layout on the way.
-    static TILE_SCRATCH: std::cell::RefCell<(Vec<u32>, Vec<std::mem::MaybeUninit<u32>>)> =
+    static PAIR_SCRATCH: std::cell::RefCell<(Vec<u32>, Vec<std::mem::MaybeUninit<u32>>)> =
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
@@ -372,63 +404,65 @@ mod tests {
         }
     }
 
-    /// The AMX gradients (where this CPU has them) against [`by_definition`] of the input,
-    /// kernel and output gradient rounded to bfloat16 (as the tile unit reads them): the
-    /// BRN's shapes (32 → 32, the LSTM's 96 → 128) and one with a lone group of 16 channels
-    /// each way and several bands.
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    /// Each kind of bfloat16 gradients this CPU has (AMX, AVX512-BF16; the products module's
+    /// tests check that none is missed) against [`by_definition`] of the input, kernel and
+    /// output gradient rounded to bfloat16 (as those products read them): the BRN's shapes
+    /// (32 → 32, the LSTM's 96 → 128, the first convolution's 6 → 32), one with a lone group
+    /// of 16 channels each way and several bands, and odd channel counts. Shapes a kind leaves
+    /// to the f32 products are skipped for it.
+    #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_bfloat16_gradients_are_the_gradients_of_rounded_operands() {
-        if !super::super::amx::available() {
-            eprintln!("no AMX on this CPU: the bfloat16 gradients are not tested here");
-            return;
+        let kinds = Products::all_mixed();
+        if kinds.is_empty() {
+            eprintln!(
+                "no bfloat16 products on this CPU: the bfloat16 gradients are not tested here"
+            );
         }
-        let round = super::super::amx::rounded;
+        let round = super::super::bf16::rounded;
+        let shape = |batch, channels_in, size, channels_out| Shape {
+            batch,
+            channels_in,
+            size,
+            channels_out,
+            kernel: [3, 3],
+            padding: [1, 1],
+        };
         for (i, shape) in [
-            Shape {
-                batch: 2,
-                channels_in: 32,
-                size: [11, 17],
-                channels_out: 32,
-                kernel: [3, 3],
-                padding: [1, 1],
-            },
-            Shape {
-                batch: 1,
-                channels_in: 96,
-                size: [9, 8],
-                channels_out: 128,
-                kernel: [3, 3],
-                padding: [1, 1],
-            },
-            Shape {
-                batch: 2,
-                channels_in: 48,
-                size: [70, 30],
-                channels_out: 16,
-                kernel: [3, 3],
-                padding: [1, 1],
-            },
+            shape(2, 32, [11, 17], 32),
+            shape(1, 96, [9, 8], 128),
+            shape(2, 48, [70, 30], 16),
+            shape(2, 6, [13, 21], 32),
+            shape(1, 7, [10, 9], 48),
         ]
         .into_iter()
         .enumerate()
         {
             let [x, weight, grad] = operands(shape, 60 + 3 * i as u64);
             let [dx, dw] = by_definition(shape, &round(&x), &round(&weight), &round(&grad));
-            let input = worst(
-                &input_gradient_on(Products::Amx, &grad, &weight, shape),
-                &dx,
-            );
-            let weights = worst(&weight_gradient_on(Products::Amx, &x, &grad, shape), &dw);
-            // Sums of up to 9·128 (dX) and 2·70·30 (dW) products of values in [-1, 1).
-            assert!(
-                input < 1e-4 && weights < 1e-3,
-                "{shape:?}: dX {input}, dW {weights}"
-            );
-            // And the rounding is there: f32 operands give other sums.
             let [_, exact] = by_definition(shape, &x, &weight, &grad);
-            let apart = worst(&weight_gradient_on(Products::Amx, &x, &grad, shape), &exact);
-            assert!(apart > 1e-3, "{shape:?}: {apart}");
+            let transposed = Shape {
+                channels_in: shape.channels_out,
+                channels_out: shape.channels_in,
+                size: shape.out_size(),
+                ..shape
+            };
+            for &products in &kinds {
+                if products.for_shape(transposed) == products {
+                    let input = worst(&input_gradient_on(products, &grad, &weight, shape), &dx);
+                    // Sums of up to 9·128 products of values in [-1, 1).
+                    assert!(input < 1e-4, "{products:?} {shape:?}: dX {input}");
+                }
+                if PairProducts::of(products, shape).is_some() {
+                    let ours = weight_gradient_on(products, &x, &grad, shape);
+                    // Sums of up to 2·70·30 products.
+                    let weights = worst(&ours, &dw);
+                    assert!(weights < 1e-3, "{products:?} {shape:?}: dW {weights}");
+                    // And the rounding is there: f32 operands give other sums.
+                    let apart = worst(&ours, &exact);
+                    assert!(apart > 1e-3, "{products:?} {shape:?}: {apart}");
+                }
+            }
         }
     }
 }

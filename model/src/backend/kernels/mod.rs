@@ -2,7 +2,7 @@
 //!
 //! Shared contract, each file adding its own:
 //! - **layout**: row-major NCHW maps, `[C_out, C_in, K_h, K_w]` kernels, f32;
-//! - **padding**: zeros, symmetric, at most the kernel's reach (`conv::Shape`);
+//! - **padding**: zeros, symmetric, at most the kernel's reach (`layout::Shape`);
 //! - **threading**: independent pieces (bands of rows, planes, chunks) through [`parallel`],
 //!   the one switch between every core (rayon, the `parallel` feature) and one thread;
 //! - **determinism**: every sum is taken in an order fixed by the shape alone, so results are
@@ -12,9 +12,10 @@
 //!   ([`activation::simd_loop`]) take AVX-512 code chosen at run time. The two paths sum in different
 //!   orders, so their results differ in the last bits (a run resumed on a CPU of the other kind
 //!   continues, but not bit for bit); the tests check both on an AVX-512 CPU;
-//! - **mixed precision** (training only, when asked: `conv::set_mixed_precision`): where the
-//!   CPU has AMX, the convolution's products and both its gradients round their operands to
-//!   bfloat16 on the tile unit ([`amx`]), every sum f32; inference never does;
+//! - **mixed precision** (training only, when asked: `products::set_mixed_precision`): where
+//!   the CPU has AMX ([`amx`]) or AVX512_BF16 ([`avx512_bf16`]), the convolution's products
+//!   and both its gradients round their operands to bfloat16 ([`bf16`]), every sum f32;
+//!   inference never does. [`products`] is where the kinds of products are chosen;
 //! - **limits**: sizes that fit in memory as `usize` indices; callers (the flex adapter) check
 //!   shapes and types before calling and fall back to burn's operations otherwise.
 
@@ -23,11 +24,18 @@ pub mod activation;
 mod amx;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod avx512_bf16;
+#[cfg(target_arch = "x86_64")]
+mod bf16;
 pub mod conv;
 pub mod conv_gradient;
 pub mod elementwise;
+mod gemm;
+pub mod layout;
 pub mod lstm;
 pub mod parallel;
+pub mod products;
 
 #[cfg(test)]
 /// Pseudo-random values in [-1, 1).

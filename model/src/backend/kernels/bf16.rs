@@ -1,0 +1,143 @@
+//! The convolution's operands in bfloat16, as the mixed-precision products read them (the
+//! AMX tile unit, [`super::amx`], and the AVX512-BF16 dot products, [`super::avx512_bf16`]):
+//! rounding to the nearest bfloat16, the padded input in channel pairs (one 32-bit word per
+//! pixel holding two channels, the layout of both instruction sets' pair operands) or plain,
+//! and a band's output gradient in pixel pairs for the weight gradient.
+
+use std::mem::MaybeUninit;
+
+use super::activation::simd_loop;
+use super::layout::{padded_planes, source_planes, Shape, ROW_MULTIPLE};
+
+/// `x` rounded to the nearest bfloat16 (ties to even), as the low 16 bits. (NaN may become
+/// infinity; training has failed by then anyway.)
+#[inline(always)]
+pub(super) fn bf16(x: f32) -> u32 {
+    let bits = x.to_bits();
+    bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16
+}
+
+/// `values` rounded to bfloat16, as f32 (the tests' references).
+#[cfg(test)]
+pub(super) fn rounded(values: &[f32]) -> Vec<f32> {
+    values
+        .iter()
+        .map(|&x| f32::from_bits(bf16(x) << 16))
+        .collect()
+}
+
+/// The input as [`super::layout::pad`] pads it, in bfloat16 channel pairs: `[N, pairs,
+/// H_p·W_p]` words (`pairs ≥ C_in/2`), channel `2k` in the low half of pair `k`'s words,
+/// zeros for channels past `C_in`, then `pad`'s tail of zero words.
+pub(super) fn pad_pairs(x: &[&[f32]], shape: Shape, pairs: usize) -> Vec<u32> {
+    debug_assert!(2 * pairs >= shape.channels_in);
+    let sources = source_planes(x, shape);
+    let (c_in, width) = (shape.channels_in, shape.size[1]);
+    let tail = shape.kernel[1] + ROW_MULTIPLE;
+    padded_planes(shape.batch * pairs, shape, tail, 0, |p, y, target| {
+        let (image, pair) = (p / pairs, p % pairs);
+        let row = |c: usize| (c < c_in).then(|| &sources[image * c_in + c][y * width..][..width]);
+        match row(2 * pair) {
+            Some(low) => pair_row(low, row(2 * pair + 1), target),
+            None => target.iter_mut().for_each(|t| {
+                t.write(0);
+            }),
+        }
+    })
+}
+
+simd_loop! {
+    /// `target[i] = bf16(low[i]) | bf16(high[i]) << 16` (the high half zero without `high`).
+    fn pair_row(low: &[f32], high: Option<&[f32]>, target: &mut [MaybeUninit<u32>]) {
+        let n = target.len();
+        let low = &low[..n];
+        match high {
+            Some(high) => {
+                let high = &high[..n];
+                for i in 0..n {
+                    target[i].write(bf16(low[i]) | bf16(high[i]) << 16);
+                }
+            }
+            None => {
+                for i in 0..n {
+                    target[i].write(bf16(low[i]));
+                }
+            }
+        }
+    }
+}
+
+simd_loop! {
+    /// `target[i] = bf16(values[i])`.
+    fn bf16_row(values: &[f32], target: &mut [MaybeUninit<u16>]) {
+        let n = target.len();
+        let values = &values[..n];
+        for i in 0..n {
+            target[i].write(bf16(values[i]) as u16);
+        }
+    }
+}
+
+/// Pixels that one weight-gradient product sums (16 pairs: an AMX tile), a band's sums
+/// running to a multiple of it.
+pub(super) const WEIGHT_PIXELS: usize = 32;
+
+/// The input as [`super::layout::pad`] pads it, in bfloat16 (`[N, C_in, H_p·W_p]`), then `pad`'s
+/// tail and [`WEIGHT_PIXELS`] more zeros (a band's sums run to a multiple of 32 pixels).
+pub(super) fn pad_bf16(x: &[f32], shape: Shape) -> Vec<u16> {
+    let sources = source_planes(&[x], shape);
+    let width = shape.size[1];
+    let tail = shape.kernel[1] + ROW_MULTIPLE + WEIGHT_PIXELS;
+    padded_planes(sources.len(), shape, tail, 0, |p, y, target| {
+        bf16_row(&sources[p][y * width..][..width], target)
+    })
+}
+
+/// One band's output gradient as the weight gradients' products read it: per pair of wide pixels
+/// `(2k, 2k + 1)` (`2k < len`, a multiple of 32), per output channel, one word of the two in
+/// bfloat16 (pixel `2k` low): `pairs[k][o]`. `row(o, i)` gives band row `i`'s `W_out` values
+/// of channel `o` (`i < rows`), each row `W_p` wide in the wide layout, zeros past `W_out`
+/// and past the rows. `wide` is scratch (`c_out·len/2` words, as `c_out·len` halves).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn pack_output_grad<'a>(
+    pairs: &mut [u32],
+    wide: &mut Vec<MaybeUninit<u32>>,
+    len: usize,
+    [c_out, rows, padded_w]: [usize; 3],
+    row: impl Fn(usize, usize) -> &'a [f32],
+) {
+    wide.resize(c_out * len / 2, MaybeUninit::new(0));
+    // SAFETY: the words' memory as twice as many halves (aligned for both).
+    let halves: &mut [MaybeUninit<u16>] = unsafe {
+        std::slice::from_raw_parts_mut(wide.as_mut_ptr() as *mut MaybeUninit<u16>, c_out * len)
+    };
+    for (o, channel) in halves.chunks_exact_mut(len).enumerate() {
+        let (band, rest) = channel.split_at_mut(rows * padded_w);
+        for (i, target) in band.chunks_exact_mut(padded_w).enumerate() {
+            let values = row(o, i);
+            let (inside, garbage) = target.split_at_mut(values.len());
+            bf16_row(values, inside);
+            garbage.iter_mut().for_each(|v| {
+                v.write(0);
+            });
+        }
+        rest.iter_mut().for_each(|v| {
+            v.write(0);
+        });
+    }
+    // SAFETY: every half of `wide` was written above (each channel's band rows, their
+    // garbage columns and the rest to `len`); two halves read as a word (x86 is
+    // little-endian: the even pixel is the low half).
+    let words: &[u32] =
+        unsafe { std::slice::from_raw_parts(wide.as_ptr() as *const u32, c_out * len / 2) };
+    // pairs[k][o] = words[o][k], in blocks of 16 pairs that stay in the first-level cache.
+    let half = len / 2;
+    for k0 in (0..half).step_by(16) {
+        for o in 0..c_out {
+            let source = &words[o * half + k0..][..16.min(half - k0)];
+            for (j, &w) in source.iter().enumerate() {
+                pairs[(k0 + j) * c_out + o] = w;
+            }
+        }
+    }
+}

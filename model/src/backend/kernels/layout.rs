@@ -1,0 +1,208 @@
+//! How the convolution's operands lie in memory, shared by every kind of products: the
+//! sizes of one convolution ([`Shape`]), the zero-padded input planes that the products read
+//! in place at each tap's shift, the "wide" output rows (`W_p` long, garbage past `W_out`),
+//! and the bands of output rows that run in parallel (see [`super::conv`] for the trick).
+
+use std::mem::MaybeUninit;
+
+use super::parallel;
+
+/// About how many output pixels one band covers (whole rows): its wide output, `C_out x
+/// rows·W_p` floats, and the input rows it reads stay in a core's cache.
+const PIXELS_PER_BAND: usize = 768;
+
+/// A band's wide output is rounded up to a multiple of this many pixels (garbage too): gemm
+/// copies ("packs") a left-hand side whose rows are not a multiple of its SIMD width (16
+/// floats with AVX-512) before every product, and the pixels are those rows.
+pub(super) const ROW_MULTIPLE: usize = 16;
+
+/// The pixels of a band's wide output: `rows·W_p`, rounded up to [`ROW_MULTIPLE`].
+pub(super) fn wide_len(rows: usize, padded_w: usize) -> usize {
+    (rows * padded_w).next_multiple_of(ROW_MULTIPLE)
+}
+
+/// The sizes of one convolution.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    /// Batch size N.
+    pub batch: usize,
+    /// Input channels.
+    pub channels_in: usize,
+    /// Input height and width.
+    pub size: [usize; 2],
+    /// Output channels.
+    pub channels_out: usize,
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Zero padding, top/bottom and left/right.
+    pub padding: [usize; 2],
+}
+
+impl Shape {
+    /// Output height and width.
+    pub fn out_size(&self) -> [usize; 2] {
+        [
+            self.size[0] + 2 * self.padding[0] + 1 - self.kernel[0],
+            self.size[1] + 2 * self.padding[1] + 1 - self.kernel[1],
+        ]
+    }
+
+    /// Height and width of a zero-padded input plane.
+    pub(super) fn padded_size(&self) -> [usize; 2] {
+        [
+            self.size[0] + 2 * self.padding[0],
+            self.size[1] + 2 * self.padding[1],
+        ]
+    }
+
+    /// Kernel taps, `K_h·K_w`.
+    pub(super) fn taps(&self) -> usize {
+        self.kernel[0] * self.kernel[1]
+    }
+
+    /// Where each tap reads in a padded plane, relative to the output pixel's wide index:
+    /// `a·W_p + b` for tap `(a, b)`, in tap order.
+    pub(super) fn shifts(&self) -> Vec<usize> {
+        let padded_w = self.padded_size()[1];
+        (0..self.kernel[0])
+            .flat_map(|a| (0..self.kernel[1]).map(move |b| a * padded_w + b))
+            .collect()
+    }
+}
+
+/// A raw pointer that the bands share; each band writes its own part only.
+#[derive(Clone, Copy)]
+pub(super) struct Output(pub(super) *mut f32);
+// SAFETY: the bands write disjoint parts of the output (see `band`).
+unsafe impl Send for Output {}
+unsafe impl Sync for Output {}
+
+/// The input zero-padded, plane after plane (`[N, C_in, H + 2·p_h, W + 2·p_w]`, channel `c`
+/// counted across the parts of `x`), then `K_w + ROW_MULTIPLE` zeros, so that a band's product
+/// may read a shifted window's last, garbage, values past the last plane.
+pub(super) fn pad(x: &[&[f32]], shape: Shape) -> Vec<f32> {
+    let sources = source_planes(x, shape);
+    let width = shape.size[1];
+    let tail = shape.kernel[1] + ROW_MULTIPLE;
+    padded_planes(sources.len(), shape, tail, 0.0, |p, y, target| {
+        for (v, &s) in target.iter_mut().zip(&sources[p][y * width..][..width]) {
+            v.write(s);
+        }
+    })
+}
+
+/// The input planes of `x` (`[N, C_i, H, W]` each) image by image, channel `c` counted across
+/// the parts (as if they were concatenated).
+pub(super) fn source_planes<'a>(x: &[&'a [f32]], shape: Shape) -> Vec<&'a [f32]> {
+    let plane = shape.size[0] * shape.size[1];
+    let mut sources = Vec::with_capacity(shape.batch * shape.channels_in);
+    for image in 0..shape.batch {
+        for part in x {
+            let channels = part.len() / (shape.batch * plane).max(1);
+            let part = &part[image * channels * plane..][..channels * plane];
+            sources.extend(part.chunks_exact(plane.max(1)).take(channels));
+        }
+    }
+    sources
+}
+
+/// `planes` zero-padded planes of `shape`'s padded size, then `tail` zeros: plane `p`'s input
+/// row `y` (its `W` middle values) written by `row(p, y, middle)`, every other value `zero`.
+/// The planes are filled in parallel.
+pub(super) fn padded_planes<T: Copy + Send + Sync>(
+    planes: usize,
+    shape: Shape,
+    tail: usize,
+    zero: T,
+    row: impl Fn(usize, usize, &mut [MaybeUninit<T>]) + Sync + Send,
+) -> Vec<T> {
+    let [height, width] = shape.size;
+    let [padded_h, padded_w] = shape.padded_size();
+    let [pad_h, pad_w] = shape.padding;
+    let padded_plane = padded_h * padded_w;
+    let len = planes * padded_plane + tail;
+    let mut padded: Vec<T> = Vec::with_capacity(len);
+    let fill = |p: usize, target: &mut [MaybeUninit<T>]| {
+        for (y, target) in target.chunks_exact_mut(padded_w).enumerate() {
+            let inside = y >= pad_h && y - pad_h < height;
+            let (left, rest) = target.split_at_mut(pad_w);
+            let (middle, right) = rest.split_at_mut(width);
+            left.iter_mut().chain(right.iter_mut()).for_each(|v| {
+                v.write(zero);
+            });
+            if inside {
+                row(p, y - pad_h, middle);
+            } else {
+                middle.iter_mut().for_each(|v| {
+                    v.write(zero);
+                });
+            }
+        }
+    };
+    let spare = &mut padded.spare_capacity_mut()[..len];
+    let (planes_part, tail) = spare.split_at_mut(planes * padded_plane);
+    tail.iter_mut().for_each(|v| {
+        v.write(zero);
+    });
+    parallel::for_each_chunk(planes_part, padded_plane, fill);
+    // SAFETY: every one of the `len` values was written above (each padded plane row by row:
+    // left zeros, the input row (`row` writes all of it) or zeros, right zeros; then the
+    // tail).
+    unsafe { padded.set_len(len) };
+    padded
+}
+
+std::thread_local! {
+    /// Each thread's scratch buffer, reused band after band.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Run `f` on this thread's scratch buffer of at least `len` values (holding anything).
+/// `f` must not call it again.
+pub(super) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|buffer| {
+        let mut buffer = buffer.borrow_mut();
+        if buffer.len() < len {
+            buffer.resize(len, 0.0);
+        }
+        f(&mut buffer[..len])
+    })
+}
+
+/// How the output rows of every image are cut into bands of about [`PIXELS_PER_BAND`] pixels;
+/// the bands of the batch are numbered image by image.
+#[derive(Clone, Copy)]
+pub(super) struct Bands {
+    /// Output rows of a band (the last band of an image may have fewer).
+    rows: usize,
+    /// Bands per image.
+    per_image: usize,
+    /// Output rows of an image.
+    out_h: usize,
+}
+
+impl Bands {
+    pub(super) fn of(shape: Shape) -> Self {
+        let [out_h, out_w] = shape.out_size();
+        let rows = (PIXELS_PER_BAND / out_w.max(1)).clamp(1, out_h.max(1));
+        Self {
+            rows,
+            per_image: out_h.div_ceil(rows),
+            out_h,
+        }
+    }
+
+    /// Bands in a batch of `batch` images.
+    pub(super) fn count(&self, batch: usize) -> usize {
+        batch * self.per_image
+    }
+
+    /// Band `task`'s image and output rows.
+    pub(super) fn band(&self, task: usize) -> (usize, std::ops::Range<usize>) {
+        let first = (task % self.per_image) * self.rows;
+        (
+            task / self.per_image,
+            first..(first + self.rows).min(self.out_h),
+        )
+    }
+}

@@ -1,0 +1,219 @@
+//! Which code computes the convolution's matrix products (and its gradients'), chosen at run
+//! time from what the CPU has and the precision asked; the one place that choice is made.
+//!
+//! | CPU has | f32 (inference, default training) | mixed precision (training, when asked) |
+//! | --- | --- | --- |
+//! | AMX-BF16 (Xeon 4th generation on) | AVX-512 f32 | AMX bfloat16 tiles |
+//! | AVX512_BF16 without AMX (Zen 4 on, Cooper Lake) | AVX-512 f32 | AVX512-BF16 dot products |
+//! | AVX-512F | AVX-512 f32 | AVX-512 f32 (mixed cannot apply) |
+//! | neither (AVX2, Arm, the page's wasm) | the `gemm` crate's f32 | the same |
+//!
+//! Mixed precision rounds the convolutions' operands (input, kernel, output gradient) to
+//! bfloat16 and keeps every sum in f32; a shape a bfloat16 kernel does not take stays f32.
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+use super::amx;
+#[cfg(target_arch = "x86_64")]
+use super::avx512_bf16;
+use super::layout::Shape;
+
+/// Whether the convolutions may round their operands to bfloat16 ([`set_mixed_precision`]).
+static MIXED_PRECISION: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Lets the convolutions and both their gradients round their operands to bfloat16 (every sum
+/// stays f32) where the CPU has AMX or AVX512_BF16, for this whole process (elsewhere it
+/// changes nothing). For training: the trainer sets it when its configuration asks and clears
+/// it around validation; inference, the page and the parity tests never set it. Returns
+/// whether the CPU takes it.
+pub fn set_mixed_precision(on: bool) -> bool {
+    MIXED_PRECISION.store(on, std::sync::atomic::Ordering::Relaxed);
+    on && Products::best_mixed() != Products::best_f32()
+}
+
+/// `f()` with the convolutions in f32 whatever [`set_mixed_precision`] says (for validation
+/// within a mixed-precision training run), the setting restored after.
+pub fn in_full_precision<R>(f: impl FnOnce() -> R) -> R {
+    let mixed = MIXED_PRECISION.swap(false, std::sync::atomic::Ordering::Relaxed);
+    let result = f();
+    MIXED_PRECISION.store(mixed, std::sync::atomic::Ordering::Relaxed);
+    result
+}
+
+/// The products the convolutions use now (at the precision [`set_mixed_precision`] asked),
+/// in words for a log: e.g. "AVX512-BF16 dot products (bfloat16 operands, f32 sums)".
+pub fn products_in_use() -> &'static str {
+    Products::best().name()
+}
+
+/// The products f32 convolutions use on this CPU, and those mixed precision would use (the
+/// same where the CPU has no bfloat16 products), in words.
+pub fn products_available() -> [&'static str; 2] {
+    [Products::best_f32().name(), Products::best_mixed().name()]
+}
+
+/// Which code computes the convolution's matrix products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Products {
+    /// The `gemm` crate, one product per tap (any CPU, the page's wasm).
+    Gemm,
+    /// The AVX-512 micro-kernels ([`super::avx512`]).
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    /// The AVX512-BF16 dot products in bfloat16 ([`super::avx512_bf16`]), with the f32
+    /// products for the shapes they do not take.
+    #[cfg(target_arch = "x86_64")]
+    Avx512Bf16,
+    /// The AMX tile products in bfloat16 ([`super::amx`]), with the f32 products for the
+    /// shapes they do not take.
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    Amx,
+}
+
+impl Products {
+    /// The fastest this CPU runs at the precision asked ([`set_mixed_precision`]).
+    pub(super) fn best() -> Self {
+        if MIXED_PRECISION.load(std::sync::atomic::Ordering::Relaxed) {
+            Self::best_mixed()
+        } else {
+            Self::best_f32()
+        }
+    }
+
+    /// The fastest f32 products this CPU runs.
+    pub(super) fn best_f32() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if super::avx512::available() {
+            return Self::Avx512;
+        }
+        Self::Gemm
+    }
+
+    /// The fastest products with bfloat16 operands this CPU runs (the tile unit before the
+    /// dot products), else the best f32 ones.
+    pub(super) fn best_mixed() -> Self {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        if amx::available() {
+            return Self::Amx;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx512_bf16::available() {
+            return Self::Avx512Bf16;
+        }
+        Self::best_f32()
+    }
+
+    /// These products for a convolution (or input gradient) of `shape`, or the best f32 ones
+    /// where they do not take it.
+    #[cfg_attr(
+        not(all(target_arch = "x86_64", target_os = "linux")),
+        allow(unused_variables)
+    )]
+    pub(super) fn for_shape(self, shape: Shape) -> Self {
+        match self {
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            Self::Amx if !amx::applies(shape.channels_out, shape.channels_in) => Self::best_f32(),
+            products => products,
+        }
+    }
+
+    /// What this CPU's products are called in a log.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Self::Gemm => gemm_name(),
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512 => "AVX-512 f32",
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512Bf16 => "AVX512-BF16 dot products (bfloat16 operands, f32 sums)",
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            Self::Amx => "AMX bfloat16 tiles (bfloat16 operands, f32 sums)",
+        }
+    }
+
+    /// Every f32 one this CPU runs (the tests check each).
+    #[cfg(test)]
+    pub(super) fn all() -> Vec<Self> {
+        let mut all = vec![Self::Gemm];
+        if Self::best_f32() != Self::Gemm {
+            all.push(Self::best_f32());
+        }
+        all
+    }
+
+    /// Every one with bfloat16 operands this CPU runs (the tests check each;
+    /// `tests::the_cpus_bfloat16_products_are_the_ones_taken` that none is missed).
+    #[cfg(test)]
+    pub(super) fn all_mixed() -> Vec<Self> {
+        #[allow(unused_mut)]
+        let mut all = Vec::new();
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        if amx::available() {
+            all.push(Self::Amx);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx512_bf16::available() {
+            all.push(Self::Avx512Bf16);
+        }
+        all
+    }
+}
+
+/// The `gemm` crate's products, by the vector instructions it picks on this CPU.
+fn gemm_name() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        return "AVX2 f32 (gemm)";
+    }
+    #[cfg(target_arch = "aarch64")]
+    return "NEON f32 (gemm)";
+    #[cfg(target_arch = "wasm32")]
+    return "wasm f32 (gemm)";
+    #[allow(unreachable_code)]
+    "scalar f32 (gemm)"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CPU's own list of flags (Linux's `/proc/cpuinfo`, read independently of the
+    /// standard library's detection), or `None` elsewhere.
+    fn cpu_flags() -> Option<Vec<String>> {
+        let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+        let line = info.lines().find(|line| line.starts_with("flags"))?;
+        Some(line.split_whitespace().map(str::to_string).collect())
+    }
+
+    /// Where the CPU reports AMX-BF16 or AVX512_BF16, the products built for it are among
+    /// those the bfloat16 tests check and mixed precision takes them: so those tests cannot
+    /// pass by skipping on a CPU that has the instructions.
+    #[test]
+    fn the_cpus_bfloat16_products_are_the_ones_taken() {
+        let Some(flags) = cpu_flags() else {
+            eprintln!("no /proc/cpuinfo: nothing to compare the detection with");
+            return;
+        };
+        let has = |flag: &str| flags.iter().any(|f| f == flag);
+        let mixed = Products::all_mixed();
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        {
+            let amx = has("amx_bf16") && has("amx_tile");
+            assert_eq!(mixed.contains(&Products::Amx), amx, "AMX: {mixed:?}");
+            assert_eq!(
+                mixed.contains(&Products::Avx512Bf16),
+                has("avx512_bf16"),
+                "AVX512_BF16: {mixed:?}"
+            );
+            let expected = if amx {
+                Products::Amx
+            } else if has("avx512_bf16") {
+                Products::Avx512Bf16
+            } else {
+                Products::best_f32()
+            };
+            assert_eq!(Products::best_mixed(), expected);
+            assert_eq!(Products::best_f32() == Products::Avx512, has("avx512f"));
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        assert!(mixed.is_empty() && !has("avx512_bf16"));
+    }
+}
