@@ -64,6 +64,10 @@ pub trait Job: Sized {
     /// On a wgpu GPU: the tile side its limits allow (the page's planner), for jobs that tile.
     fn use_gpu_tile(&mut self, _tile: usize) {}
 
+    /// On the CPU: what computes the convolutions there ([`cpu_products`]), for jobs that
+    /// record it (a training run's log).
+    fn use_cpu(&mut self, _products: &str) {}
+
     /// Run on backend `B` with these devices (one, unless [`Job::SEVERAL_DEVICES`]).
     fn run<B: BrnBackend>(self, devices: &[B::Device]) -> Result<ExitCode>;
 }
@@ -75,11 +79,37 @@ pub fn run_on<J: Job>(device: &str, job: J) -> Result<ExitCode> {
         bail!("'{device}': this command runs on one device; several devices are for training");
     }
     match devices {
-        Devices::Cpu => job.run::<burn_flex::Flex>(&[Default::default()]),
+        Devices::Cpu => cpu(job),
         Devices::Gpu => gpu(job, false),
         Devices::Auto => gpu(job, true),
         Devices::Cuda(indices) => cuda(indices, job),
     }
+}
+
+/// Run `job` on the CPU (burn-flex with our kernels), saying first what computes there.
+fn cpu<J: Job>(mut job: J) -> Result<ExitCode> {
+    let products = cpu_products();
+    eprintln!("{products}");
+    job.use_cpu(&products);
+    job.run::<burn_flex::Flex>(&[Default::default()])
+}
+
+/// The CPU, its threads and the convolutions' products at the precision asked, in one line:
+/// e.g. "CPU: AMD EPYC, 2 threads; convolutions: AVX-512 f32".
+pub fn cpu_products() -> String {
+    format!(
+        "CPU: {}, {} threads; convolutions: {}",
+        cpu_model().unwrap_or_else(|| std::env::consts::ARCH.to_string()),
+        rayon::current_num_threads(),
+        model::backend::products_in_use()
+    )
+}
+
+/// The CPU's model name (Linux: `/proc/cpuinfo`), if the system says.
+fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("model name"))?;
+    Some(line.split_once(':')?.1.trim().to_string())
 }
 
 /// The GPU wgpu started: what it is and the tile side its limits allow.
@@ -134,7 +164,7 @@ fn gpu<J: Job>(mut job: J, fall_back: bool) -> Result<ExitCode> {
         }
         Err(why) if fall_back => {
             eprintln!("using the CPU: {why}");
-            job.run::<burn_flex::Flex>(&[Default::default()])
+            cpu(job)
         }
         Err(why) => bail!("--device gpu: {why}; or run on the CPU with --device cpu"),
     }
@@ -144,7 +174,7 @@ fn gpu<J: Job>(mut job: J, fall_back: bool) -> Result<ExitCode> {
 fn gpu<J: Job>(job: J, fall_back: bool) -> Result<ExitCode> {
     if fall_back {
         eprintln!("using the CPU: this build has no GPU support");
-        return job.run::<burn_flex::Flex>(&[Default::default()]);
+        return cpu(job);
     }
     bail!("this build has no GPU support (the `gpu` feature, on by default); run with --device cpu")
 }
@@ -269,11 +299,13 @@ pub fn use_kernel_cache(dir: &Path) -> Result<()> {
 }
 
 /// `--mixed-precision`: asks the CPU kernels for bfloat16 products (see
-/// `model::backend::set_mixed_precision`), and says so when this CPU cannot (no AMX).
+/// `model::backend::set_mixed_precision`), and warns when this CPU has none (neither AMX nor
+/// AVX512_BF16).
 pub fn use_mixed_precision(asked: bool) {
     if asked && !model::backend::set_mixed_precision(true) {
+        let [f32_products, _] = model::backend::products_available();
         eprintln!(
-            "--mixed-precision: this CPU has no AMX with bfloat16 (Intel Xeon 4th generation or later); the CPU products stay f32"
+            "warning: --mixed-precision cannot apply: this CPU has no bfloat16 products (neither AMX, as on Intel Xeon 4th generation on, nor AVX512_BF16, as on AMD Zen 4 on); the convolutions stay f32 ({f32_products})"
         );
     }
 }

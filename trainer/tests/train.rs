@@ -476,11 +476,11 @@ fn mean_difference(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f64 {
     sum / count as f64
 }
 
-/// `brn train --mixed-precision` (bfloat16 convolutions where the CPU has AMX) trains the
-/// network that f32 trains: three steps land on the f32 run's third step far closer (mean
-/// difference) than its third step moved the weights. 16 channels, so that the tile products
-/// take every ResBlock and LSTM convolution. On a CPU without AMX the flag says so and the run
-/// is f32, the same bits.
+/// `brn train --mixed-precision` (bfloat16 convolutions where the CPU has AMX or AVX512_BF16)
+/// trains the network that f32 trains: three steps land on the f32 run's third step far closer
+/// (mean difference) than its third step moved the weights. 16 channels, so that the tile
+/// products take every ResBlock and LSTM convolution. On a CPU with neither the flag warns and
+/// the run is f32, the same bits. Each run's `sessions.log` names the products it used.
 #[test]
 fn mixed_precision_trains_as_f32_does() {
     let dir = temp_dir("mixed");
@@ -540,9 +540,26 @@ fn mixed_precision_trains_as_f32_does() {
         mean_difference(&third, &second),
     );
     println!("mixed vs f32 after 3 steps: {apart:e} (mean); the third step moved {moved:e}");
-    if note.contains("no AMX") {
-        assert_eq!(apart, 0.0, "without AMX the run is f32");
+    let sessions =
+        |run: &std::path::Path| std::fs::read_to_string(run.join("sessions.log")).unwrap();
+    assert!(
+        sessions(&f32_run).contains("convolutions: "),
+        "{}",
+        sessions(&f32_run)
+    );
+    assert_eq!(
+        sessions(&f32_run).lines().count(),
+        2,
+        "started, then resumed"
+    );
+    if note.contains("--mixed-precision cannot apply") {
+        assert_eq!(apart, 0.0, "without bfloat16 products the run is f32");
     } else {
+        assert!(
+            sessions(&mixed_run).contains("bfloat16 operands"),
+            "{}",
+            sessions(&mixed_run)
+        );
         assert!(apart > 0.0, "the bfloat16 products were taken");
         assert!(
             apart < 0.1 * moved,

@@ -57,9 +57,9 @@ pub struct BenchArgs {
     /// (burn's own, for an A/B comparison). The CPU always runs its own kernel.
     #[arg(long, default_value = "banded", value_name = "banded|burn")]
     weight_gradient: WeightGradient,
-    /// On the CPU: round the convolutions' inputs and kernels to bfloat16 (every sum stays
-    /// f32) where the CPU has Intel AMX, a much faster step; elsewhere nothing changes.
-    /// With --train.
+    /// On the CPU: round the convolutions' operands to bfloat16 (every sum stays f32) where
+    /// the CPU has Intel AMX or AVX512_BF16 (AMD Zen 4 on), a faster step; elsewhere it warns
+    /// and nothing changes. With --train.
     #[arg(long)]
     mixed_precision: bool,
 }
@@ -109,6 +109,10 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if args.device != "cpu" {
         bail!("the forward bench runs on the CPU; --device is for --train");
     }
+    if args.mixed_precision {
+        bail!("--mixed-precision is for training steps (--train); inference is always f32");
+    }
+    eprintln!("{}", crate::device::cpu_products());
     forward_bench(&args)
 }
 

@@ -69,9 +69,9 @@ pub struct TrainArgs {
     /// (burn's own, for an A/B comparison). The CPU always runs its own kernel.
     #[arg(long, default_value = "banded", value_name = "banded|burn")]
     weight_gradient: WeightGradient,
-    /// On the CPU: round the convolutions' inputs and kernels to bfloat16 (every sum stays
-    /// f32) where the CPU has Intel AMX, a much faster step; elsewhere nothing changes.
-    /// Validation stays f32.
+    /// On the CPU: round the convolutions' operands to bfloat16 (every sum stays f32) where
+    /// the CPU has Intel AMX or AVX512_BF16 (AMD Zen 4 on), a faster step; elsewhere it warns
+    /// and nothing changes. Validation stays f32.
     #[arg(long)]
     mixed_precision: bool,
 }
@@ -137,6 +137,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             max_steps: args.max_steps,
             time: args.time_limit,
         },
+        cpu: None,
     };
     run_on(&args.device, job)
 }
@@ -148,6 +149,8 @@ struct TrainJob {
     cache: PathBuf,
     resume: bool,
     limits: Limits,
+    /// On the CPU: what computes the convolutions ([`crate::device::cpu_products`]).
+    cpu: Option<String>,
 }
 
 impl Job for TrainJob {
@@ -157,7 +160,14 @@ impl Job for TrainJob {
         Some(self.cache.clone())
     }
 
+    fn use_cpu(&mut self, products: &str) {
+        self.cpu = Some(products.to_string());
+    }
+
     fn run<B: BrnBackend>(self, devices: &[B::Device]) -> Result<ExitCode> {
+        if let Some(products) = &self.cpu {
+            record_session(&self.out, self.resume, products)?;
+        }
         let steps = crate::train::train::<burn::backend::Autodiff<B>>(
             self.config,
             &self.out,
@@ -171,6 +181,56 @@ impl Job for TrainJob {
         );
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// One line in the run folder's `sessions.log` for each start or resume on the CPU: when (UTC),
+/// and the CPU and products it trains with (speeds in `log.csv` depend on them).
+fn record_session(out: &std::path::Path, resume: bool, products: &str) -> Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let path = out.join("sessions.log");
+    let what = if resume { "resumed" } else { "started" };
+    let line = format!("{} {what}; {products}", utc_now());
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut file| writeln!(file, "{line}"))
+        .with_context(|| format!("cannot write the log {}", path.display()))
+}
+
+/// Now as `YYYY-MM-DD HH:MM UTC`.
+fn utc_now() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, time) = (seconds / 86_400, seconds % 86_400);
+    let [year, month, day] = civil_date(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        time / 3600,
+        time % 3600 / 60
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_date(days: i64) -> [i64; 3] {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    [year, month, day]
 }
 
 /// A duration in seconds (`600`), or with units: `90s`, `8m`, `1h30m`.
@@ -205,8 +265,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{civil_date, parse_duration};
     use std::time::Duration;
+
+    /// Against Python's `datetime.date(1970, 1, 1) + timedelta(days)`: the epoch, a leap day,
+    /// the turn of a century that is a leap year, and one that is not.
+    #[test]
+    fn days_since_the_epoch_are_dates() {
+        assert_eq!(civil_date(0), [1970, 1, 1]);
+        assert_eq!(civil_date(59), [1970, 3, 1]); // 31 + 28 days
+        assert_eq!(civil_date(365 + 365 + 31 + 28), [1972, 2, 29]);
+        assert_eq!(civil_date(10_957), [2000, 1, 1]); // 30·365 + 7 leap days
+        assert_eq!(civil_date(11_016), [2000, 2, 29]);
+        assert_eq!(civil_date(47_541), [2100, 3, 1]); // 2100 has no 29 February
+        assert_eq!(civil_date(47_540), [2100, 2, 28]);
+    }
 
     #[test]
     fn durations_parse_with_and_without_units() {
