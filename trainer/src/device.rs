@@ -303,7 +303,7 @@ pub fn use_kernel_cache(dir: &Path) -> Result<()> {
 /// AVX512_BF16).
 pub fn use_mixed_precision(asked: bool) {
     if asked && !model::backend::set_mixed_precision(true) {
-        let [f32_products, _] = model::backend::products_available();
+        let f32_products = model::backend::Precision::F32.products();
         eprintln!(
             "warning: --mixed-precision cannot apply: this CPU has no bfloat16 products (neither AMX, as on Intel Xeon 4th generation on, nor AVX512_BF16, as on AMD Zen 4 on); the convolutions stay f32 ({f32_products})"
         );

@@ -1,6 +1,6 @@
 //! The operations BRN runs its own way, in three layers:
 //!
-//! 1. **kernels** ([`kernels`], flex only): the CPU's convolution and its two gradients, the
+//! 1. **kernels** (the `kernels` crate, run by the flex adapter): the CPU's convolution and its two gradients, the
 //!    LSTM's gate arithmetic forward and backward in one pass each, the element-wise steps
 //!    around a convolution, on plain `f32` slices with no burn types, and the one switch
 //!    between every core and one thread;
@@ -16,54 +16,22 @@
 
 mod adapters;
 mod extension;
-#[cfg(feature = "flex")]
-pub(crate) mod kernels;
 pub mod reference;
 
 pub use adapters::banded;
-pub use extension::BrnBackend;
 #[cfg(feature = "flex")]
-pub use kernels::products::{
-    in_full_precision, products_available, products_in_use, set_mixed_precision,
-};
+pub use adapters::precision::{in_full_precision, products_in_use, set_mixed_precision};
+pub use extension::BrnBackend;
+/// What follows a convolution in every layer: with the shortcut as a tensor in the trait, as a
+/// slice in the kernels.
+pub use kernels::After;
+pub use kernels::Precision;
 
 use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::{Tensor, TensorPrimitive};
-
-/// What follows a convolution in the model, done in the same pass where a backend can: with
-/// the shortcut as a tensor in the trait, as a slice in the kernels.
-#[derive(Clone, Copy, Debug)]
-pub enum After<T> {
-    /// Nothing: `y`.
-    Nothing,
-    /// `relu(y)`.
-    Relu,
-    /// `relu(relu(y) + shortcut)`: the end of a ResBlock, `shortcut` shaped as the output.
-    ReluAdd(T),
-}
-
-impl<T> After<T> {
-    /// The same step with its shortcut mapped by `f`.
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> After<U> {
-        match self {
-            After::Nothing => After::Nothing,
-            After::Relu => After::Relu,
-            After::ReluAdd(shortcut) => After::ReluAdd(f(shortcut)),
-        }
-    }
-
-    /// The same step borrowing its shortcut.
-    pub fn as_ref(&self) -> After<&T> {
-        match self {
-            After::Nothing => After::Nothing,
-            After::Relu => After::Relu,
-            After::ReluAdd(shortcut) => After::ReluAdd(shortcut),
-        }
-    }
-}
 
 /// A float tensor's primitive, as [`BrnBackend`]'s methods take it.
 pub(crate) fn primitive<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<B> {

@@ -16,9 +16,10 @@ use burn::tensor::ops::{ConvOptions, FloatTensor, ModuleOps};
 use burn::tensor::{DType, TensorData, TensorMetadata};
 use burn_flex::{Flex, FlexTensor};
 
-use crate::backend::kernels::layout::Shape;
-use crate::backend::kernels::{self, conv, conv_gradient, elementwise};
+use super::precision::precision;
 use crate::backend::{is_plain, reference, After, BrnBackend};
+use kernels::layout::Shape;
+use kernels::{conv, conv_gradient, elementwise};
 
 impl BrnBackend for Flex {
     fn conv2d_fused(
@@ -132,8 +133,12 @@ impl BrnBackend for Flex {
     ) -> FloatTensor<Self> {
         match shape(&x, &weight, None, &options) {
             Some(shape) if conv_gradient::input_gradient_applies(shape) => {
-                let input =
-                    conv_gradient::input_gradient(&floats(&output_grad), &floats(&weight), shape);
+                let input = conv_gradient::input_gradient(
+                    &floats(&output_grad),
+                    &floats(&weight),
+                    shape,
+                    precision(),
+                );
                 let [height, width] = shape.size;
                 tensor(input, [shape.batch, shape.channels_in, height, width])
             }
@@ -165,7 +170,8 @@ impl BrnBackend for Flex {
                 options,
             );
         };
-        let gradient = conv_gradient::weight_gradient(&floats(&x), &floats(&output_grad), shape);
+        let gradient =
+            conv_gradient::weight_gradient(&floats(&x), &floats(&output_grad), shape, precision());
         let [kernel_h, kernel_w] = shape.kernel;
         tensor(
             gradient,
@@ -250,7 +256,14 @@ fn convolution(
     let bias = bias.map(floats);
     let shortcut = after.as_ref().map(floats);
     let after = shortcut.as_ref().map(|s| &**s);
-    let output = conv::conv2d(&parts, &floats(weight), bias.as_deref(), shape, after);
+    let output = conv::conv2d(
+        &parts,
+        &floats(weight),
+        bias.as_deref(),
+        shape,
+        after,
+        precision(),
+    );
     let [out_h, out_w] = shape.out_size();
     tensor(output, [shape.batch, shape.channels_out, out_h, out_w])
 }
@@ -345,6 +358,91 @@ mod tests {
                 reference::fused::<Flex>(inputs(), weight(), bias(), options.clone(), after());
             let data = |t| tensor::<Flex, 4>(t).into_data();
             data(fused).assert_approx_eq::<f32>(&data(separate), Tolerance::rel_abs(1e-5, 1e-5));
+        }
+    }
+
+    /// The LSTM kernels' one pass gives burn's tensor operations' result (the reference), with and without the
+    /// previous cell.
+    #[test]
+    fn one_pass_is_the_tensor_operations() {
+        let device = Default::default();
+        let gates = Tensor::<Flex, 4>::random([2, 12, 5, 7], Distribution::Normal(0., 2.), &device);
+        let cell = Tensor::<Flex, 4>::random([2, 3, 5, 7], Distribution::Normal(0., 1.), &device);
+        for previous in [None, Some(cell)] {
+            let (hidden, next) = reference::lstm::forward(gates.clone(), previous.clone());
+            let values = |t: &Tensor<Flex, 4>| t.to_data().to_vec::<f32>().unwrap();
+            let previous = previous.as_ref().map(values);
+            let (ours_hidden, ours_next) =
+                kernels::lstm::in_one_pass(&values(&gates), previous.as_deref(), 2, 3, 35);
+            let as_tensor = |v: Vec<f32>| {
+                Tensor::<Flex, 4>::from_data(
+                    burn::tensor::TensorData::new(v, [2, 3, 5, 7]),
+                    &device,
+                )
+            };
+            let close = Tolerance::rel_abs(1e-5, 1e-6);
+            as_tensor(ours_hidden)
+                .to_data()
+                .assert_approx_eq::<f32>(&hidden.to_data(), close);
+            as_tensor(ours_next)
+                .to_data()
+                .assert_approx_eq::<f32>(&next.to_data(), close);
+        }
+    }
+
+    /// The backward steps as tensor operations (what GPU backends run) and in one pass give
+    /// the same gradients, with and without `do` and the previous cell.
+    #[test]
+    fn backward_steps_in_one_pass_are_the_tensor_operations() {
+        let device = Default::default();
+        let random = |shape: [usize; 4]| {
+            Tensor::<Flex, 4>::random(shape, Distribution::Normal(0., 1.5), &device)
+        };
+        let values = |t: &Tensor<Flex, 4>| t.to_data().to_vec::<f32>().unwrap();
+        let close = Tolerance::rel_abs(1e-5, 1e-6);
+        let same = |ours: Vec<f32>, reference: &Tensor<Flex, 4>| {
+            Tensor::<Flex, 4>::from_data(
+                burn::tensor::TensorData::new(ours, reference.dims()),
+                &device,
+            )
+            .to_data()
+            .assert_approx_eq::<f32>(&reference.to_data(), close);
+        };
+        let (gates, cell, grad) = (
+            random([2, 12, 5, 7]),
+            random([2, 3, 5, 7]),
+            random([2, 3, 5, 7]),
+        );
+        let (grad_cell, grad_output) =
+            reference::lstm::hidden_backward(grad.clone(), gates.clone(), cell.clone());
+        let (ours_cell, ours_output) =
+            kernels::lstm::hidden_backward(&values(&grad), &values(&gates), &values(&cell), 3, 35);
+        same(ours_cell, &grad_cell);
+        same(ours_output, &grad_output);
+        for (output, previous) in [
+            (None, None),
+            (Some(grad_output), Some(random([2, 3, 5, 7]))),
+        ] {
+            let (grad_gates, grad_previous) = reference::lstm::cell_backward(
+                grad_cell.clone(),
+                output.clone(),
+                gates.clone(),
+                previous.clone(),
+            );
+            let (output, previous) = (output.as_ref().map(values), previous.as_ref().map(values));
+            let (ours_gates, ours_previous) = kernels::lstm::cell_backward(
+                &values(&grad_cell),
+                output.as_deref(),
+                &values(&gates),
+                previous.as_deref(),
+                3,
+                35,
+            );
+            same(ours_gates, &grad_gates);
+            assert_eq!(ours_previous.is_some(), grad_previous.is_some());
+            if let (Some(ours), Some(reference)) = (ours_previous, grad_previous) {
+                same(ours, &reference);
+            }
         }
     }
 }

@@ -9,6 +9,8 @@ pub mod banded;
 mod flex;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod gpu;
+#[cfg(feature = "flex")]
+pub mod precision;
 
 #[cfg(feature = "ndarray")]
 impl super::BrnBackend for burn_ndarray::NdArray {}

@@ -12,7 +12,7 @@
 //! im2col instead writes `K_h·K_w` copies of the input, and gemm packs them once more.
 //!
 //! Contract: stride 1, dilation 1 and one group (every BRN convolution; the caller checks,
-//! see `crate::backend::is_plain`), symmetric zero padding up to the kernel's reach. The input
+//! see `model`'s `backend::is_plain`), symmetric zero padding up to the kernel's reach. The input
 //! may come as several tensors read as if concatenated along the channels (the LSTM's
 //! `cat[features, h, h_other]`: the padded copy is the concatenation), and the model's ReLU and
 //! residual add ([`After`]) are applied to each band while it is in cache. Bands run in
@@ -21,8 +21,8 @@
 use super::gemm::gemm_products;
 use super::layout::{pad, wide_len, with_scratch, Bands, Output, Shape};
 use super::parallel;
-use super::products::Products;
-use crate::backend::After;
+use super::products::{Precision, Products};
+use crate::After;
 
 /// `y = conv(cat(x), weight) + bias`, then `after`, all row-major NCHW /
 /// `[C_out, C_in, K_h, K_w]`; `x` is one tensor, or several whose channels add up to `C_in`.
@@ -37,8 +37,9 @@ pub fn conv2d(
     bias: Option<&[f32]>,
     shape: Shape,
     after: After<&[f32]>,
+    precision: Precision,
 ) -> Vec<f32> {
-    conv2d_on(Products::best(), x, weight, bias, shape, after)
+    conv2d_on(Products::best(precision), x, weight, bias, shape, after)
 }
 
 /// [`conv2d`] by the given products.
@@ -318,7 +319,7 @@ unsafe fn band(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::kernels::values;
+    use crate::values;
 
     /// The convolution by its definition, in f64.
     fn by_definition(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: Shape) -> Vec<f32> {

@@ -17,38 +17,30 @@ use super::amx;
 use super::avx512_bf16;
 use super::layout::Shape;
 
-/// Whether the convolutions may round their operands to bfloat16 ([`set_mixed_precision`]).
-static MIXED_PRECISION: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Lets the convolutions and both their gradients round their operands to bfloat16 (every sum
-/// stays f32) where the CPU has AMX or AVX512_BF16, for this whole process (elsewhere it
-/// changes nothing). For training: the trainer sets it when its configuration asks and clears
-/// it around validation; inference, the page and the parity tests never set it. Returns
-/// whether the CPU takes it.
-pub fn set_mixed_precision(on: bool) -> bool {
-    MIXED_PRECISION.store(on, std::sync::atomic::Ordering::Relaxed);
-    on && Products::best_mixed() != Products::best_f32()
+/// The precision of the convolutions' products: the caller's choice, passed to each
+/// convolution and gradient.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 operands and sums (inference, and training unless asked otherwise).
+    #[default]
+    F32,
+    /// The operands (input, kernel, output gradient) rounded to bfloat16, every sum f32, where
+    /// the CPU has bfloat16 products (AMX or AVX512_BF16); f32 elsewhere. For training.
+    Mixed,
 }
 
-/// `f()` with the convolutions in f32 whatever [`set_mixed_precision`] says (for validation
-/// within a mixed-precision training run), the setting restored after.
-pub fn in_full_precision<R>(f: impl FnOnce() -> R) -> R {
-    let mixed = MIXED_PRECISION.swap(false, std::sync::atomic::Ordering::Relaxed);
-    let result = f();
-    MIXED_PRECISION.store(mixed, std::sync::atomic::Ordering::Relaxed);
-    result
-}
+impl Precision {
+    /// Whether this CPU computes at this precision otherwise than in f32 (mixed precision on a
+    /// CPU with bfloat16 products).
+    pub fn applies(self) -> bool {
+        Products::best(self) != Products::best_f32()
+    }
 
-/// The products the convolutions use now (at the precision [`set_mixed_precision`] asked),
-/// in words for a log: e.g. "AVX512-BF16 dot products (bfloat16 operands, f32 sums)".
-pub fn products_in_use() -> &'static str {
-    Products::best().name()
-}
-
-/// The products f32 convolutions use on this CPU, and those mixed precision would use (the
-/// same where the CPU has no bfloat16 products), in words.
-pub fn products_available() -> [&'static str; 2] {
-    [Products::best_f32().name(), Products::best_mixed().name()]
+    /// The products this precision uses on this CPU, in words for a log: e.g. "AVX512-BF16
+    /// dot products (bfloat16 operands, f32 sums)".
+    pub fn products(self) -> &'static str {
+        Products::best(self).name()
+    }
 }
 
 /// Which code computes the convolution's matrix products.
@@ -70,12 +62,11 @@ pub(super) enum Products {
 }
 
 impl Products {
-    /// The fastest this CPU runs at the precision asked ([`set_mixed_precision`]).
-    pub(super) fn best() -> Self {
-        if MIXED_PRECISION.load(std::sync::atomic::Ordering::Relaxed) {
-            Self::best_mixed()
-        } else {
-            Self::best_f32()
+    /// The fastest this CPU runs at `precision`.
+    pub(super) fn best(precision: Precision) -> Self {
+        match precision {
+            Precision::F32 => Self::best_f32(),
+            Precision::Mixed => Self::best_mixed(),
         }
     }
 
@@ -183,12 +174,18 @@ mod tests {
         Some(line.split_whitespace().map(str::to_string).collect())
     }
 
-    /// Where the CPU reports AMX-BF16 or AVX512_BF16, the products built for it are among
-    /// those the bfloat16 tests check and mixed precision takes them: so those tests cannot
-    /// pass by skipping on a CPU that has the instructions.
+    /// Where the CPU reports AMX-BF16, AVX512_BF16 or AVX-512F, the products built for it are
+    /// among those the kernel tests check, and the precisions take them: so those tests cannot
+    /// pass by skipping on a CPU that has the instructions. Without `/proc/cpuinfo` there is
+    /// nothing to compare with: a skip, or a failure under `BRN_REQUIRE_ISA=1`.
     #[test]
     fn the_cpus_bfloat16_products_are_the_ones_taken() {
         let Some(flags) = cpu_flags() else {
+            let required = std::env::var("BRN_REQUIRE_ISA").is_ok_and(|v| v == "1");
+            assert!(
+                !required,
+                "BRN_REQUIRE_ISA=1, but no /proc/cpuinfo to check against"
+            );
             eprintln!("no /proc/cpuinfo: nothing to compare the detection with");
             return;
         };
@@ -211,6 +208,7 @@ mod tests {
                 Products::best_f32()
             };
             assert_eq!(Products::best_mixed(), expected);
+            assert_eq!(Precision::Mixed.applies(), expected != Products::best_f32());
             assert_eq!(Products::best_f32() == Products::Avx512, has("avx512f"));
         }
         #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]

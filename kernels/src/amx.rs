@@ -1,6 +1,6 @@
 //! The convolution's products ([`super::conv`]'s forward and input gradient) on Intel's AMX
 //! tile unit, in mixed precision: the input and the kernel rounded to bfloat16, every sum in
-//! f32. Training only, and only when asked ([`super::products::set_mixed_precision`]): inference
+//! f32. Training only, and only when asked (`products::Precision::Mixed`): inference
 //! and the parity tests stay in f32.
 //!
 //! One `TDPBF16PS` multiplies a 16 x 32 tile of bfloat16 by a 32 x 16 one into a 16 x 16 tile

@@ -14,8 +14,8 @@ use super::conv::{convolve, taps_of};
 use super::gemm::product;
 use super::layout::{pad, wide_len, with_scratch, Bands, Shape};
 use super::parallel;
-use super::products::Products;
-use crate::backend::After;
+use super::products::{Precision, Products};
+use crate::After;
 
 /// Whether [`input_gradient`] applies: the padding is at most the kernel's reach.
 pub fn input_gradient_applies(shape: Shape) -> bool {
@@ -28,8 +28,13 @@ pub fn input_gradient_applies(shape: Shape) -> bool {
 /// # Shapes
 /// - `output_grad`: `[N, C_out, H_out, W_out]`, `weight`: `[C_out, C_in, K_h, K_w]`
 /// - output: `[N, C_in, H, W]`
-pub fn input_gradient(output_grad: &[f32], weight: &[f32], shape: Shape) -> Vec<f32> {
-    input_gradient_on(Products::best(), output_grad, weight, shape)
+pub fn input_gradient(
+    output_grad: &[f32],
+    weight: &[f32],
+    shape: Shape,
+    precision: Precision,
+) -> Vec<f32> {
+    input_gradient_on(Products::best(precision), output_grad, weight, shape)
 }
 
 /// [`input_gradient`] by the given products.
@@ -77,8 +82,13 @@ fn input_gradient_on(
 /// # Shapes
 /// - `x`: `[N, C_in, H, W]`, `output_grad`: `[N, C_out, H_out, W_out]`
 /// - output: `[C_out, C_in, K_h, K_w]`
-pub fn weight_gradient(x: &[f32], output_grad: &[f32], shape: Shape) -> Vec<f32> {
-    weight_gradient_on(Products::best(), x, output_grad, shape)
+pub fn weight_gradient(
+    x: &[f32],
+    output_grad: &[f32],
+    shape: Shape,
+    precision: Precision,
+) -> Vec<f32> {
+    weight_gradient_on(Products::best(precision), x, output_grad, shape)
 }
 
 /// [`weight_gradient`] by the given products (the bfloat16 ones where they take the shape,
@@ -241,7 +251,7 @@ fn bf16_weight_gradient(
             let input = padded[image * c_in * plane + rows.start * padded_w..].as_ptr();
             let (sum, channels) = (&mut sum, [c_out, c_in]);
             // SAFETY: `PairProducts::of` took the shape for these products, chosen only where
-            // the CPU has them (`Products::best`); `len` is a multiple of WEIGHT_PIXELS;
+            // the CPU has them (`Products::best_mixed`); `len` is a multiple of WEIGHT_PIXELS;
             // `pad_bf16`'s tail covers the reads past the band's wide output (as `pad`'s
             // does in `band`, plus the rounding up to WEIGHT_PIXELS).
             match products {
@@ -299,7 +309,7 @@ const BANDS_PER_SUM: usize = 8;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::kernels::values;
+    use crate::values;
 
     /// Both gradients by their definitions (f64 loops) for `L = Σ y·g`:
     /// `dX[n, c, i, j] = Σ g[n, o, i + p − a, j + p − b] · W[o, c, a, b]` and

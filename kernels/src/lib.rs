@@ -1,4 +1,5 @@
-//! The CPU kernels (flex's): plain `f32` slices in, `Vec<f32>` out, no burn types.
+//! BRN's CPU kernels (the `model` crate's flex adapter runs them): plain `f32` slices in,
+//! `Vec<f32>` out, no burn types.
 //!
 //! Shared contract, each file adding its own:
 //! - **layout**: row-major NCHW maps, `[C_out, C_in, K_h, K_w]` kernels, f32;
@@ -12,12 +13,14 @@
 //!   ([`activation::simd_loop`]) take AVX-512 code chosen at run time. The two paths sum in different
 //!   orders, so their results differ in the last bits (a run resumed on a CPU of the other kind
 //!   continues, but not bit for bit); the tests check both on an AVX-512 CPU;
-//! - **mixed precision** (training only, when asked: `products::set_mixed_precision`): where
+//! - **mixed precision** (training only, when the caller passes `products::Precision::Mixed`): where
 //!   the CPU has AMX ([`amx`]) or AVX512_BF16 ([`avx512_bf16`]), the convolution's products
 //!   and both its gradients round their operands to bfloat16 ([`bf16`]), every sum f32;
 //!   inference never does. [`products`] is where the kinds of products are chosen;
 //! - **limits**: sizes that fit in memory as `usize` indices; callers (the flex adapter) check
 //!   shapes and types before calling and fall back to burn's operations otherwise.
+
+#![warn(missing_docs)]
 
 pub mod activation;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -36,6 +39,40 @@ pub mod layout;
 pub mod lstm;
 pub mod parallel;
 pub mod products;
+
+pub use products::Precision;
+
+/// What follows a convolution in the model, done in the same pass: in the kernels with the
+/// shortcut as a slice (`model` names it with the shortcut as a tensor).
+#[derive(Clone, Copy, Debug)]
+pub enum After<T> {
+    /// Nothing: `y`.
+    Nothing,
+    /// `relu(y)`.
+    Relu,
+    /// `relu(relu(y) + shortcut)`: the end of a ResBlock, `shortcut` shaped as the output.
+    ReluAdd(T),
+}
+
+impl<T> After<T> {
+    /// The same step with its shortcut mapped by `f`.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> After<U> {
+        match self {
+            After::Nothing => After::Nothing,
+            After::Relu => After::Relu,
+            After::ReluAdd(shortcut) => After::ReluAdd(f(shortcut)),
+        }
+    }
+
+    /// The same step borrowing its shortcut.
+    pub fn as_ref(&self) -> After<&T> {
+        match self {
+            After::Nothing => After::Nothing,
+            After::Relu => After::Relu,
+            After::ReluAdd(shortcut) => After::ReluAdd(shortcut),
+        }
+    }
+}
 
 #[cfg(test)]
 /// Pseudo-random values in [-1, 1).

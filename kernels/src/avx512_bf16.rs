@@ -1,7 +1,7 @@
 //! The convolution's products (forward, input gradient and weight gradient) as AVX512-BF16
 //! dot products, in mixed precision, for x86-64 CPUs that have AVX512_BF16 but no AMX (AMD Zen
 //! 4 on, Intel Cooper Lake): the operands rounded to bfloat16, every sum in f32. Training only,
-//! and only when asked ([`super::products::set_mixed_precision`]).
+//! and only when asked (`products::Precision::Mixed`).
 //!
 //! One `VDPBF16PS` takes 16 pairs of bfloat16 from each operand and adds each pair's dot
 //! product to one of 16 f32 sums: 32 multiply-adds where an AVX-512 fused multiply-add does 16,
