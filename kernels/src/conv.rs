@@ -371,13 +371,8 @@ mod tests {
             eprintln!("no bfloat16 products on this CPU: not tested here");
         }
         let round = super::super::bf16::rounded;
-        let shape = |batch, channels_in, size, channels_out| Shape {
-            batch,
-            channels_in,
-            size,
-            channels_out,
-            kernel: [3, 3],
-            padding: [1, 1],
+        let shape = |batch, channels_in, size, channels_out| {
+            Shape::of([batch, channels_in, channels_out], size, [3, 3], [1, 1])
         };
         for (i, shape) in [
             shape(2, 40, [37, 29], 48),
@@ -445,46 +440,11 @@ mod tests {
     #[test]
     fn the_banded_convolution_is_the_convolution() {
         for (i, shape) in [
-            Shape {
-                batch: 2,
-                channels_in: 3,
-                size: [40, 50],
-                channels_out: 5,
-                kernel: [3, 3],
-                padding: [1, 1],
-            },
-            Shape {
-                batch: 1,
-                channels_in: 2,
-                size: [7, 2],
-                channels_out: 3,
-                kernel: [3, 3],
-                padding: [1, 1],
-            },
-            Shape {
-                batch: 2,
-                channels_in: 4,
-                size: [9, 30],
-                channels_out: 2,
-                kernel: [3, 2],
-                padding: [0, 0],
-            },
-            Shape {
-                batch: 1,
-                channels_in: 6,
-                size: [300, 5],
-                channels_out: 4,
-                kernel: [3, 3],
-                padding: [2, 1],
-            },
-            Shape {
-                batch: 2,
-                channels_in: 13,
-                size: [10, 21],
-                channels_out: 11,
-                kernel: [3, 3],
-                padding: [1, 1],
-            },
+            Shape::of([2, 3, 5], [40, 50], [3, 3], [1, 1]),
+            Shape::of([1, 2, 3], [7, 2], [3, 3], [1, 1]),
+            Shape::of([2, 4, 2], [9, 30], [3, 2], [0, 0]),
+            Shape::of([1, 6, 4], [300, 5], [3, 3], [2, 1]),
+            Shape::of([2, 13, 11], [10, 21], [3, 3], [1, 1]),
         ]
         .into_iter()
         .enumerate()

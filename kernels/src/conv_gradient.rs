@@ -372,30 +372,9 @@ mod tests {
     #[test]
     fn the_banded_gradients_are_the_gradients() {
         for (i, shape) in [
-            Shape {
-                batch: 2,
-                channels_in: 3,
-                size: [40, 50],
-                channels_out: 5,
-                kernel: [3, 3],
-                padding: [1, 1],
-            },
-            Shape {
-                batch: 1,
-                channels_in: 4,
-                size: [9, 30],
-                channels_out: 2,
-                kernel: [3, 2],
-                padding: [0, 1],
-            },
-            Shape {
-                batch: 2,
-                channels_in: 13,
-                size: [10, 21],
-                channels_out: 11,
-                kernel: [3, 3],
-                padding: [1, 1],
-            },
+            Shape::of([2, 3, 5], [40, 50], [3, 3], [1, 1]),
+            Shape::of([1, 4, 2], [9, 30], [3, 2], [0, 1]),
+            Shape::of([2, 13, 11], [10, 21], [3, 3], [1, 1]),
         ]
         .into_iter()
         .enumerate()
@@ -430,13 +409,8 @@ mod tests {
             );
         }
         let round = super::super::bf16::rounded;
-        let shape = |batch, channels_in, size, channels_out| Shape {
-            batch,
-            channels_in,
-            size,
-            channels_out,
-            kernel: [3, 3],
-            padding: [1, 1],
+        let shape = |batch, channels_in, size, channels_out| {
+            Shape::of([batch, channels_in, channels_out], size, [3, 3], [1, 1])
         };
         for (i, shape) in [
             shape(2, 32, [11, 17], 32),

@@ -38,6 +38,27 @@ pub struct Shape {
     pub padding: [usize; 2],
 }
 
+#[cfg(test)]
+impl Shape {
+    /// A shape in one line, for the tests: `[N, C_in, C_out]`, the input's size, the kernel's
+    /// and the padding.
+    pub(crate) fn of(
+        [batch, channels_in, channels_out]: [usize; 3],
+        size: [usize; 2],
+        kernel: [usize; 2],
+        padding: [usize; 2],
+    ) -> Self {
+        Self {
+            batch,
+            channels_in,
+            size,
+            channels_out,
+            kernel,
+            padding,
+        }
+    }
+}
+
 impl Shape {
     /// Output height and width.
     pub fn out_size(&self) -> [usize; 2] {
