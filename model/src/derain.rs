@@ -7,7 +7,7 @@ use crate::backend::BrnBackend;
 use crate::error::ModelError;
 use crate::image::Picture;
 use crate::network::Brn;
-use crate::tiling::{Tile, TilePlan, DEFAULT_OVERLAP};
+use crate::tiling::{ready_now, Tile, TilePlan, DEFAULT_OVERLAP};
 
 /// How to run the network over a picture.
 #[derive(Clone, Debug)]
@@ -146,24 +146,23 @@ fn check_stages(options: &DerainOptions) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// The network's outputs for one tile, in the order [`assemble`] expects: background, the rain
-/// layer (when asked for and the network has one), then every stage's backgrounds and rains.
-fn tile_outputs<B: BrnBackend>(
-    model: &Brn<B>,
-    pixels: Vec<f32>,
-    tile: &Tile,
-    options: &DerainOptions,
-    device: &B::Device,
-) -> Vec<Tensor<B, 4>> {
-    let input = to_tensor::<B>(pixels, tile.width, tile.height, device);
-    let out = model.run(input, options.stages, options.all_stages);
-    let mut maps = vec![out.background];
-    if options.rain_layer || options.all_stages {
-        maps.extend(out.rain);
+/// The maps a derain of `model` with `options` gives, in the one order every tile carries them
+/// (on this worker and on any other that runs [`tile_maps`]): the derained image, the rain
+/// layer (when asked for and the network estimates one), then with `all_stages` each stage's
+/// background and each stage's rain. Computed once; blending and [`Derained`] go by its names.
+pub fn layout<B: Backend>(model: &Brn<B>, options: &DerainOptions) -> Vec<Output> {
+    let rain = has_rain(model);
+    let mut layout = vec![Output::Background];
+    if rain && (options.rain_layer || options.all_stages) {
+        layout.push(Output::Rain);
     }
-    maps.extend(out.background_stages);
-    maps.extend(out.rain_stages);
-    maps
+    if options.all_stages {
+        layout.extend((1..=options.stages).map(Output::StageBackground));
+        if rain {
+            layout.extend((1..=options.stages).map(Output::StageRain));
+        }
+    }
+    layout
 }
 
 /// Whether `model` estimates a rain layer (a rain branch, or a residual mapping).
@@ -171,45 +170,66 @@ fn has_rain<B: Backend>(model: &Brn<B>) -> bool {
     model.rain.is_some() || model.config.mapping == crate::config::Mapping::Residual
 }
 
-/// How many maps [`tile_outputs`] gives per tile.
-fn output_count<B: Backend>(model: &Brn<B>, options: &DerainOptions) -> usize {
-    let rain = has_rain(model);
-    let want_rain = options.rain_layer || options.all_stages;
-    let stages = if options.all_stages {
-        options.stages * (1 + rain as usize)
-    } else {
-        0
-    };
-    1 + (want_rain && rain) as usize + stages
+/// The network's outputs for one tile, as `layout` names them.
+fn tile_outputs<B: BrnBackend>(
+    model: &Brn<B>,
+    pixels: Vec<f32>,
+    tile: &Tile,
+    options: &DerainOptions,
+    layout: &[Output],
+    device: &B::Device,
+) -> Vec<Tensor<B, 4>> {
+    let input = to_tensor::<B>(pixels, tile.width, tile.height, device);
+    let stages = model.run(input, options.stages, options.all_stages);
+    let mut named: Vec<(Output, Tensor<B, 4>)> =
+        std::iter::once((Output::Background, stages.background))
+            .chain(stages.rain.map(|rain| (Output::Rain, rain)))
+            .chain(numbered(stages.background_stages, Output::StageBackground))
+            .chain(numbered(stages.rain_stages, Output::StageRain))
+            .collect();
+    layout
+        .iter()
+        .map(|output| {
+            let at = named.iter().position(|(name, _)| name == output);
+            // The layout is made from the same network and options as the run.
+            named
+                .swap_remove(at.expect("the run gives every map of its layout"))
+                .1
+        })
+        .collect()
 }
 
-/// Sort the blended maps of [`tile_outputs`] into a [`Derained`].
-fn assemble<B: Backend>(
-    mut maps: Vec<Vec<f32>>,
-    model: &Brn<B>,
-    options: &DerainOptions,
-) -> Derained {
-    let mut rest = maps.split_off(1);
-    let background = maps.pop().expect("the background map");
-    let want_rain = options.rain_layer || options.all_stages;
-    let rain = (want_rain && has_rain(model)).then(|| rest.remove(0));
-    let (background_stages, rain_stages) = if options.all_stages {
-        let rain_stages = rest.split_off(options.stages);
-        (rest, rain_stages)
-    } else {
-        (Vec::new(), Vec::new())
-    };
-    Derained {
-        background,
-        rain,
-        background_stages,
-        rain_stages,
+/// Each stage's tensor named by `name(t)`, `t` from 1.
+fn numbered<B: Backend>(
+    tensors: Vec<Tensor<B, 4>>,
+    name: fn(usize) -> Output,
+) -> impl Iterator<Item = (Output, Tensor<B, 4>)> {
+    tensors
+        .into_iter()
+        .enumerate()
+        .map(move |(t, tensor)| (name(t + 1), tensor))
+}
+
+impl Derained {
+    /// The blended maps of a derain, each put where its name in `layout` says.
+    fn from_maps(layout: &[Output], maps: Vec<Vec<f32>>) -> Self {
+        let mut derained = Self::default();
+        for (&output, map) in layout.iter().zip(maps) {
+            match output {
+                Output::Background => derained.background = map,
+                Output::Rain => derained.rain = Some(map),
+                // The layout numbers the stages in order, so pushing keeps stage t at t - 1.
+                Output::StageBackground(_) => derained.background_stages.push(map),
+                Output::StageRain(_) => derained.rain_stages.push(map),
+            }
+        }
+        derained
     }
 }
 
-/// The network's planar maps for one tile's planar `[3, height, width]` pixels, in the order
-/// the blending of [`derain_shared`] expects: what a Web Worker that holds the same weights
-/// computes for the worker that shares out the tiles.
+/// The network's planar maps for one tile's planar `[3, height, width]` pixels, in the order of
+/// [`layout`]: what a Web Worker that holds the same weights computes for the worker that
+/// shares out the tiles ([`derain_shared`]).
 pub fn tile_maps<B: BrnBackend>(
     model: &Brn<B>,
     pixels: Vec<f32>,
@@ -232,31 +252,36 @@ pub fn tile_maps<B: BrnBackend>(
         width,
         height,
     };
-    let outputs = tile_outputs(model, pixels, &tile, options, device);
+    let layout = layout(model, options);
+    let outputs = tile_outputs(model, pixels, &tile, options, &layout, device);
     Ok(outputs.into_iter().map(to_planar).collect())
 }
 
 /// Run `model` over `picture` tile by tile; `progress(done, total)` returns false to cancel.
+/// The blocking form of [`derain_shared`] (the CLI's): the same loop, every await ready at once.
 pub fn derain<B: BrnBackend>(
     model: &Brn<B>,
     picture: &Picture,
     options: &DerainOptions,
     device: &B::Device,
-    progress: impl FnMut(usize, usize) -> bool,
+    mut progress: impl FnMut(usize, usize) -> bool,
 ) -> Result<Derained, ModelError> {
-    check_stages(options)?;
-    let plan = TilePlan::new(picture.width, picture.height, options.tile, options.overlap);
-    let maps = plan.run(
-        &picture.rgb,
-        |pixels, tile| tile_maps(model, pixels, tile.width, tile.height, options, device),
-        progress,
-    )?;
-    Ok(assemble(maps, model, options))
+    ready_now(derain_shared(
+        model,
+        picture,
+        options,
+        1,
+        |pixels, tile| {
+            let maps = tile_maps(model, pixels, tile.width, tile.height, options, device);
+            core::future::ready(maps)
+        },
+        |done, total| core::future::ready(progress(done, total)),
+    ))
 }
 
 /// [`derain`] for backends that can only read results back asynchronously (WebGPU in the
-/// browser). `progress(done, total)` resolves to false to cancel; awaiting it between tiles
-/// also lets the caller's event loop run.
+/// browser; the page's single worker). `progress(done, total)` resolves to false to cancel;
+/// awaiting it between tiles also lets the caller's event loop run.
 pub async fn derain_async<B, P, F>(
     model: &Brn<B>,
     picture: &Picture,
@@ -269,8 +294,9 @@ where
     P: FnMut(usize, usize) -> F,
     F: core::future::Future<Output = bool>,
 {
+    let layout = layout(model, options);
     let run_tile = |pixels, tile: &Tile| {
-        let outputs = tile_outputs(model, pixels, tile, options, device);
+        let outputs = tile_outputs(model, pixels, tile, options, &layout, device);
         async move {
             let mut maps = Vec::with_capacity(outputs.len());
             for tensor in outputs {
@@ -286,10 +312,12 @@ where
     derain_shared(model, picture, options, 1, run_tile, progress).await
 }
 
-/// [`derain`] with the network run by `run_tile(pixels, tile)`, up to `concurrency` tiles at
-/// once (the page's CPU fallback sends them to other Web Workers, each computing
-/// [`tile_maps`] with the same weights). The tiles are blended in plan order, so the result
-/// is the same bit for bit at any concurrency. `model` gives the outputs' layout.
+/// The one tile loop of every derain: [`derain`] with the network run by `run_tile(pixels,
+/// tile)`, up to `concurrency` tiles at once (the page's CPU fallback sends them to other Web
+/// Workers, each computing [`tile_maps`] with the same weights). Each tile's maps must come in
+/// the order of [`layout`]; a tile that comes back otherwise is a [`ModelError::Protocol`]
+/// fault. The tiles are blended in plan order, so the result is the same bit for bit at any
+/// concurrency. `model` gives the outputs' layout.
 pub async fn derain_shared<B, R, RF, P, PF>(
     model: &Brn<B>,
     picture: &Picture,
@@ -307,7 +335,8 @@ where
 {
     check_stages(options)?;
     let plan = TilePlan::new(picture.width, picture.height, options.tile, options.overlap);
-    let expected = output_count(model, options);
+    let layout = layout(model, options);
+    let expected = layout.len();
     let maps = plan
         .run_async(
             &picture.rgb,
@@ -319,7 +348,7 @@ where
                     let maps = maps.await?;
                     // Maps from elsewhere (another worker) must have the layout blending needs.
                     if maps.len() != expected || maps.iter().any(|m| m.len() != 3 * area) {
-                        return Err(ModelError::Device(format!(
+                        return Err(ModelError::Protocol(format!(
                             "a tile came back as {} maps of {:?} values, not {expected} of {}",
                             maps.len(),
                             maps.iter().map(Vec::len).collect::<Vec<_>>(),
@@ -332,15 +361,61 @@ where
             progress,
         )
         .await?;
-    Ok(assemble(maps, model, options))
+    Ok(Derained::from_maps(&layout, maps))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::BrnConfig;
-    use crate::tiling::{late, ready_now};
+    use crate::tiling::late;
     use burn_flex::Flex;
+
+    /// The layout names every map a derain returns, in the order [`Derained::outputs`] lists
+    /// them (by which the CLI names files and the page its views), for every preset of the
+    /// family (with and without a rain branch, direct and residual mappings) and each choice
+    /// of extra outputs; and it holds as many maps as the options ask of that network.
+    #[test]
+    fn the_layout_names_what_a_derain_returns() {
+        let device = Default::default();
+        let picture = Picture {
+            width: 12,
+            height: 10,
+            rgb: vec![0.5; 3 * 12 * 10],
+            alpha: None,
+            depth: crate::image::BitDepth::Eight,
+            gray: false,
+        };
+        for name in BrnConfig::PRESETS {
+            let model: Brn<Flex> = BrnConfig::preset(name)
+                .unwrap()
+                .with_stages(2)
+                .init(&device)
+                .unwrap();
+            for (rain_layer, all_stages) in [(false, false), (true, false), (false, true)] {
+                let options = DerainOptions {
+                    rain_layer,
+                    all_stages,
+                    ..DerainOptions::new(2)
+                };
+                let layout = layout(&model, &options);
+                let out = derain(&model, &picture, &options, &device, |_, _| true).unwrap();
+                let named: Vec<Output> = out.outputs().map(|(name, _)| name).collect();
+                assert_eq!(named, layout, "{name} {options:?}");
+                let rain = has_rain(&model) && (rain_layer || all_stages);
+                let stages = if all_stages {
+                    2 * (1 + has_rain(&model) as usize)
+                } else {
+                    0
+                };
+                assert_eq!(
+                    layout.len(),
+                    1 + rain as usize + stages,
+                    "{name} {options:?}"
+                );
+            }
+        }
+    }
 
     /// The page's CPU workers: tiles computed by [`tile_maps`] (another worker's share) and
     /// handed back late and out of order through [`derain_shared`] give exactly what the one-
@@ -407,6 +482,6 @@ mod tests {
             |_, _| core::future::ready(Ok(vec![vec![0.0; 3]])),
             |_, _| core::future::ready(true),
         ));
-        assert!(matches!(short, Err(ModelError::Device(_))), "{short:?}");
+        assert!(matches!(short, Err(ModelError::Protocol(_))), "{short:?}");
     }
 }

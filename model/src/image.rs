@@ -58,7 +58,7 @@ pub fn check_size(width: u64, height: u64) -> Result<(), ModelError> {
 /// [`check_size`] with a smaller pixel budget (the page's, whose memory is smaller).
 pub fn check_size_within(width: u64, height: u64, max_pixels: u64) -> Result<(), ModelError> {
     if width == 0 || height == 0 {
-        return Err(ModelError::Decode(format!(
+        return Err(ModelError::decode(format!(
             "image has no pixels ({width}x{height})"
         )));
     }
@@ -78,14 +78,14 @@ pub fn decode(bytes: &[u8]) -> Result<Picture, ModelError> {
 pub fn decode_within(bytes: &[u8], max_pixels: u64) -> Result<Picture, ModelError> {
     let max_pixels = max_pixels.min(MAX_PIXELS);
     if bytes.is_empty() {
-        return Err(ModelError::Decode("the file is empty".into()));
+        return Err(ModelError::decode("the file is empty"));
     }
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| ModelError::Decode(e.to_string()))?;
+        .map_err(|e| ModelError::decode_from("its start cannot be read", e))?;
     if reader.format().is_none() {
-        return Err(ModelError::Decode(
-            "not an image in a known format (PNG, JPEG, TIFF, BMP, WebP)".into(),
+        return Err(ModelError::decode(
+            "not an image in a known format (PNG, JPEG, TIFF, BMP, WebP)",
         ));
     }
     let mut limits = Limits::default();
@@ -96,19 +96,19 @@ pub fn decode_within(bytes: &[u8], max_pixels: u64) -> Result<Picture, ModelErro
     // before any pixel buffer is allocated.
     let mut reader = reader;
     reader.no_limits();
-    let mut decoder = reader
-        .into_decoder()
-        .map_err(|e| ModelError::Decode(e.to_string()))?;
+    let mut decoder = reader.into_decoder().map_err(|e| {
+        ModelError::decode_from("its header is damaged or of an unsupported kind", e)
+    })?;
     let (width, height) = decoder.dimensions();
     check_size_within(width as u64, height as u64, max_pixels)?;
     decoder.set_limits(limits).map_err(|e| match e {
         ::image::ImageError::Limits(_) => too_large(width as u64, height as u64, max_pixels),
-        e => ModelError::Decode(e.to_string()),
+        e => ModelError::decode_from("its decoder refused the size limits", e),
     })?;
     let orientation = decoder.orientation().ok();
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| match e {
         ::image::ImageError::Limits(_) => too_large(width as u64, height as u64, max_pixels),
-        e => ModelError::Decode(format!("{e} (is the file truncated or corrupt?)")),
+        e => ModelError::decode_from("the file looks truncated or corrupt", e),
     })?;
     if let Some(orientation) = orientation {
         img.apply_orientation(orientation);
@@ -264,7 +264,7 @@ pub fn encode_png(rgb: &[f32], like: &Picture) -> Result<Vec<u8>, ModelError> {
     let mut out = Vec::new();
     to_dynamic(rgb, like)
         .write_to(&mut Cursor::new(&mut out), ::image::ImageFormat::Png)
-        .map_err(|e| ModelError::Encode(e.to_string()))?;
+        .map_err(|e| ModelError::encode("the PNG", e))?;
     Ok(out)
 }
 

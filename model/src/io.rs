@@ -8,14 +8,18 @@ use crate::error::ModelError;
 /// Write `bytes` to `path` through a temporary file in the same folder and a rename, so that
 /// `path` either keeps its old content or gets all of the new one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let fail = |e: std::io::Error| ModelError::Write(format!("{}: {e}", path.display()));
+    let fail = |source| ModelError::Write {
+        path: path.display().to_string(),
+        source,
+    };
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| ModelError::Write(format!("{}: not a file path", path.display())))?;
+    let name = path.file_name().ok_or_else(|| {
+        let not_a_file = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path");
+        fail(not_a_file)
+    })?;
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         name.to_string_lossy(),

@@ -13,7 +13,7 @@ pub mod network;
 
 pub use backend::BrnBackend;
 pub use config::{BrnConfig, CellKind, Coupling, Mapping};
-pub use error::ModelError;
+pub use error::{Cause, ModelError};
 pub use network::{Brn, Stages};
 pub mod io;
 pub mod weights;

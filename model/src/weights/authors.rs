@@ -11,7 +11,7 @@ use burn::tensor::TensorData;
 use burn_store::pytorch::PytorchReader;
 use burn_store::TensorSnapshot;
 
-use super::{apply, arch_name, snapshot, unreadable};
+use super::{apply, arch_name, snapshot, unreadable, unreadable_from};
 use crate::config::{BrnConfig, CellKind};
 use crate::error::ModelError;
 use crate::network::Brn;
@@ -228,7 +228,8 @@ pub fn read_pytorch_bytes(
     source: &str,
 ) -> Result<BTreeMap<String, TensorData>, ModelError> {
     if super::pickle::is_legacy_torch(bytes) {
-        super::pickle::read_legacy_state_dict(bytes).map_err(|e| unreadable(source, e))
+        super::pickle::read_legacy_state_dict(bytes)
+            .map_err(|e| unreadable_from(source, "its PyTorch pickle cannot be read", e))
     } else {
         Err(unreadable(
             source,
@@ -242,7 +243,8 @@ pub fn read_pytorch_bytes(
 /// reader, the zip format (PyTorch ≥ 1.6) with burn-store's.
 pub fn read_pytorch(path: &Path) -> Result<BTreeMap<String, TensorData>, ModelError> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| unreadable(&shown, e))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| unreadable_from(&shown, "the file cannot be read", e))?;
     if super::pickle::is_legacy_torch(&bytes) {
         return read_pytorch_bytes(&bytes, &shown);
     }
@@ -266,7 +268,8 @@ pub(super) fn read_zip_pytorch(
     shown: &str,
 ) -> Result<BTreeMap<String, TensorData>, ModelError> {
     let shown = shown.to_string();
-    let reader = PytorchReader::new(path).map_err(|e| unreadable(&shown, e))?;
+    let reader = PytorchReader::new(path)
+        .map_err(|e| unreadable_from(&shown, "not a PyTorch zip file we can read", e))?;
     reader
         .into_tensors()
         .into_iter()

@@ -29,7 +29,7 @@ use burn::tensor::TensorData;
 use burn_store::{ModuleSnapshot, TensorSnapshot};
 
 use crate::config::BrnConfig;
-use crate::error::ModelError;
+use crate::error::{Cause, ModelError};
 use crate::network::Brn;
 
 /// The kinds of weight file we read.
@@ -60,6 +60,16 @@ fn unreadable(path: &str, reason: impl ToString) -> ModelError {
     ModelError::WeightsUnreadable {
         path: path.to_string(),
         reason: reason.to_string(),
+        source: None,
+    }
+}
+
+/// [`unreadable`] for `reason`, as the reader underneath (`source`) says.
+fn unreadable_from(path: &str, reason: impl ToString, source: impl Into<Cause>) -> ModelError {
+    ModelError::WeightsUnreadable {
+        path: path.to_string(),
+        reason: reason.to_string(),
+        source: Some(source.into()),
     }
 }
 
@@ -138,7 +148,8 @@ pub fn load_file<B: Backend>(
     } else {
         path.to_path_buf()
     };
-    let bytes = std::fs::read(&path).map_err(|e| unreadable(&shown, e))?;
+    let bytes =
+        std::fs::read(&path).map_err(|e| unreadable_from(&shown, "the file cannot be read", e))?;
     let format = WeightsFormat::detect(&bytes);
     if format == Some(WeightsFormat::Pytorch) && !pickle::is_legacy_torch(&bytes) {
         // The zip format is read through burn-store, which wants the file (already read once).
@@ -146,17 +157,17 @@ pub fn load_file<B: Backend>(
         return from_authors_file(tensors, arch, &shown, device);
     }
     let beside = config_path_for(&path);
-    let stored = if format == Some(WeightsFormat::Record) && beside.is_file() {
-        let json = std::fs::read_to_string(&beside).map_err(|e| unreadable(&shown, e))?;
-        Some(serde_json::from_str::<BrnConfig>(&json).map_err(|e| {
-            unreadable(
-                &shown,
-                format!("{} is not a valid config: {e}", beside.display()),
-            )
-        })?)
-    } else {
-        None
-    };
+    let stored =
+        if format == Some(WeightsFormat::Record) && beside.is_file() {
+            let config = beside.display();
+            let json = std::fs::read_to_string(&beside)
+                .map_err(|e| unreadable_from(&shown, format!("{config} cannot be read"), e))?;
+            Some(serde_json::from_str::<BrnConfig>(&json).map_err(|e| {
+                unreadable_from(&shown, format!("{config} is not a valid config"), e)
+            })?)
+        } else {
+            None
+        };
     load_bytes(bytes, arch, stored, &shown, device)
 }
 

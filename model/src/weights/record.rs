@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::backend::Backend;
 use burn_store::{ModuleSnapshot, ModuleStore, SafetensorsStore, TensorSnapshot};
 
-use super::{apply, snapshot, unreadable};
+use super::{apply, snapshot, unreadable, unreadable_from};
 use crate::config::BrnConfig;
 use crate::error::ModelError;
 use crate::network::Brn;
@@ -41,7 +41,7 @@ pub fn record_config(bytes: &[u8], source: &str) -> Result<Option<BrnConfig>, Mo
     {
         Some(serde_json::Value::String(json)) => serde_json::from_str(json)
             .map(Some)
-            .map_err(|e| unreadable(source, format!("the stored config is invalid: {e}"))),
+            .map_err(|e| unreadable_from(source, "the stored config is invalid", e)),
         _ => Ok(None),
     }
 }
@@ -65,7 +65,7 @@ pub fn load_record_bytes<B: Backend>(
     let mut store = SafetensorsStore::from_bytes(Some(bytes));
     let snapshots: Vec<TensorSnapshot> = store
         .get_all_snapshots()
-        .map_err(|e| unreadable(source, e))?
+        .map_err(|e| unreadable_from(source, "its tensors cannot be listed", e))?
         .values()
         .cloned()
         .collect();
@@ -91,20 +91,20 @@ pub fn config_path_for(record: &Path) -> PathBuf {
 /// Serialise a network as our record (safetensors bytes with its config in the metadata).
 pub fn record_bytes<B: Backend>(model: &Brn<B>) -> Result<Vec<u8>, ModelError> {
     let json =
-        serde_json::to_string(&model.config).map_err(|e| ModelError::Encode(e.to_string()))?;
+        serde_json::to_string(&model.config).map_err(|e| ModelError::encode("the config", e))?;
     let mut store = SafetensorsStore::from_bytes(None).metadata(CONFIG_METADATA_KEY, json);
     model
         .save_into(&mut store)
-        .map_err(|e| ModelError::Encode(e.to_string()))?;
+        .map_err(|e| ModelError::encode("the record", e))?;
     store
         .get_bytes()
-        .map_err(|e| ModelError::Encode(e.to_string()))
+        .map_err(|e| ModelError::encode("the record", e))
 }
 
 /// Re-encode a record's float32 tensors as float16 (half the download; the page's default).
 /// Loading converts them back to float32.
 pub fn record_to_f16(bytes: &[u8]) -> Result<Vec<u8>, ModelError> {
-    let bad = |e: &str| ModelError::Encode(format!("not a record: {e}"));
+    let bad = |e: &str| ModelError::encode("the record as float16", format!("not a record: {e}"));
     let (header, data) = split_safetensors(bytes).map_err(|e| bad(&e))?;
     let mut entries: Vec<(String, serde_json::Value)> = header.into_iter().collect();
     let start_of = |v: &serde_json::Value| v["data_offsets"][0].as_u64().unwrap_or(0);
@@ -136,8 +136,8 @@ pub fn record_to_f16(bytes: &[u8]) -> Result<Vec<u8>, ModelError> {
         info["data_offsets"] = serde_json::json!([begin, out_data.len()]);
         out_header.insert(name, info);
     }
-    let mut header =
-        serde_json::to_vec(&out_header).map_err(|e| ModelError::Encode(e.to_string()))?;
+    let mut header = serde_json::to_vec(&out_header)
+        .map_err(|e| ModelError::encode("the record's header", e))?;
     while header.len() % 8 != 0 {
         header.push(b' ');
     }
@@ -167,7 +167,7 @@ pub fn save_record<B: Backend>(
         bytes = record_to_f16(&bytes)?;
     }
     let json = serde_json::to_string_pretty(&model.config)
-        .map_err(|e| ModelError::Encode(e.to_string()))?;
+        .map_err(|e| ModelError::encode("the config", e))?;
     crate::io::write_atomic(path, &bytes)?;
     crate::io::write_atomic(&config_path_for(path), json.as_bytes())
 }
