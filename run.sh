@@ -13,5 +13,5 @@ if [ $# -eq 0 ] || [ "$1" = "serve" ]; then
   echo "== serving dist/ at http://127.0.0.1:$port/ (Ctrl-C stops)"
   exec python3 -m http.server --bind 127.0.0.1 --directory dist "$port"
 fi
-cargo build --release --locked -p trainer
+cargo build --release --locked -p brn
 exec "$CARGO_TARGET_DIR/release/brn" "$@"

@@ -18,7 +18,7 @@ export CARGO_TARGET_DIR="${BRN_TARGET_DIR:-$HOME/.cache/brn/target}"
 if [ -n "${BRN_BIN:-}" ]; then
   brn="$BRN_BIN" # a `brn` built already (sources may change while the trials run)
 else
-  (cd "$root" && cargo build --release --locked -q -p trainer)
+  (cd "$root" && cargo build --release --locked -q -p brn)
   brn="$CARGO_TARGET_DIR/release/brn"
 fi
 runs="$root/runs"

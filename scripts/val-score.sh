@@ -20,7 +20,7 @@ export CARGO_TARGET_DIR="${BRN_TARGET_DIR:-$HOME/.cache/brn/target}"
 if [ -n "${BRN_BIN:-}" ]; then
   brn="$BRN_BIN" # a `brn` built already (e.g. while cargo builds something else)
 else
-  (cd "$root" && cargo build --release --locked -q -p trainer)
+  (cd "$root" && cargo build --release --locked -q -p brn)
   brn="$CARGO_TARGET_DIR/release/brn"
 fi
 presets=(light heavy varied depth none rendered-light rendered-heavy)

@@ -18,7 +18,7 @@ budget_mib="${PACK_BUDGET_MIB:-60}"
 mkdir -p .gpu/data
 if [ "${1:-}" != "--data-only" ]; then
   echo "== CUDA release build (offline; CUDA 13 driver API)"
-  CUDARC_CUDA_VERSION=13000 cargo build --release --locked -p trainer --features cuda
+  CUDARC_CUDA_VERSION=13000 cargo build --release --locked -p brn --features cuda
   strip -o .gpu/brn "$CARGO_TARGET_DIR/release/brn"
   xz -T0 -9 -f .gpu/brn
 fi

@@ -470,7 +470,7 @@ fn the_built_in_weights_derain_without_a_weights_flag() {
 }
 
 /// The rainy input's score in `eval`'s report is the paper's metric of the input itself:
-/// checked against `trainer::eval::score` on Rain100L's first pair.
+/// checked against `brn::eval::score` on Rain100L's first pair.
 #[test]
 fn eval_reports_the_rainy_inputs_own_score() {
     let (Some(weights), Some(data)) = (shared("weights/brn/Rain100L.pth"), shared("data/rain100l"))
@@ -491,14 +491,14 @@ fn eval_reports_the_rainy_inputs_own_score() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let pair = &trainer::data::pairs(&data).unwrap()[0];
+    let pair = &brn::data::pairs(&data).unwrap()[0];
     let rainy = image::open(&pair.rainy).unwrap().to_rgb8();
     let clean = image::open(&pair.clean).unwrap().to_rgb8();
     let (w, h) = (rainy.width() as usize, rainy.height() as usize);
     let planar: Vec<f32> = (0..3)
         .flat_map(|c| rainy.pixels().map(move |p| p[c] as f32 / 255.0))
         .collect();
-    let (psnr, ssim) = trainer::eval::score(&planar, clean.as_raw(), w, h);
+    let (psnr, ssim) = brn::eval::score(&planar, clean.as_raw(), w, h);
     let image = &report["images"][0];
     assert!((image["input_psnr"].as_f64().unwrap() - psnr).abs() < 1e-9);
     assert!((image["input_ssim"].as_f64().unwrap() - ssim).abs() < 1e-9);

@@ -201,7 +201,7 @@ fn cuda<J: Job>(indices: Vec<usize>, job: J) -> Result<ExitCode> {
 
 #[cfg(not(feature = "cuda"))]
 fn cuda<J: Job>(_indices: Vec<usize>, _job: J) -> Result<ExitCode> {
-    bail!("this build has no CUDA support; rebuild with `cargo build --release -p trainer --features cuda`")
+    bail!("this build has no CUDA support; rebuild with `cargo build --release -p brn --features cuda`")
 }
 
 /// Fail with a clear message, instead of a panic deep inside burn-cuda, when the driver or

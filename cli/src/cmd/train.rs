@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::DeviceArgs;
 use anyhow::{bail, Result};
 use clap::Args;
-use model::backend::banded::{use_weight_gradient, WeightGradient};
 use model::BrnBackend;
 
 use crate::config::TrainConfig;
@@ -57,29 +57,14 @@ pub struct TrainArgs {
     /// architecture) with a fresh optimizer.
     #[arg(long)]
     init: Option<PathBuf>,
-    /// Device: cpu, gpu (wgpu), auto, cuda:N in a build with the `cuda` feature, or several CUDA devices
-    /// (cuda:0,cuda:1) to train data-parallel.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// With a GPU: where compiled kernels and autotune results are kept between runs
-    /// [default: OUT/cache, inside the run folder, so that it travels with the run].
-    #[arg(long)]
-    cache: Option<PathBuf>,
-    /// The weight gradient on a GPU: banded (many small products, fast on a GPU) or burn
-    /// (burn's own, for an A/B comparison). The CPU always runs its own kernel.
-    #[arg(long, default_value = "banded", value_name = "banded|burn")]
-    weight_gradient: WeightGradient,
-    /// On the CPU: round the convolutions' operands to bfloat16 (every sum stays f32) where
-    /// the CPU has Intel AMX or AVX512_BF16 (AMD Zen 4 on), a faster step; elsewhere it warns
-    /// and nothing changes. Validation stays f32.
-    #[arg(long)]
-    mixed_precision: bool,
+    /// Where it runs.
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 /// Start or resume the training run the arguments describe.
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
-    use_weight_gradient(args.weight_gradient);
-    crate::device::use_mixed_precision(args.mixed_precision);
+    args.device.apply();
     let (out, resume) = match (&args.resume, &args.output) {
         (Some(dir), None) => (dir.clone(), true),
         (None, Some(dir)) => (dir.clone(), false),
@@ -130,7 +115,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     });
     let job = TrainJob {
         config,
-        cache: args.cache.unwrap_or_else(|| out.join("cache")),
+        cache: args.device.cache.unwrap_or_else(|| out.join("cache")),
         out,
         resume,
         limits: Limits {
@@ -139,7 +124,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         },
         cpu: None,
     };
-    run_on(&args.device, job)
+    run_on(&args.device.device, job)
 }
 
 /// A checked training request.

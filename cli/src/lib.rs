@@ -12,6 +12,7 @@ pub mod data;
 pub mod degrade;
 pub mod device;
 pub mod eval;
+pub mod label;
 pub mod loader;
 pub mod loss;
 pub mod plot;

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use super::DeviceArgs;
 use anyhow::{bail, Result};
 use clap::Args;
-use model::backend::banded::{use_weight_gradient, WeightGradient};
 use model::derain::{to_planar, to_tensor};
 use model::{BrnBackend, BrnConfig};
 use serde::Serialize;
@@ -46,22 +46,9 @@ pub struct BenchArgs {
     /// cores, as a GPU run needs them.
     #[arg(long, value_name = "CONFIG")]
     loader: Option<PathBuf>,
-    /// Device for --train: cpu, gpu, auto, or cuda:N in a build with the `cuda` feature.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// With a GPU: keep compiled kernels and autotune results in this folder, so that the next
-    /// run's warm-up takes seconds (see README, "Kernel caches").
-    #[arg(long)]
-    cache: Option<PathBuf>,
-    /// The weight gradient on a GPU: banded (many small products, fast on a GPU) or burn
-    /// (burn's own, for an A/B comparison). The CPU always runs its own kernel.
-    #[arg(long, default_value = "banded", value_name = "banded|burn")]
-    weight_gradient: WeightGradient,
-    /// On the CPU: round the convolutions' operands to bfloat16 (every sum stays f32) where
-    /// the CPU has Intel AMX or AVX512_BF16 (AMD Zen 4 on), a faster step; elsewhere it warns
-    /// and nothing changes. With --train.
-    #[arg(long)]
-    mixed_precision: bool,
+    /// Where it runs.
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 /// One forward pass's figures.
@@ -91,8 +78,7 @@ struct TrainReport {
 
 /// Run the bench the arguments ask for.
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
-    use_weight_gradient(args.weight_gradient);
-    crate::device::use_mixed_precision(args.mixed_precision);
+    args.device.apply();
     if args.runs == 0 || args.stages == 0 {
         bail!("--runs and --stages must be at least 1");
     }
@@ -103,13 +89,13 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         return loader_bench(config, args.runs, args.json);
     }
     if args.train {
-        let device = args.device.clone();
+        let device = args.device.device.clone();
         return run_on(&device, args);
     }
-    if args.device != "cpu" {
+    if args.device.device != "cpu" {
         bail!("the forward bench runs on the CPU; --device is for --train");
     }
-    if args.mixed_precision {
+    if args.device.mixed_precision {
         bail!("--mixed-precision is for training steps (--train); inference is always f32");
     }
     eprintln!("{}", crate::device::cpu_products());
@@ -118,7 +104,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
 
 impl Job for BenchArgs {
     fn kernel_cache(&self) -> Option<PathBuf> {
-        self.cache.clone()
+        self.device.cache.clone()
     }
 
     fn run<B: BrnBackend>(self, devices: &[B::Device]) -> Result<ExitCode> {

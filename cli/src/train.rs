@@ -309,11 +309,11 @@ impl<'a, B: TrainBackend, O: Optimizer<Brn<B>, B>> Run<'a, B, O> {
         )?;
         // The plot is a convenience: a failure to draw it is reported, not fatal.
         let plotted = crate::plot::read_log(&self.out.join("log.csv")).and_then(|rows| {
-            crate::plot::write_plot(&rows, self.config.epochs, &self.out.join("progress.png"))
+            crate::plot::write_plot(&rows, self.config.epochs, &self.out.join("progress.svg"))
         });
         if let Err(e) = plotted {
             self.bar
-                .suspend(|| eprintln!("warning: progress.png not updated: {e:#}"));
+                .suspend(|| eprintln!("warning: progress.svg not updated: {e:#}"));
         }
         self.epoch = Epoch::new();
         Ok(())

@@ -107,7 +107,7 @@ impl Sheet {
                 imageops::overlay(&mut sheet, picture, x as i64, y as i64);
                 if row == 0 {
                     if let Some(name) = self.columns.get(column).filter(|n| !n.is_empty()) {
-                        crate::plot::label_box(&mut sheet, x as u32 + 2, y as u32 + 2, name);
+                        crate::label::label_box(&mut sheet, x as u32 + 2, y as u32 + 2, name);
                     }
                 }
                 x += picture.width() as usize + GAP;
@@ -119,7 +119,7 @@ impl Sheet {
                 } else {
                     2
                 };
-                crate::plot::label_box(&mut sheet, GAP as u32 + 2, (y + below) as u32, label);
+                crate::label::label_box(&mut sheet, GAP as u32 + 2, (y + below) as u32, label);
             }
         }
         sheet

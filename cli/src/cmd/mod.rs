@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::Backend;
 use clap::Args;
+use model::backend::banded::{use_weight_gradient, WeightGradient};
 use model::{BrnConfig, Picture};
 
 /// The network a command runs: weights, architecture, stages and device.
@@ -33,6 +34,39 @@ pub struct ModelArgs {
     /// with the `cuda` feature.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+}
+
+/// Where training runs (`brn train`, `brn bench --train`): the device, its kernel cache, and
+/// the CPU's precision. Applied once by [`DeviceArgs::apply`].
+#[derive(Args, Clone)]
+pub struct DeviceArgs {
+    /// Device: cpu, gpu (wgpu), auto, or cuda:N in a build with the `cuda` feature; `brn train`
+    /// also takes several CUDA devices (cuda:0,cuda:1) to train data-parallel.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// With a GPU: where compiled kernels and autotune results are kept between runs, so that
+    /// the next run's warm-up takes seconds (README, "Kernel caches") [`brn train`'s default:
+    /// OUT/cache, inside the run folder, so that it travels with the run].
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// The weight gradient on a GPU: banded (many small products, fast on a GPU) or burn
+    /// (burn's own, for an A/B comparison). The CPU always runs its own kernel.
+    #[arg(long, default_value = "banded", value_name = "banded|burn")]
+    pub weight_gradient: WeightGradient,
+    /// On the CPU: round the convolutions' operands to bfloat16 (every sum stays f32) where
+    /// the CPU has Intel AMX or AVX512_BF16 (AMD Zen 4 on), a faster step; elsewhere it warns
+    /// and nothing changes. Validation stays f32.
+    #[arg(long)]
+    pub mixed_precision: bool,
+}
+
+impl DeviceArgs {
+    /// Make the process's kernels what the arguments ask: the GPU's weight gradient and the
+    /// CPU's precision (both process-wide, as burn's devices carry no such settings).
+    pub fn apply(&self) {
+        use_weight_gradient(self.weight_gradient);
+        crate::device::use_mixed_precision(self.mixed_precision);
+    }
 }
 
 /// The project's default weights (see WEIGHTS.md), built into the binary so that it derains

@@ -1,10 +1,10 @@
 //! `brn`: derain images, score weights with the paper's metrics, benchmark, synthesise rain,
-//! train and export. Argument parsing and dispatch only; each command lives in `trainer::cmd`.
+//! train and export. Argument parsing and dispatch only; each command lives in `brn::cmd`.
 
 use std::process::ExitCode;
 
+use brn::cmd::{bench, derain, eval, export, synth, train};
 use clap::{Parser, Subcommand};
-use trainer::cmd::{bench, derain, eval, export, synth, train};
 
 #[derive(Parser)]
 #[command(
@@ -35,7 +35,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    trainer::allocator::reuse_large_blocks();
+    brn::allocator::reuse_large_blocks();
     let result = match Cli::parse().command {
         Command::Derain(args) => derain::run(args),
         Command::Eval(args) => eval::run(args),
