@@ -26,6 +26,22 @@ pub const CPU_TILE: usize = 256;
 /// quarter of the device's memory holds.
 pub const CPU_WORKER_MIB: u32 = 160;
 
+/// The key of the input's view (the page's "before" side); the others are [`model::Output`] keys.
+pub const INPUT_VIEW: &str = "input";
+
+/// How many CPU workers the page starts: `wanted`, or, where the person did not choose the
+/// number (`asked` false) and the browser tells the device's memory (`device_memory_gib`,
+/// `navigator.deviceMemory`, rounded by the browser; 0 where it does not tell), no more than a
+/// quarter of that memory holds at [`CPU_WORKER_MIB`] each. At least one.
+pub fn cpu_workers(wanted: usize, asked: bool, device_memory_gib: f64) -> usize {
+    let wanted = wanted.max(1);
+    if asked || device_memory_gib.is_nan() || device_memory_gib <= 0.0 {
+        return wanted;
+    }
+    let fit = (device_memory_gib * 1024.0 / 4.0 / CPU_WORKER_MIB as f64).floor() as usize;
+    wanted.min(fit).max(1)
+}
+
 /// One image the page can show.
 pub struct View {
     /// Which it is, for the page's code: `input`, or an [`model::Output`]'s key.
@@ -40,7 +56,7 @@ pub struct View {
 /// [`Derained::outputs`] (derained, rain layer, each stage's background and rain estimates).
 pub fn views(picture: &Picture, out: &Derained) -> Vec<View> {
     let input = View {
-        key: "input".into(),
+        key: INPUT_VIEW.into(),
         label: "Input".into(),
         rgba: rgba8(&picture.rgb, picture),
     };
@@ -55,6 +71,25 @@ pub fn views(picture: &Picture, out: &Derained) -> Vec<View> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The memory rule, against figures worked by hand: a quarter of 8 GiB is 2,048 MiB, which
+    /// holds 12 workers of 160 MiB (12.8); 2 GiB holds 3 (3.2); half a GiB none, so one.
+    #[test]
+    fn cpu_workers_fit_a_quarter_of_the_memory() {
+        assert_eq!(
+            CPU_WORKER_MIB, 160,
+            "the figures below assume 160 MiB a worker"
+        );
+        assert_eq!(cpu_workers(15, false, 8.0), 12);
+        assert_eq!(cpu_workers(7, false, 8.0), 7);
+        assert_eq!(cpu_workers(7, false, 2.0), 3);
+        assert_eq!(cpu_workers(7, false, 0.5), 1);
+        // The person's own number stands; without the browser's figure, so does the wish.
+        assert_eq!(cpu_workers(15, true, 0.5), 15);
+        assert_eq!(cpu_workers(5, false, 0.0), 5);
+        assert_eq!(cpu_workers(5, false, f64::NAN), 5);
+        assert_eq!(cpu_workers(0, false, 8.0), 1);
+    }
 
     #[test]
     fn views_follow_the_outputs() {

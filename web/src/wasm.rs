@@ -15,9 +15,9 @@ use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use model::image::Picture;
 use model::tiling::Tile;
-use model::{Brn, DerainOptions, Derained, ModelError};
+use model::{Brn, DerainOptions, Derained, ModelError, Output};
 
-use crate::{views, CPU_TILE, CPU_WORKER_MIB, MAX_PIXELS, MAX_STAGE_VIEW_PIXELS};
+use crate::{views, CPU_TILE, CPU_WORKER_MIB, INPUT_VIEW, MAX_PIXELS, MAX_STAGE_VIEW_PIXELS};
 
 /// Loaded weights on the engine's backend.
 enum Network {
@@ -41,13 +41,13 @@ pub struct Engine {
 }
 
 fn js_error(e: ModelError) -> JsError {
-    JsError::new(&e.to_string())
+    JsError::new(&e.report())
 }
 
 /// A derain's failure as the promise rejects with it: a JS `Error` with the message a person
 /// reads and `kind` ([`ModelError::kind`], e.g. `cancelled`) for the page's code.
 fn rejection(e: ModelError) -> JsValue {
-    let error = js_sys::Error::new(&e.to_string());
+    let error = js_sys::Error::new(&e.report());
     set(&error, "kind", e.kind());
     error.into()
 }
@@ -128,10 +128,28 @@ impl Engine {
     }
 
     /// The wasm memory, in MiB, one CPU worker grows to deraining its tiles (whichever backend
-    /// this engine runs: the page sizes its CPU workers by it).
+    /// this engine runs: [`Engine::cpu_workers`] sizes the page's CPU workers by it).
     #[wasm_bindgen(getter, js_name = workerMemoryMiB)]
     pub fn worker_memory_mib(&self) -> u32 {
         CPU_WORKER_MIB
+    }
+
+    /// The keys of the views the page treats apart, and the derained view's label (for an
+    /// earlier photo, which keeps only its result): `{input, derained, derainedLabel}`.
+    #[wasm_bindgen(getter, js_name = viewNames)]
+    pub fn view_names(&self) -> Object {
+        let names = Object::new();
+        set(&names, "input", INPUT_VIEW);
+        set(&names, "derained", Output::Background.key());
+        set(&names, "derainedLabel", Output::Background.label());
+        names
+    }
+
+    /// How many CPU workers to start ([`crate::cpu_workers`]: no more than a quarter of the
+    /// device's memory holds, unless the page's `?workers=` chose the number).
+    #[wasm_bindgen(js_name = cpuWorkers)]
+    pub fn cpu_workers(&self, wanted: usize, asked: bool, device_memory_gib: f64) -> usize {
+        crate::cpu_workers(wanted, asked, device_memory_gib)
     }
 
     /// Pixels of the warm-up image ([`Engine::warm_up`]), to scale its time to a photo's.
@@ -202,8 +220,9 @@ impl Engine {
     }
 
     /// Run the network on one tile's planar RGB pixels (`[3, height, width]`, in [0, 1]) for
-    /// another engine's [`Engine::derain`]: its maps (background, rain layer, then with
-    /// `all_stages` every stage's backgrounds and rains), each a `Float32Array`. CPU only.
+    /// another engine's [`Engine::derain`]: its maps in the order of [`model::derain::layout`]
+    /// (background, rain layer, then with `all_stages` every stage's backgrounds and rains),
+    /// each a `Float32Array`. CPU only.
     #[wasm_bindgen(js_name = runTile)]
     pub fn run_tile(
         &self,
@@ -294,7 +313,7 @@ async fn shared_tile(
         .await
         .map_err(failed)?;
     if !Array::is_array(&maps) {
-        return Err(ModelError::Device(
+        return Err(ModelError::Protocol(
             "a CPU worker answered without maps".into(),
         ));
     }
@@ -304,7 +323,7 @@ async fn shared_tile(
             m.dyn_into::<Float32Array>()
                 .map(|m| m.to_vec())
                 .map_err(|_| {
-                    ModelError::Device("a CPU worker answered with no Float32Array".into())
+                    ModelError::Protocol("a CPU worker answered with no Float32Array".into())
                 })
         })
         .collect()
