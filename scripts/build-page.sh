@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the page into a static site that works from any host and any sub-path:
 #   1. the `web` crate for wasm32 (release; SIMD from .cargo/config.toml),
-#   2. wasm-bindgen's no-modules glue for the engine worker (web.js, web_bg.wasm),
+#   2. wasm-bindgen's ES-module glue for the workers (web.js, web_bg.wasm),
 #   3. wasm-opt -O1 on it (the features every current browser has),
-#   4. the page's own files, style and scripts under content-hashed names (a new deploy is never
-#      mixed with a cached old one), index.html pointing at them,
+#   4. the page's ES modules (www/app/: the page, its workers, protocol.js) with the engine in a
+#      folder named for their contents, app-HASH/, and the style as style-HASH.css (a new
+#      deploy is never mixed with a cached old one), index.html pointing at them,
 #   5. the default weights with their manifest (www/weights.sh) and the service worker's list
 #      of files (www/offline.sh).
 # Usage: scripts/build-page.sh [DIST]   (default: dist/ at the repository root)
@@ -28,19 +29,27 @@ trap 'rm -rf "$stage"' EXIT
 echo "-- cargo build -p web --target wasm32-unknown-unknown --release"
 (cd "$root" && cargo build -p web --target wasm32-unknown-unknown --release --locked)
 
+app="$stage/app"
+mkdir "$app"
 echo "-- wasm-bindgen, wasm-opt"
-wasm-bindgen --target no-modules --no-typescript --out-name web --out-dir "$stage" \
+wasm-bindgen --target web --no-typescript --out-name web --out-dir "$app" \
   "$target/wasm32-unknown-unknown/release/web.wasm"
 wasm-opt -O1 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
   --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
-  "$stage/web_bg.wasm" -o "$stage/web_bg.wasm"
+  "$app/web_bg.wasm" -o "$app/web_bg.wasm"
 
 echo "-- page files"
-# Workers are loaded by their fixed names (the page starts them; the service worker's scope is
-# its folder), so they keep them; the service worker's cache version covers their contents.
-cp "$www/worker.js" "$www/service-worker.js" "$stage/"
+# The modules import each other by relative names, so they keep theirs; their folder is named
+# for the contents of all of them. The service worker stays beside index.html (its scope is
+# its folder) under its fixed name.
+cp "$www"/app/*.js "$app/"
+app_hash="$(cd "$app" && sha256sum $(LC_ALL=C ls) | sha256sum | cut -c1-16)"
+mv "$app" "$stage/app-$app_hash"
+cp "$www/service-worker.js" "$stage/"
 html="$(cat "$www/index.html")"
-for file in style.css zip.js main.js; do
+grep -qF '"app/main.js"' <<<"$html" || { echo "error: www/index.html does not load app/main.js" >&2; exit 1; }
+html="${html//\"app\/main.js\"/\"app-$app_hash/main.js\"}"
+for file in style.css; do
   hash="$(sha256sum "$www/$file" | cut -c1-16)"
   name="${file%.*}-$hash.${file##*.}"
   cp "$www/$file" "$stage/$name"
@@ -48,7 +57,8 @@ for file in style.css zip.js main.js; do
   html="${html//\"$file\"/\"$name\"}"
 done
 printf '%s\n' "$html" > "$stage/index.html"
-chmod 644 "$stage"/*
+chmod 644 "$stage"/*.* "$stage/app-$app_hash"/*
+chmod 755 "$stage/app-$app_hash"
 
 BRN_PAGE_DIR="$stage" sh "$www/weights.sh"
 BRN_PAGE_DIR="$stage" sh "$www/offline.sh"

@@ -42,6 +42,16 @@ pub fn cpu_workers(wanted: usize, asked: bool, device_memory_gib: f64) -> usize 
     wanted.min(fit).max(1)
 }
 
+/// The SHA-256 of `bytes` in lowercase hex: what the page checks the default weights' bytes
+/// against (the build's manifest carries it), whether fetched or taken from the cache.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
 /// One image the page can show.
 pub struct View {
     /// Which it is, for the page's code: `input`, or an [`model::Output`]'s key.
@@ -71,6 +81,19 @@ pub fn views(picture: &Picture, out: &Derained) -> Vec<View> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The digest of FIPS 180-2's example message "abc", and the empty message's published one.
+    #[test]
+    fn sha256_matches_the_standards_examples() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
 
     /// The memory rule, against figures worked by hand: a quarter of 8 GiB is 2,048 MiB, which
     /// holds 12 workers of 160 MiB (12.8); 2 GiB holds 3 (3.2); half a GiB none, so one.

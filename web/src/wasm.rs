@@ -52,6 +52,13 @@ fn rejection(e: ModelError) -> JsValue {
     error.into()
 }
 
+/// The SHA-256 of `bytes`, lowercase hex ([`crate::sha256_hex`]): the page checks the default
+/// weights by it.
+#[wasm_bindgen]
+pub fn sha256(bytes: &[u8]) -> String {
+    crate::sha256_hex(bytes)
+}
+
 fn set(object: &Object, key: &str, value: impl Into<JsValue>) {
     // Setting a property on a plain object we just made cannot fail.
     let _ = Reflect::set(object, &key.into(), &value.into());

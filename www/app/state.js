@@ -1,0 +1,56 @@
+// What the page's modules share: the DOM lookup, the URL options, the page's state, its one
+// phase, and the hook the browser tests read (`window.brnPage`).
+// URL options: ?backend=cpu forces the CPU path; ?limit=BYTES caps the GPU limits used to size
+// tiles (tests force many tiles with it); ?workers=N sets how many Web Workers share the CPU
+// path's tiles.
+
+export const $ = (id) => document.getElementById(id);
+
+const params = new URLSearchParams(location.search);
+const MAX_WORKERS = 16;
+/** ?workers=N, or NaN without it. */
+export const workersAsked = Math.floor(Number(params.get('workers')));
+
+// CPU workers: one a core but one (the page and the engine worker's decoding and blending need
+// a little), or as many as ?workers= asks; the engine lowers the count to what the device's
+// memory holds.
+function cpuWorkers() {
+  if (workersAsked >= 1) return Math.min(workersAsked, MAX_WORKERS);
+  return Math.max(1, Math.min((navigator.hardwareConcurrency || 2) - 1, MAX_WORKERS));
+}
+
+export const state = {
+  worker: null, helpers: [], workers: cpuWorkers(), mode: params.get('backend') === 'cpu' ? 'cpu' : 'auto',
+  limit: Number(params.get('limit')) || 0, reason: '',
+  engine: null, weights: null, cpuSecondsPerMp: null,
+  // The result on show: its id, size and zoom; the newest result's views (only it keeps them).
+  nextId: 1, currentId: 0, views: [], viewsId: 0, shownId: 0, shownOrphan: null, size: null, zoom: 'fit',
+  // Every photo given: {id, name, file, status: waiting | working | done | failed | cancelled,
+  // message, png (Blob), url}. Results are kept as PNG blobs, never as pixels, so a long queue
+  // stays small; only the photo on show is decoded.
+  queue: [],
+};
+
+// What tests read: the phase (mirrored as `state`), the last result (with its time and the
+// wasm memory of the engine worker and of the largest helper, and how many tiles each helper
+// ran), the engine in use, its CPU workers and the queue ({name, status, message} per photo).
+export const hook = {
+  state: 'loading', backend: null, lastPng: null, lastError: null, lastErrorKind: null, results: 0, queue: [],
+};
+window.brnPage = hook;
+
+// The page's one phase, which drives both the controls and the test hook:
+// loading (engine starting) → ready | no-weights | failed; ready → working (a derain) or
+// weights (loading weights) → ready.
+let phase = 'loading';
+export const currentPhase = () => phase;
+export const busy = () => phase === 'working' || phase === 'weights';
+
+export function setPhase(next) {
+  phase = next;
+  hook.state = next;
+  $('progress').hidden = !busy();
+  $('drop').setAttribute('aria-disabled', String(phase !== 'ready'));
+  $('weights-file').disabled = busy() || phase === 'loading';
+  $('retry').hidden = phase !== 'failed';
+}

@@ -1,0 +1,35 @@
+// The page's words: the status line, the message box, times, and the engine's description.
+
+import { $, state } from './state.js';
+
+export function setStatus(text, kind) {
+  $('status').textContent = text;
+  $('status').dataset.state = kind || 'ok';
+}
+
+export function showMessage(text, kind) {
+  const m = $('message');
+  m.textContent = text;
+  m.className = `message ${kind || ''}`;
+  m.hidden = !text;
+}
+
+export function fmtSeconds(s) {
+  if (s < 1) return `${Math.round(s * 1000)} ms`;
+  if (s < 90) return `${s.toFixed(1)} s`;
+  return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+}
+
+/** The status line of a running engine: backend, CPU speed estimate, weights. */
+export function engineText(engine, weights) {
+  const what = engine.backend === 'webgpu'
+    ? `Using WebGPU on ${engine.adapter}`
+    : `Using the CPU${engine.reason ? ` (${engine.reason})` : ''}${engine.workers > 1 ? ` on ${engine.workers} workers` : ''}`;
+  const speed = engine.backend === 'cpu' && state.cpuSecondsPerMp
+    ? `, expect about ${fmtSeconds(state.cpuSecondsPerMp)} per megapixel` : '';
+  const w = weights ? ` · weights: ${weights.label}, ${weights.architecture}` : '';
+  return `${what}${speed}${w}.`;
+}
+
+/** The download name of a photo's result. */
+export const resultName = (item) => `${item.name.replace(/\.[^.]*$/, '') || 'photo'}-derained.png`;
