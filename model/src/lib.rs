@@ -4,6 +4,7 @@
 
 #![warn(missing_docs)]
 
+pub mod amount;
 pub mod backend;
 pub mod branch;
 pub mod cell;

@@ -59,6 +59,14 @@ pub fn sha256(bytes: &[u8]) -> String {
     crate::sha256_hex(bytes)
 }
 
+/// The download at an amount below 100 % ([`crate::blend_png`]): `derained` (a derain's PNG)
+/// `amount` (0 to 1) of the way from `input` (the photo file's bytes), blended in linear light.
+#[wasm_bindgen(js_name = blendAmount)]
+pub fn blend_amount(input: &[u8], derained: &[u8], amount: f32) -> Result<Uint8Array, JsError> {
+    let png = crate::blend_png(input, derained, amount).map_err(js_error)?;
+    Ok(Uint8Array::from(png.as_slice()))
+}
+
 fn set(object: &Object, key: &str, value: impl Into<JsValue>) {
     // Setting a property on a plain object we just made cannot fail.
     let _ = Reflect::set(object, &key.into(), &value.into());
