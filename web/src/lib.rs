@@ -29,12 +29,15 @@ pub const CPU_WORKER_MIB: u32 = 160;
 /// The key of the input's view (the page's "before" side); the others are [`model::Output`] keys.
 pub const INPUT_VIEW: &str = "input";
 
-/// How many CPU workers the page starts: `wanted`, or, where the person did not choose the
+/// The most CPU workers the page starts, whatever the core count or `?workers=` says.
+pub const MAX_CPU_WORKERS: usize = 16;
+
+/// How many CPU workers the page starts: `wanted` (at most [`MAX_CPU_WORKERS`]), or, where the person did not choose the
 /// number (`asked` false) and the browser tells the device's memory (`device_memory_gib`,
 /// `navigator.deviceMemory`, rounded by the browser; 0 where it does not tell), no more than a
 /// quarter of that memory holds at [`CPU_WORKER_MIB`] each. At least one.
 pub fn cpu_workers(wanted: usize, asked: bool, device_memory_gib: f64) -> usize {
-    let wanted = wanted.max(1);
+    let wanted = wanted.clamp(1, MAX_CPU_WORKERS);
     if asked || device_memory_gib.is_nan() || device_memory_gib <= 0.0 {
         return wanted;
     }
@@ -170,6 +173,7 @@ mod tests {
         assert_eq!(cpu_workers(7, false, 0.5), 1);
         // The person's own number stands; without the browser's figure, so does the wish.
         assert_eq!(cpu_workers(15, true, 0.5), 15);
+        assert_eq!(cpu_workers(40, true, 0.0), 16, "at most 16");
         assert_eq!(cpu_workers(5, false, 0.0), 5);
         assert_eq!(cpu_workers(5, false, f64::NAN), 5);
         assert_eq!(cpu_workers(0, false, 8.0), 1);

@@ -7,16 +7,15 @@
 export const $ = (id) => document.getElementById(id);
 
 const params = new URLSearchParams(location.search);
-const MAX_WORKERS = 16;
 /** ?workers=N, or NaN without it. */
 export const workersAsked = Math.floor(Number(params.get('workers')));
 
-// CPU workers: one a core but one (the page and the engine worker's decoding and blending need
-// a little), or as many as ?workers= asks; the engine lowers the count to what the device's
-// memory holds.
+// CPU workers wanted: one a core but one (the page and the engine worker's decoding and
+// blending need a little), or as many as ?workers= asks; the engine caps the count and lowers
+// it to what the device's memory holds (Engine.cpuWorkers).
 function cpuWorkers() {
-  if (workersAsked >= 1) return Math.min(workersAsked, MAX_WORKERS);
-  return Math.max(1, Math.min((navigator.hardwareConcurrency || 2) - 1, MAX_WORKERS));
+  if (workersAsked >= 1) return workersAsked;
+  return Math.max(1, (navigator.hardwareConcurrency || 2) - 1);
 }
 
 export const state = {
