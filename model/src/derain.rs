@@ -57,15 +57,24 @@ impl Derained {
     pub fn outputs(&self) -> impl Iterator<Item = (Output, &[f32])> {
         std::iter::once((Output::Background, self.background.as_slice()))
             .chain(self.rain.as_deref().map(|rain| (Output::Rain, rain)))
-            .chain(stages(&self.background_stages, Output::StageBackground))
-            .chain(stages(&self.rain_stages, Output::StageRain))
+            .chain(numbered(
+                self.background_stages.iter().map(Vec::as_slice),
+                Output::StageBackground,
+            ))
+            .chain(numbered(
+                self.rain_stages.iter().map(Vec::as_slice),
+                Output::StageRain,
+            ))
     }
 }
 
-/// Each stage's map named by `name(t)`, `t` from 1.
-fn stages(maps: &[Vec<f32>], name: fn(usize) -> Output) -> impl Iterator<Item = (Output, &[f32])> {
-    let named = maps.iter().enumerate();
-    named.map(move |(t, map)| (name(t + 1), map.as_slice()))
+/// Each stage's map (a blended map or a tile's tensor) named by `name(t)`, `t` from 1.
+fn numbered<T>(
+    maps: impl IntoIterator<Item = T>,
+    name: fn(usize) -> Output,
+) -> impl Iterator<Item = (Output, T)> {
+    let named = maps.into_iter().enumerate();
+    named.map(move |(t, map)| (name(t + 1), map))
 }
 
 /// Which map of a [`Derained`] an output is.
@@ -199,17 +208,6 @@ fn tile_outputs<B: BrnBackend>(
         .collect()
 }
 
-/// Each stage's tensor named by `name(t)`, `t` from 1.
-fn numbered<B: Backend>(
-    tensors: Vec<Tensor<B, 4>>,
-    name: fn(usize) -> Output,
-) -> impl Iterator<Item = (Output, Tensor<B, 4>)> {
-    tensors
-        .into_iter()
-        .enumerate()
-        .map(move |(t, tensor)| (name(t + 1), tensor))
-}
-
 impl Derained {
     /// The blended maps of a derain, each put where its name in `layout` says.
     fn from_maps(layout: &[Output], maps: Vec<Vec<f32>>) -> Self {
@@ -253,8 +251,20 @@ pub fn tile_maps<B: BrnBackend>(
         height,
     };
     let layout = layout(model, options);
-    let outputs = tile_outputs(model, pixels, &tile, options, &layout, device);
-    Ok(outputs.into_iter().map(to_planar).collect())
+    Ok(planar_maps(model, pixels, &tile, options, &layout, device))
+}
+
+/// [`tile_outputs`] read back at once, as planar maps.
+fn planar_maps<B: BrnBackend>(
+    model: &Brn<B>,
+    pixels: Vec<f32>,
+    tile: &Tile,
+    options: &DerainOptions,
+    layout: &[Output],
+    device: &B::Device,
+) -> Vec<Vec<f32>> {
+    let outputs = tile_outputs(model, pixels, tile, options, layout, device);
+    outputs.into_iter().map(to_planar).collect()
 }
 
 /// Run `model` over `picture` tile by tile; `progress(done, total)` returns false to cancel.
@@ -266,14 +276,15 @@ pub fn derain<B: BrnBackend>(
     device: &B::Device,
     mut progress: impl FnMut(usize, usize) -> bool,
 ) -> Result<Derained, ModelError> {
+    let layout = layout(model, options);
     ready_now(derain_shared(
         model,
         picture,
         options,
         1,
         |pixels, tile| {
-            let maps = tile_maps(model, pixels, tile.width, tile.height, options, device);
-            core::future::ready(maps)
+            let maps = planar_maps(model, pixels, tile, options, &layout, device);
+            core::future::ready(Ok(maps))
         },
         |done, total| core::future::ready(progress(done, total)),
     ))

@@ -154,20 +154,15 @@ impl ModelError {
     /// The whole message: this error and each of its sources, joined by ": " (what the CLI
     /// prints with anyhow's `{:#}`), for front ends that show one line (the page).
     pub fn report(&self) -> String {
-        report(self)
+        let mut message = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        message
     }
-}
-
-/// `error` and each of its sources, joined by ": ".
-pub fn report(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]

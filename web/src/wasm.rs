@@ -17,7 +17,7 @@ use model::image::Picture;
 use model::tiling::Tile;
 use model::{Brn, DerainOptions, Derained, ModelError, Output};
 
-use crate::{views, CPU_TILE, CPU_WORKER_MIB, INPUT_VIEW, MAX_PIXELS, MAX_STAGE_VIEW_PIXELS};
+use crate::{views, CPU_TILE, INPUT_VIEW, MAX_PIXELS, MAX_STAGE_VIEW_PIXELS};
 
 /// Loaded weights on the engine's backend.
 enum Network {
@@ -140,13 +140,6 @@ impl Engine {
     #[wasm_bindgen(getter, js_name = stageViewPixels)]
     pub fn stage_view_pixels(&self) -> f64 {
         MAX_STAGE_VIEW_PIXELS as f64
-    }
-
-    /// The wasm memory, in MiB, one CPU worker grows to deraining its tiles (whichever backend
-    /// this engine runs: [`Engine::cpu_workers`] sizes the page's CPU workers by it).
-    #[wasm_bindgen(getter, js_name = workerMemoryMiB)]
-    pub fn worker_memory_mib(&self) -> u32 {
-        CPU_WORKER_MIB
     }
 
     /// The keys of the views the page treats apart, and the derained view's label (for an
