@@ -7,6 +7,10 @@
 //     matches the native, untiled derain (PSNR >= 40 dB) and the page says WebGPU.
 //  2. CPU (browser without WebGPU), served from a sub-path: a 200x150 crop matches the native
 //     derain (PSNR >= 40 dB), and the page says CPU.
+//  2b. Amount: at 0 % the view and the download are the photo's pixels, at 100 % the engine's
+//     result; at 40 % the download is the linear-light blend (the sRGB curve written in this
+//     test) within a level, and the view shows the download's pixels; the amount survives a
+//     reload.
 //  3. A non-image and a truncated PNG: a message is shown, and a good image still works after.
 //  4. Cancel: a many-tile derain stops at the Cancel button; the next derain still works.
 //  4b. Several CPU workers: with 2 workers (helpers sharing the tiles) a 6-tile photo gives
@@ -144,6 +148,85 @@ try {
     const out = await derainCounted(cpu, page, testPng);
     assert.equal(out.error, null, out.error);
     compare(out.png, cpuReference);
+  });
+
+  await test('amount: 0 % shows and downloads the photo, 100 % the engine\'s result, between them their blend in linear light, kept across a reload', async () => {
+    await page.selectOption('#stages', String(CPU_STAGES));
+    const out = await derainCounted(cpu, page, smallPng);
+    assert.equal(out.error, null, out.error);
+    const photo = decodePng(fs.readFileSync(smallPng));
+    const result = decodePng(out.png);
+    const canvas = (id) => page.evaluate((which) => {
+      const c = document.getElementById(which);
+      return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);
+    }, id);
+    const setAmount = async (percent) => {
+      await page.evaluate((p) => {
+        const input = document.getElementById('amount');
+        input.value = String(p);
+        input.dispatchEvent(new Event('input', { bubbles: true }));
+        input.dispatchEvent(new Event('change', { bubbles: true }));
+      }, percent);
+      await page.waitForFunction((p) => window.brnPage.viewAmount === p, percent, { timeout: 60_000 });
+    };
+    const download = async () => {
+      const [file] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+      const saved = path.join(tmp, `amount-${file.suggestedFilename()}`);
+      await file.saveAs(saved);
+      return { name: file.suggestedFilename(), image: decodePng(fs.readFileSync(saved)) };
+    };
+    // The sRGB standard's curve (IEC 61966-2-1), written here: the independent reference.
+    const linear = (v) => (v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+    const srgb = (l) => (l <= 0.0031308 ? l * 12.92 : 1.055 * l ** (1 / 2.4) - 0.055);
+    try {
+      await setAmount(0);
+      assert.deepEqual(await canvas('after'), await canvas('before'), 'the view at 0 % is not the photo');
+      let got = await download();
+      assert.equal(got.name, 'small-derained-amount0.png');
+      assert.deepEqual(got.image.rgba, photo.rgba, 'the download at 0 % is not the photo');
+
+      await setAmount(40);
+      got = await download();
+      assert.equal(got.name, 'small-derained-amount40.png');
+      // Stored as the derain's PNG stores its values: truncated, so each value is within the
+      // level below the exact blend (a little slack for f32 against f64).
+      let [above, below] = [0, 0];
+      let moved = 0;
+      for (let i = 0; i < photo.rgba.length; i += 4) {
+        for (let k = 0; k < 3; k += 1) {
+          const [a, b] = [linear(photo.rgba[i + k] / 255), linear(result.rgba[i + k] / 255)];
+          const want = srgb(a + 0.4 * (b - a)) * 255;
+          above = Math.max(above, got.image.rgba[i + k] - want);
+          below = Math.max(below, want - got.image.rgba[i + k]);
+          if (got.image.rgba[i + k] !== photo.rgba[i + k]) moved += 1;
+        }
+      }
+      console.log(`     40 %: ${moved} of ${(photo.rgba.length / 4) * 3} values moved; against the curve's blend at most ${above.toFixed(4)} above, ${below.toFixed(4)} below`);
+      assert.ok(above < 1e-3 && below < 1 + 1e-3, `the 40 % download is not the linear-light blend (${above}, ${below})`);
+      assert.ok(moved > 0, 'the 40 % download did not change the photo');
+      const shown = await canvas('after');
+      assert.deepEqual(shown.filter((_, i) => i % 4 !== 3), Array.from(got.image.rgba).filter((_, i) => i % 4 !== 3),
+        'the view at 40 % is not what its download holds');
+
+      // Kept across a reload; the control shows it.
+      await page.reload();
+      await page.waitForFunction(() => ['ready', 'failed'].includes(window.brnPage.state), null, { timeout: 300_000 });
+      assert.equal(await page.evaluate(() => window.brnPage.amount), 40, 'the amount was not kept');
+      assert.equal(await page.inputValue('#amount'), '40');
+      await page.selectOption('#stages', String(CPU_STAGES));
+      const again = await derainCounted(cpu, page, smallPng);
+      assert.equal(again.error, null, again.error);
+      await page.waitForFunction(() => window.brnPage.viewAmount === 40, null, { timeout: 60_000 });
+
+      await setAmount(100);
+      assert.deepEqual(await canvas('after'), Array.from(result.rgba), 'the view at 100 % is not the engine\'s result');
+      got = await download();
+      assert.equal(got.name, 'small-derained.png');
+      assert.deepEqual(got.image.rgba, result.rgba, 'the download at 100 % is not the engine\'s result');
+    } finally {
+      // The tests after this one compare downloads with the native derain: back to 100 %.
+      await setAmount(100).catch(() => {});
+    }
   });
 
   await test('bad files show a message and the page stays usable', async () => {

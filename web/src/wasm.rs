@@ -67,6 +67,14 @@ pub fn blend_amount(input: &[u8], derained: &[u8], amount: f32) -> Result<Uint8A
     Ok(Uint8Array::from(png.as_slice()))
 }
 
+/// The 8-bit blend table at `amount` (0 to 1; [`model::amount::table8`], 65,536 bytes: entry
+/// `a * 256 + b` for input level `a`, derained level `b`): the page's view at an amount looks
+/// its pixels up in it, so that it shows what the download at that amount holds.
+#[wasm_bindgen(js_name = amountTable)]
+pub fn amount_table(amount: f32) -> Uint8Array {
+    Uint8Array::from(model::amount::table8(amount).as_slice())
+}
+
 fn set(object: &Object, key: &str, value: impl Into<JsValue>) {
     // Setting a property on a plain object we just made cannot fail.
     let _ = Reflect::set(object, &key.into(), &value.into());

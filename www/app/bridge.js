@@ -13,10 +13,37 @@ const WORKER = new URL('./worker.js', import.meta.url);
 const spawn = () => new Worker(WORKER, { type: 'module' });
 
 let handlers = {};
+// The questions sent and not yet answered: ask number → {resolve, reject}.
+const asked = new Map();
+let nextAsk = 1;
 
 /** Post `msg` (built with protocol.js) to the engine worker. */
 export function send(msg, transfer) {
   state.worker.postMessage(msg, transfer || []);
+}
+
+/** Ask the engine worker a question (protocol.js: amount-table, blend); resolves with its
+ * answer's value, rejects with an Error a person can read. */
+export function ask(msg, transfer) {
+  const n = nextAsk++;
+  return new Promise((resolve, reject) => {
+    asked.set(n, { resolve, reject });
+    send({ ...msg, ask: n }, transfer);
+  });
+}
+
+function answered(msg) {
+  const question = asked.get(msg.ask);
+  if (!question) return;
+  asked.delete(msg.ask);
+  if (msg.error) question.reject(new Error(msg.error));
+  else question.resolve(msg.value);
+}
+
+// A worker that is replaced answers nothing more.
+function dropQuestions() {
+  for (const question of asked.values()) question.reject(new Error('the engine was restarted; try again'));
+  asked.clear();
 }
 
 function stopHelpers() {
@@ -42,6 +69,7 @@ function startHelpers(count) {
 /** (Re)start the engine worker, and with it its helpers. */
 export function startWorker() {
   if (state.worker) state.worker.terminate();
+  dropQuestions();
   stopHelpers();
   setPhase('loading');
   const worker = spawn();
@@ -50,6 +78,7 @@ export function startWorker() {
   worker.onerror = (e) => {
     setStatus(`The engine failed to load: ${e.message || 'unknown error'}. Press Retry, or reload the page.`, 'error');
     setPhase('failed');
+    dropQuestions();
   };
   send(protocol.init(state.mode, state.limit, state.workers, workersAsked >= 1));
 }
@@ -66,6 +95,9 @@ function onMessage(msg) {
       stopHelpers();
       state.workers = 1;
       showMessage(`Deraining on one CPU worker: ${msg.reason}.`, 'info');
+      break;
+    case Msg.ANSWER:
+      answered(msg);
       break;
     case Msg.GPU_FAILED:
       state.mode = 'cpu';

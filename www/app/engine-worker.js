@@ -4,7 +4,7 @@
 import * as pool from './helper-pool.js';
 import * as protocol from './protocol.js';
 import { Msg } from './protocol.js';
-import { Engine, errorText, isFatal, sha256, startWasm } from './wasm.js';
+import { amountTable, blendAmount, Engine, errorText, isFatal, sha256, startWasm } from './wasm.js';
 import { cached, defaultWeights, forget, remember, USER_WEIGHTS } from './weights-cache.js';
 
 let cancelled = false;
@@ -166,8 +166,26 @@ async function run({ id, file, stages, keepStages }) {
   }), [out.png.buffer, ...views.map((v) => v.rgba.buffer)]);
 }
 
+// A question from the page (protocol.js): computed here with the engine's code, answered
+// with the same `ask` number. It needs the module, not an engine or weights.
+async function answer(msg) {
+  try {
+    await startWasm();
+    const value = msg.type === Msg.AMOUNT_TABLE
+      ? amountTable(msg.amount)
+      : blendAmount(new Uint8Array(msg.photo), new Uint8Array(msg.png), msg.amount);
+    post(protocol.answer(msg.ask, value, null), [value.buffer]);
+  } catch (e) {
+    post(protocol.answer(msg.ask, null, errorText(e)));
+  }
+}
+
 /** One message from the page. */
 export async function handle(msg) {
+  if (msg.type === Msg.AMOUNT_TABLE || msg.type === Msg.BLEND) {
+    await answer(msg);
+    return;
+  }
   try {
     switch (msg.type) {
       case Msg.INIT:

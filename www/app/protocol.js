@@ -2,9 +2,11 @@
 // each side builds what it sends with these functions and switches on these types, so a field
 // or a type that one side renames fails everywhere at once.
 //
-//   page → engine worker:      init, helpers, weights, derain, cancel
+//   page → engine worker:      init, helpers, weights, derain, cancel,
+//                              amount-table, blend      (questions: each carries an `ask` number)
 //   engine worker → page:      status, want-helpers, helpers-dropped, gpu-failed, ready,
-//                              weights-loaded, progress, result, error
+//                              weights-loaded, progress, result, error,
+//                              answer                   (to a question, the same `ask` number)
 //   page → helper worker:      serve (its end of a MessageChannel to the engine worker)
 //   engine worker → helper:    helper-weights, tile           (over that channel)
 //   helper → engine worker:    helper-loaded, maps, failed    (the same request id)
@@ -16,6 +18,8 @@ export const Msg = Object.freeze({
   WEIGHTS: 'weights',
   DERAIN: 'derain',
   CANCEL: 'cancel',
+  AMOUNT_TABLE: 'amount-table',
+  BLEND: 'blend',
   // engine worker → page
   STATUS: 'status',
   WANT_HELPERS: 'want-helpers',
@@ -26,6 +30,7 @@ export const Msg = Object.freeze({
   PROGRESS: 'progress',
   RESULT: 'result',
   ERROR: 'error',
+  ANSWER: 'answer',
   // page → helper worker
   SERVE: 'serve',
   // engine worker ↔ helper worker
@@ -56,6 +61,13 @@ export const derain = (id, file, stages, keepStages) => ({
 });
 /** Stop the derain in progress after its current tile. */
 export const cancel = () => ({ type: Msg.CANCEL });
+// Questions, answered at once (between a derain's tiles if one runs) by an `answer` message
+// with the same `ask` number, which the page's bridge gives each question.
+/** The engine's 8-bit blend table at `amount` (0 to 1): 65,536 bytes, entry a * 256 + b. */
+export const amountTable = (amount) => ({ type: Msg.AMOUNT_TABLE, amount });
+/** A result's PNG (`png`) `amount` (0 to 1) of the way from its photo file (`photo`), blended
+ * in linear light, as a PNG (both buffers transferred). */
+export const blend = (photo, png, amount) => ({ type: Msg.BLEND, photo, png, amount });
 
 // engine worker → page
 
@@ -89,6 +101,9 @@ export const result = (id, fields) => ({ type: Msg.RESULT, id, ...fields });
 export const error = (id, during, message, kind, fatal, helper) => ({
   type: Msg.ERROR, id, during, message, kind, fatal, helper,
 });
+
+/** The answer to question `ask`: its `value`, or `error` (a message for a person) if it failed. */
+export const answer = (ask, value, error) => ({ type: Msg.ANSWER, ask, value, error });
 
 // page → helper worker
 

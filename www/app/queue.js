@@ -4,7 +4,8 @@
 import { send } from './bridge.js';
 import * as protocol from './protocol.js';
 import { $, currentPhase, hook, setPhase, state } from './state.js';
-import { resultName, showMessage } from './ui.js';
+import { downloadsAtAmount, resultFile } from './amount.js';
+import { resultName, saveBlob, showMessage } from './ui.js';
 import { viewItem } from './viewer.js';
 import { makeZip } from './zip.js';
 
@@ -96,7 +97,8 @@ export function renderQueue() {
       const link = document.createElement('a');
       link.className = 'button small download';
       link.href = item.url;
-      link.download = resultName(item);
+      link.download = resultName(item, 100);
+      downloadsAtAmount(link, () => item);
       link.textContent = 'PNG';
       li.append(view, link);
     }
@@ -120,20 +122,22 @@ export function cancelCurrent() {
   $('progress-text').textContent = 'cancelling after this tile…';
 }
 
+// Every done photo's result at the amount in force, one after another (each blend holds a
+// photo and its result in the engine's memory).
 async function downloadAll() {
   const done = state.queue.filter((i) => i.status === 'done');
   if (!done.length) return;
-  const entries = await Promise.all(done.map(async (item) => ({
-    name: resultName(item), bytes: new Uint8Array(await item.png.arrayBuffer()),
-  })));
-  const url = URL.createObjectURL(makeZip(entries));
-  const a = document.createElement('a');
-  a.href = url;
-  a.download = 'derained.zip';
-  document.body.appendChild(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  const entries = [];
+  try {
+    for (const item of done) {
+      const { blob, name } = await resultFile(item);
+      entries.push({ name, bytes: new Uint8Array(await blob.arrayBuffer()) });
+    }
+  } catch (e) {
+    showMessage(`Could not make the zip: ${e.message}`);
+    return;
+  }
+  saveBlob(makeZip(entries), 'derained.zip');
 }
 
 // Finished photos leave the list; the one on show stays viewable and downloadable until

@@ -22,8 +22,10 @@ export const state = {
   worker: null, helpers: [], workers: cpuWorkers(), mode: params.get('backend') === 'cpu' ? 'cpu' : 'auto',
   limit: Number(params.get('limit')) || 0, reason: '',
   engine: null, weights: null, cpuSecondsPerMp: null,
-  // The result on show: its id, size and zoom; the newest result's views (only it keeps them).
-  nextId: 1, currentId: 0, views: [], viewsId: 0, shownId: 0, shownOrphan: null, size: null, zoom: 'fit',
+  // The result on show: its id, photo, views (RGBA by key), size and zoom; the newest result's
+  // views (only it keeps them all); the amount of deraining shown and downloaded, in percent.
+  nextId: 1, currentId: 0, views: [], viewsId: 0, shownId: 0, shownItem: null, shownViews: [],
+  shownOrphan: null, size: null, zoom: 'fit', amount: 100,
   // Every photo given: {id, name, file, status: waiting | working | done | failed | cancelled,
   // message, png (Blob), url}. Results are kept as PNG blobs, never as pixels, so a long queue
   // stays small; only the photo on show is decoded.

@@ -31,5 +31,18 @@ export function engineText(engine, weights) {
   return `${what}${speed}${w}.`;
 }
 
-/** The download name of a photo's result. */
-export const resultName = (item) => `${item.name.replace(/\.[^.]*$/, '') || 'photo'}-derained.png`;
+/** The download name of a photo's result at `percent` amount (said when below 100). */
+export const resultName = (item, percent) => `${item.name.replace(/\.[^.]*$/, '') || 'photo'}-derained`
+  + `${percent < 100 ? `-amount${percent}` : ''}.png`;
+
+/** Save `blob` as a download named `name`. */
+export function saveBlob(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}

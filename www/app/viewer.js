@@ -3,14 +3,16 @@
 // window, never enlarged), 1 (the photo's own pixels) or 2; when zoomed the viewport scrolls
 // (drag, wheel, arrow keys, touch). The divider stands at a fraction of the visible width.
 // Views are known by their key (the engine names them: `state.engine.views`), never by position.
+// The derained view is shown at the amount in force (amount.js).
 
 import { $, hook, state } from './state.js';
+import { amountTable, blendRgba, downloadsAtAmount, initAmount } from './amount.js';
 import { resultName, showMessage } from './ui.js';
 
-function draw(canvas, view, width, height) {
+function draw(canvas, rgba, width, height) {
   canvas.width = width;
   canvas.height = height;
-  canvas.getContext('2d').putImageData(new ImageData(view.rgba, width, height), 0, 0);
+  canvas.getContext('2d').putImageData(new ImageData(rgba, width, height), 0, 0);
 }
 
 const viewOf = (views, key) => views.find((v) => v.key === key);
@@ -30,21 +32,43 @@ function fillViews(views) {
   select.value = names.derained;
 }
 
-function drawViews(views, width, height) {
+// The "after" side: the selected view, the derained photo at the amount in force. A newer
+// draw (another view, amount or photo) wins over one still waiting for the engine's table.
+let drawing = 0;
+async function drawAfter() {
+  if (!state.engine || !state.size) return;
   const names = state.engine.views;
-  fillViews(views);
-  draw($('before'), viewOf(views, names.input), width, height);
-  draw($('after'), viewOf(views, names.derained), width, height);
+  const view = viewOf(state.shownViews, $('view').value);
+  if (!view) return;
+  const turn = ++drawing;
+  let rgba = view.rgba;
+  let amount = view.key === names.derained ? 100 : null;
+  if (view.key === names.derained) {
+    let lookup = null;
+    try {
+      lookup = await amountTable();
+    } catch (e) {
+      showMessage(`Cannot show the amount: ${e.message}`);
+    }
+    if (turn !== drawing) return;
+    if (lookup) {
+      rgba = blendRgba(lookup, viewOf(state.shownViews, names.input).rgba, view.rgba);
+      amount = state.amount;
+    }
+  }
+  draw($('after'), rgba, state.size[0], state.size[1]);
+  hook.viewAmount = amount; // what the "after" side shows, for the tests
 }
 
 function showItem(item, elapsed) {
   if (state.shownOrphan && state.shownOrphan !== item.url) URL.revokeObjectURL(state.shownOrphan);
   state.shownOrphan = null;
   state.shownId = item.id;
+  state.shownItem = item;
   state.size = [item.width, item.height];
   state.zoom = 'fit';
   $('download').href = item.url;
-  $('download').download = resultName(item);
+  $('download').download = resultName(item, 100);
   $('elapsed').textContent = elapsed;
   $('result').hidden = false;
   layout();
@@ -54,29 +78,39 @@ function showItem(item, elapsed) {
 export function showNewest(item, views, note) {
   state.views = views;
   state.viewsId = item.id;
-  drawViews(views, item.width, item.height);
+  state.shownViews = views;
+  fillViews(views);
+  draw($('before'), viewOf(views, state.engine.views.input).rgba, item.width, item.height);
   showItem(item, item.elapsed + note);
+  drawAfter();
 }
 
 /** Show an earlier result again, decoding its PNG and the original photo (the browser's
  * decoder; a format it lacks, such as TIFF, shows the result on both sides). */
 export async function viewItem(item) {
   if (item.id === state.viewsId) {
-    drawViews(state.views, item.width, item.height);
-    showItem(item, item.elapsed);
+    showNewest(item, state.views, '');
     return;
   }
   try {
     const after = await createImageBitmap(item.png);
     const before = item.file ? await createImageBitmap(item.file).catch(() => after) : after;
+    const pixels = [];
     for (const [canvas, bitmap] of [[$('before'), before], [$('after'), after]]) {
       canvas.width = item.width;
       canvas.height = item.height;
-      canvas.getContext('2d').drawImage(bitmap, 0, 0, item.width, item.height);
+      const context = canvas.getContext('2d');
+      context.drawImage(bitmap, 0, 0, item.width, item.height);
+      pixels.push(context.getImageData(0, 0, item.width, item.height).data);
     }
     const names = state.engine.views;
-    fillViews([{ key: names.derained, label: names.derainedLabel }]);
+    state.shownViews = [
+      { key: names.input, rgba: pixels[0] },
+      { key: names.derained, label: names.derainedLabel, rgba: pixels[1] },
+    ];
+    fillViews(state.shownViews);
     showItem(item, item.elapsed);
+    drawAfter();
   } catch (e) {
     showMessage(`Cannot show "${item.name}": ${e.message}`);
   }
@@ -176,10 +210,8 @@ export function initViewer() {
     setSlider(percent);
   });
   ['pointerup', 'pointercancel'].forEach((t) => grabber.addEventListener(t, () => { grip = false; }));
-  $('view').addEventListener('change', () => {
-    if (state.shownId !== state.viewsId) return; // an earlier photo has only its result
-    const view = viewOf(state.views, $('view').value);
-    if (view) draw($('after'), view, state.size[0], state.size[1]);
-  });
+  $('view').addEventListener('change', drawAfter);
+  initAmount(drawAfter);
+  downloadsAtAmount($('download'), () => state.shownItem);
   $('slider').addEventListener('input', (e) => setSlider(Number(e.target.value)));
 }

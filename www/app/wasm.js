@@ -1,7 +1,7 @@
 // The wasm engine (wasm-bindgen's ES-module glue, web.js, built by scripts/build-page.sh),
 // started once per worker.
 
-import init, { Engine, sha256 } from './web.js';
+import init, { amountTable, blendAmount, Engine, sha256 } from './web.js';
 
 const WASM = new URL('./web_bg.wasm', import.meta.url);
 let started = null;
@@ -21,4 +21,4 @@ export function errorText(e) {
 /** A wasm trap leaves the module unusable: the worker must be replaced. */
 export const isFatal = (e) => e instanceof WebAssembly.RuntimeError;
 
-export { Engine, sha256 };
+export { amountTable, blendAmount, Engine, sha256 };
