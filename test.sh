@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting, clippy (native and wasm), unit tests, parity with
 # the authors' outputs, CLI end to end, then builds the page and tests it in a real browser
-# (Debian Chromium headless: WebGPU via SwiftShader, and the CPU fallback). Installs what it
-# needs: rustfmt, clippy, the wasm target, wasm-bindgen-cli and npm packages
-# (scripts/web-tools.sh), Chromium, Mesa's lavapipe Vulkan driver for `brn --device gpu` and
-# Python 3 if missing (scripts/system-packages.sh).
+# (Debian Chromium headless: WebGPU via SwiftShader, and the CPU fallback; Debian Firefox ESR
+# headless: the CPU path). Installs what it needs: rustfmt, clippy, the wasm target,
+# wasm-bindgen-cli and npm packages (scripts/web-tools.sh), Chromium, Firefox ESR, Mesa's
+# lavapipe Vulkan driver for `brn --device gpu` and Python 3 if missing
+# (scripts/system-packages.sh).
 # Reads ../shared (override with BRN_SHARED). Build caches live outside the clone.
 #
 # Each phase prints a line with the time since the start; a table of the phases' times closes
@@ -91,7 +92,7 @@ RUSTC_WORKSPACE_WRAPPER="$clippy_driver" CLIPPY_ARGS="-Dwarnings" \
   cargo test --workspace --locked --no-run --timings
 echo "   (how long each crate took: $CARGO_TARGET_DIR/cargo-timings/cargo-timing.html)"
 
-phase "system packages (Chromium, lavapipe, Python 3)"
+phase "system packages (Chromium, Firefox ESR, lavapipe, Python 3)"
 join system-packages
 export BRN_REQUIRE_GPU=1
 
@@ -113,5 +114,10 @@ dist="$CARGO_TARGET_DIR/test-dist"
 RUSTC_WORKSPACE_WRAPPER="$clippy_driver" CLIPPY_ARGS="-Dwarnings" \
   BRN_WEB_WEIGHTS="$weights" scripts/build-page.sh "$dist"
 
-phase "browser tests"
-BRN_DIST="$dist" BRN_BIN="$CARGO_TARGET_DIR/debug/brn" node tests/browser/run.mjs
+# The same tests in both browser engines (Chromium with WebGPU on SwiftShader and the CPU path;
+# Firefox ESR, which offers no WebGPU, on the CPU path).
+phase "browser tests: Chromium"
+BRN_BROWSER=chromium BRN_DIST="$dist" BRN_BIN="$CARGO_TARGET_DIR/debug/brn" node tests/browser/run.mjs
+
+phase "browser tests: Firefox"
+BRN_BROWSER=firefox BRN_DIST="$dist" BRN_BIN="$CARGO_TARGET_DIR/debug/brn" node tests/browser/run.mjs

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs (once) and puts on PATH what building and testing the page needs, at pinned versions:
 # the wasm32 rustup target, wasm-bindgen-cli at the version in Cargo.lock (built from crates.io:
-# the one tool compiled here, about 3 minutes on 2 cores), wasm-opt and playwright-core from npm
-# (tests/browser/package-lock.json). Sourced by run.sh and test.sh (test.sh also runs it in the
+# the one tool compiled here, about 3 minutes on 2 cores), wasm-opt, playwright-core (Chromium)
+# and puppeteer-core (Firefox) from npm (tests/browser/package-lock.json). Sourced by run.sh and test.sh (test.sh also runs it in the
 # background while the native build goes on); nothing is downloaded by the page build itself.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,8 +17,9 @@ have_version() { # command, expected version text
 export PATH="$root/tests/browser/node_modules/.bin:${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 if [ ! -x "$root/tests/browser/node_modules/.bin/wasm-opt" ] \
-  || [ ! -d "$root/tests/browser/node_modules/playwright-core" ]; then
-  echo "== npm ci (binaryen's wasm-opt, playwright-core)"
+  || [ ! -d "$root/tests/browser/node_modules/playwright-core" ] \
+  || [ ! -d "$root/tests/browser/node_modules/puppeteer-core" ]; then
+  echo "== npm ci (binaryen's wasm-opt, playwright-core, puppeteer-core)"
   (cd "$root/tests/browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 

@@ -1,11 +1,18 @@
 // What the browser tests and the browser bench share: a static server for dist/ on 127.0.0.1
-// (at / and at a sub-path), Debian Chromium driven by playwright-core, and page helpers.
+// (at / and at a sub-path), the browser (BRN_BROWSER: `chromium`, the default, Debian Chromium
+// driven by playwright-core; or `firefox`, Debian's Firefox ESR through firefox.mjs), and page
+// helpers.
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { chromium } from 'playwright-core';
+import { launchFirefox } from './firefox.mjs';
+
+/** Which browser the tests drive. */
+export const BROWSER = process.env.BRN_BROWSER || 'chromium';
+if (!['chromium', 'firefox'].includes(BROWSER)) throw new Error(`BRN_BROWSER=${BROWSER}: chromium or firefox`);
 
 export const SUB_PATH = '/demo/brn/';
 
@@ -48,8 +55,10 @@ export async function serve(dist) {
   return { origin, requests, close };
 }
 
-/** Debian Chromium, headless; `webgpu` adds --enable-unsafe-webgpu (SwiftShader here). */
+/** The browser, headless: {context (newPage), close, requests (every request seen)}.
+ * Chromium: `webgpu` adds --enable-unsafe-webgpu (SwiftShader here). Firefox: as it comes. */
 export async function launch({ webgpu }) {
+  if (BROWSER === 'firefox') return launchFirefox();
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'brn-chromium-'));
   const args = [
     '--no-sandbox', '--disable-background-networking', '--disable-component-update',
