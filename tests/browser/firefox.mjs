@@ -14,19 +14,24 @@ export const FIREFOX = process.env.FIREFOX || '/usr/bin/firefox-esr';
 const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 
 // A download that Firefox finished in `dir` after `since` (a set of names already there).
+// Firefox makes the file (empty), writes NAME.part and renames it over the file: the download
+// is done when no .part is left and the file has the same size, above zero, twice running.
 async function nextDownload(dir, since, timeout = 120_000) {
   const t0 = Date.now();
+  let last = null;
   while (Date.now() - t0 < timeout) {
-    const done = fs.readdirSync(dir).filter((n) => !since.has(n) && !n.endsWith('.part'));
-    // Firefox writes NAME.part, then renames it: a name without its .part is complete.
-    const partial = fs.readdirSync(dir).some((n) => n.endsWith('.part'));
-    if (done.length && !partial) {
-      const name = done.sort()[0];
-      const file = path.join(dir, name);
-      return {
-        suggestedFilename: () => name,
-        saveAs: async (to) => { fs.copyFileSync(file, to); fs.rmSync(file); },
-      };
+    const names = fs.readdirSync(dir);
+    const done = names.filter((n) => !since.has(n) && !n.endsWith('.part')).sort();
+    if (done.length && !names.some((n) => n.endsWith('.part'))) {
+      const file = path.join(dir, done[0]);
+      const size = fs.statSync(file).size;
+      if (size > 0 && last === `${done[0]}:${size}`) {
+        return {
+          suggestedFilename: () => done[0],
+          saveAs: async (to) => { fs.copyFileSync(file, to); fs.rmSync(file); },
+        };
+      }
+      last = `${done[0]}:${size}`;
     }
     await sleep(100);
   }
