@@ -21,9 +21,12 @@ const TYPES = {
   '.wasm': 'application/wasm', '.json': 'application/json', '.png': 'image/png',
 };
 
-/** Serve `dist` read-only at / and at SUB_PATH; every request is logged in `requests`. */
+/** Serve `dist` read-only at / and at SUB_PATH; every request is logged in `requests`.
+ * `damage(part)` makes the server flip one byte in the middle of every file whose URL contains
+ * `part` (a connection that corrupts a download), `damage(null)` stops it. */
 export async function serve(dist) {
   const requests = [];
+  let damaged = null;
   const server = http.createServer((req, res) => {
     let body = 0;
     req.on('data', (c) => { body += c.length; });
@@ -39,6 +42,12 @@ export async function serve(dist) {
         return;
       }
       res.writeHead(200, { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream' });
+      if (damaged && req.url.includes(damaged)) {
+        const bytes = fs.readFileSync(file);
+        bytes[bytes.length >> 1] ^= 0xff;
+        res.end(bytes);
+        return;
+      }
       fs.createReadStream(file).pipe(res);
     });
   });
@@ -52,7 +61,8 @@ export async function serve(dist) {
     server.close(() => resolve());
     server.closeAllConnections();
   });
-  return { origin, requests, close };
+  const damage = (part) => { damaged = part; };
+  return { origin, requests, close, damage };
 }
 
 /** The browser, headless: {context (newPage), close, requests (every request seen)}.

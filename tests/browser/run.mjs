@@ -30,7 +30,8 @@
 //     and label, and shows each on the "after" side.
 //  7c. Weights cache: a reload does not download the default weights again; a saved copy with
 //     one byte flipped fails the manifest's SHA-256, is replaced by a fresh download, the page
-//     says so, and the derain matches the native one.
+//     says so, and the derain matches the native one. A download that the server damages is
+//     not kept: the page says so and offers Retry, which downloads, keeps and derains.
 //  8. Offline: with the server stopped, a reload of the page (from a sub-path) still derains.
 //  9. Privacy: every request went to the page's own origin, none carried a body, and no
 //     request at all was made while an image was being derained.
@@ -465,6 +466,36 @@ json.dump([[i.filename, z.read(i).hex()] for i in z.infolist()], sys.stdout)`, z
     assert.match(notice || '', /damaged/, 'the page says the saved weights were replaced');
     assert.match(await page.textContent('#message'), /damaged/);
     assert.equal(fetched(), before + 1, 'the weights were downloaded once more');
+    await page.selectOption('#stages', String(CPU_STAGES));
+    const out = await derainCounted(cpu, page, smallPng);
+    assert.equal(out.error, null, out.error);
+    compare(out.png, smallCpuReference);
+  });
+  await test('a damaged download of the default weights is not kept: the page says so, and Retry recovers', async () => {
+    const fetched = () => server.requests.filter((r) => r.url.includes('/weights/default.')).length;
+    const saved = () => page.evaluate(async () => (await (await caches.open('brn-weights-v1')).keys()).length);
+    // No saved copy, so the next start downloads the weights, and the server damages them.
+    await page.evaluate(() => caches.delete('brn-weights-v1'));
+    const before = fetched();
+    server.damage('/weights/default.');
+    try {
+      await page.reload();
+      await page.waitForFunction(() => ['ready', 'failed'].includes(window.brnPage.state), null, { timeout: 300_000 });
+      const status = await page.textContent('#status');
+      console.log(`     status: ${status}`);
+      assert.equal(await page.evaluate(() => window.brnPage.state), 'failed', 'damaged weights were used');
+      assert.equal(fetched(), before + 1, 'the weights were not downloaded');
+      assert.match(status, /arrived damaged.*nothing was kept.*retry/);
+      assert.equal(await page.isVisible('#retry'), true, 'no Retry button');
+      assert.equal(await saved(), 0, 'the damaged download was kept');
+    } finally {
+      server.damage(null);
+    }
+    await page.click('#retry');
+    await page.waitForFunction(() => ['ready', 'failed'].includes(window.brnPage.state), null, { timeout: 300_000 });
+    assert.equal(await page.evaluate(() => window.brnPage.state), 'ready', await page.textContent('#status'));
+    assert.equal(fetched(), before + 2, 'Retry did not download the weights again');
+    assert.equal(await saved(), 1, 'the good download was not kept');
     await page.selectOption('#stages', String(CPU_STAGES));
     const out = await derainCounted(cpu, page, smallPng);
     assert.equal(out.error, null, out.error);
