@@ -116,8 +116,7 @@ RUSTC_WORKSPACE_WRAPPER="$clippy_driver" CLIPPY_ARGS="-Dwarnings" \
 
 # The same tests in both browser engines (Chromium with WebGPU on SwiftShader and the CPU path;
 # Firefox ESR, which offers no WebGPU, on the CPU path).
-phase "browser tests: Chromium"
-BRN_BROWSER=chromium BRN_DIST="$dist" BRN_BIN="$CARGO_TARGET_DIR/debug/brn" node tests/browser/run.mjs
-
-phase "browser tests: Firefox"
-BRN_BROWSER=firefox BRN_DIST="$dist" BRN_BIN="$CARGO_TARGET_DIR/debug/brn" node tests/browser/run.mjs
+for browser in chromium firefox; do
+  phase "browser tests: $browser"
+  BRN_BROWSER="$browser" BRN_DIST="$dist" BRN_BIN="$CARGO_TARGET_DIR/debug/brn" node tests/browser/run.mjs
+done

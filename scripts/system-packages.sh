@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs (once, through apt) the Debian packages the tests need: Chromium and Firefox ESR for
-# the browser tests, Mesa's Vulkan drivers (lavapipe: `brn --device gpu` on the CPU), Python 3 (the browser
-# tests read the page's zip with its zipfile module). A no-op when all are there.
+# the browser tests, Mesa's Vulkan drivers (lavapipe: `brn --device gpu` on the CPU), Python 3
+# (the browser tests read the page's zip with its zipfile module). A no-op when all are there.
 set -euo pipefail
 missing=()
 command -v "${CHROMIUM:-chromium}" >/dev/null 2>&1 || missing+=(chromium)

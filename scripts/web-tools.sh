@@ -2,8 +2,9 @@
 # Installs (once) and puts on PATH what building and testing the page needs, at pinned versions:
 # the wasm32 rustup target, wasm-bindgen-cli at the version in Cargo.lock (built from crates.io:
 # the one tool compiled here, about 3 minutes on 2 cores), wasm-opt, playwright-core (Chromium)
-# and puppeteer-core (Firefox) from npm (tests/browser/package-lock.json). Sourced by run.sh and test.sh (test.sh also runs it in the
-# background while the native build goes on); nothing is downloaded by the page build itself.
+# and puppeteer-core (Firefox) from npm (tests/browser/package-lock.json). Sourced by run.sh and
+# test.sh (test.sh also runs it in the background while the native build goes on); nothing is
+# downloaded by the page build itself.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 

@@ -80,7 +80,7 @@ export function renderQueue() {
     const li = document.createElement('li');
     li.dataset.status = item.status;
     li.dataset.id = String(item.id);
-    if (item.id === state.shownId) li.setAttribute('aria-current', 'true');
+    if (item === state.shownItem) li.setAttribute('aria-current', 'true');
     const name = document.createElement('span');
     name.className = 'name';
     name.textContent = item.name;
@@ -145,8 +145,8 @@ async function downloadAll() {
 function clearFinished() {
   state.queue = state.queue.filter((item) => {
     const keep = item.status === 'waiting' || item.status === 'working';
-    if (!keep && item.url && item.id !== state.shownId) URL.revokeObjectURL(item.url);
-    if (!keep && item.id === state.shownId) state.shownOrphan = item.url;
+    if (!keep && item.url && item !== state.shownItem) URL.revokeObjectURL(item.url);
+    if (!keep && item === state.shownItem) state.shownOrphan = item.url;
     return keep;
   });
   renderQueue();

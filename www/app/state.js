@@ -22,9 +22,9 @@ export const state = {
   worker: null, helpers: [], workers: cpuWorkers(), mode: params.get('backend') === 'cpu' ? 'cpu' : 'auto',
   limit: Number(params.get('limit')) || 0, reason: '',
   engine: null, weights: null, cpuSecondsPerMp: null,
-  // The result on show: its id, photo, views (RGBA by key), size and zoom; the newest result's
+  // The result on show: its photo (queue item), views (RGBA by key), size and zoom; the newest result's
   // views (only it keeps them all); the amount of deraining shown and downloaded, in percent.
-  nextId: 1, currentId: 0, views: [], viewsId: 0, shownId: 0, shownItem: null, shownViews: [],
+  nextId: 1, currentId: 0, views: [], viewsId: 0, shownItem: null, shownViews: [],
   shownOrphan: null, size: null, zoom: 'fit', amount: 100,
   // Every photo given: {id, name, file, status: waiting | working | done | failed | cancelled,
   // message, png (Blob), url}. Results are kept as PNG blobs, never as pixels, so a long queue

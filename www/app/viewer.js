@@ -63,7 +63,6 @@ async function drawAfter() {
 function showItem(item, elapsed) {
   if (state.shownOrphan && state.shownOrphan !== item.url) URL.revokeObjectURL(state.shownOrphan);
   state.shownOrphan = null;
-  state.shownId = item.id;
   state.shownItem = item;
   state.size = [item.width, item.height];
   state.zoom = 'fit';
