@@ -9,8 +9,8 @@
 //! in 24 registers over every tap of a run of 32 input channels: per input channel and tap,
 //! three unaligned loads of the shifted input and 8 broadcast weights feed 24 fused
 //! multiply-adds. The run's input rows stay in the first-level cache while every block of 8
-//! output channels reads them; the kernel is packed once per convolution ([`pack`]) so that a
-//! tile reads its weights in order.
+//! output channels reads them; the kernel is packed once per convolution
+//! ([`super::layout::pack`], blocks of [`CHANNELS`]) so that a tile reads its weights in order.
 //!
 //! (The weight gradient stays on gemm, whose long sums over pixels it runs well: an AVX-512
 //! version measured no faster.)
@@ -36,31 +36,13 @@ pub(super) fn available() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
 }
 
-/// The kernel `taps[tap][o][c]` (`[K_h·K_w][C_out][C_in]`) as [`products`] reads it: per
-/// block of [`CHANNELS`] output channels, per input channel, per tap, the block's weights
-/// (zeros past `C_out`).
-pub(super) fn pack(taps: &[f32], taps_count: usize, c_out: usize, c_in: usize) -> Vec<f32> {
-    let blocks = c_out.div_ceil(CHANNELS);
-    let mut packed = vec![0f32; blocks * c_in * taps_count * CHANNELS];
-    for (i, value) in packed.iter_mut().enumerate() {
-        let j = i % CHANNELS;
-        let tap = (i / CHANNELS) % taps_count;
-        let c = (i / (CHANNELS * taps_count)) % c_in;
-        let o = (i / (CHANNELS * taps_count * c_in)) * CHANNELS + j;
-        if o < c_out {
-            *value = taps[(tap * c_out + o) * c_in + c];
-        }
-    }
-    packed
-}
-
 /// One band's wide output, `wide[o][q] = bias[o] + Σ_c Σ_tap w[o, c, tap] · input[c·plane +
 /// shifts[tap] + q]` for `q < wide_len` (a multiple of 16) and every output channel.
 ///
 /// # Safety
 /// The CPU has AVX-512F; `wide` holds `c_out·wide_len` floats; `input` reaches `(c_in −
-/// 1)·plane + max(shifts) + wide_len` floats; `packed` is [`pack`]'s for `shifts.len()` taps,
-/// `c_out` and `c_in`; `bias` has `c_out` values.
+/// 1)·plane + max(shifts) + wide_len` floats; `packed` is [`super::layout::pack`]'s (blocks of
+/// [`CHANNELS`]) for `shifts.len()` taps, `c_out` and `c_in`; `bias` has `c_out` values.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn products(

@@ -19,7 +19,7 @@
 //! parallel and each output value is one band's, so the result does not depend on the threads.
 
 use super::gemm::gemm_products;
-use super::layout::{pad, wide_len, with_scratch, Bands, Output, Shape};
+use super::layout::{pack, pad, wide_len, with_scratch, Bands, Output, Shape};
 use super::parallel;
 use super::products::{Precision, Products};
 use crate::After;
@@ -82,10 +82,16 @@ pub(super) fn convolve(
     // What each kind of products reads, made once per convolution (the padded input in f32
     // for the f32 products; the bfloat16 ones read their own).
     let products = products.for_shape(shape);
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(
+        target_arch = "x86_64",
+        any(test, all(target_arch = "wasm32", target_feature = "simd128"))
+    ))]
     let (c_in, c_out, shifts) = (shape.channels_in, shape.channels_out, shape.shifts());
     let padded: Vec<f32>;
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(
+        target_arch = "x86_64",
+        any(test, all(target_arch = "wasm32", target_feature = "simd128"))
+    ))]
     let packed: Vec<f32>;
     #[cfg(target_arch = "x86_64")]
     let pairs: (Vec<u32>, Vec<u32>);
@@ -103,9 +109,21 @@ pub(super) fn convolve(
         Products::Avx512 => {
             (padded, packed) = (
                 pad(x, shape),
-                super::avx512::pack(taps, shape.taps(), c_out, c_in),
+                pack(taps, shape.taps(), [c_out, c_in], super::avx512::CHANNELS),
             );
             Kernel::Packed {
+                packed: &packed,
+                padded: &padded,
+                shifts: &shifts,
+            }
+        }
+        #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
+        Products::Quads => {
+            (padded, packed) = (
+                pad(x, shape),
+                pack(taps, shape.taps(), [c_out, c_in], super::simd128::CHANNELS),
+            );
+            Kernel::Quads {
                 packed: &packed,
                 padded: &padded,
                 shifts: &shifts,
@@ -164,9 +182,16 @@ pub(super) fn convolve(
 enum Kernel<'a> {
     /// [`taps_of`]'s layout and [`pad`]'s input, for gemm.
     Taps { taps: &'a [f32], padded: &'a [f32] },
-    /// [`super::avx512::pack`]'s layout, [`pad`]'s input and [`Shape::shifts`].
+    /// [`pack`]'s layout for [`super::avx512`], [`pad`]'s input and [`Shape::shifts`].
     #[cfg(target_arch = "x86_64")]
     Packed {
+        packed: &'a [f32],
+        padded: &'a [f32],
+        shifts: &'a [usize],
+    },
+    /// [`pack`]'s layout for [`super::simd128`], [`pad`]'s input and [`Shape::shifts`].
+    #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
+    Quads {
         packed: &'a [f32],
         padded: &'a [f32],
         shifts: &'a [usize],
@@ -231,6 +256,27 @@ unsafe fn band(
             // C_out·wide_len values.
             unsafe {
                 super::avx512::products(
+                    wide.as_mut_ptr(),
+                    wide_len,
+                    padded[first(c_in)..].as_ptr(),
+                    plane,
+                    shifts,
+                    packed,
+                    [c_out, c_in],
+                    bias,
+                )
+            }
+        }
+        #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
+        Kernel::Quads {
+            packed,
+            padded,
+            shifts,
+        } => {
+            // SAFETY: the reads end where the gemm products' do (see `gemm_products`); `wide`
+            // holds C_out·wide_len values, wide_len a multiple of ROW_MULTIPLE.
+            unsafe {
+                super::simd128::products::<super::lanes::Quad>(
                     wide.as_mut_ptr(),
                     wide_len,
                     padded[first(c_in)..].as_ptr(),
@@ -445,6 +491,8 @@ mod tests {
             Shape::of([2, 4, 2], [9, 30], [3, 2], [0, 0]),
             Shape::of([1, 6, 4], [300, 5], [3, 3], [2, 1]),
             Shape::of([2, 13, 11], [10, 21], [3, 3], [1, 1]),
+            // More input channels than one run of a micro-kernel's tile sums (16).
+            Shape::of([1, 37, 9], [6, 11], [3, 3], [1, 1]),
         ]
         .into_iter()
         .enumerate()

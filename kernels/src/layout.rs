@@ -16,6 +16,33 @@ const PIXELS_PER_BAND: usize = 768;
 /// floats with AVX-512) before every product, and the pixels are those rows.
 pub(super) const ROW_MULTIPLE: usize = 16;
 
+/// The kernel `taps[tap][o][c]` (`[K_h·K_w][C_out][C_in]`) as the f32 micro-kernels read it
+/// ([`super::avx512`], [`super::simd128`]): per block of `block` output channels (a tile's),
+/// per input channel, per tap, the block's weights (zeros past `C_out`).
+#[cfg(any(
+    target_arch = "x86_64",
+    any(test, all(target_arch = "wasm32", target_feature = "simd128"))
+))]
+pub(super) fn pack(
+    taps: &[f32],
+    taps_count: usize,
+    [c_out, c_in]: [usize; 2],
+    block: usize,
+) -> Vec<f32> {
+    let blocks = c_out.div_ceil(block);
+    let mut packed = vec![0f32; blocks * c_in * taps_count * block];
+    for (i, value) in packed.iter_mut().enumerate() {
+        let j = i % block;
+        let tap = (i / block) % taps_count;
+        let c = (i / (block * taps_count)) % c_in;
+        let o = (i / (block * taps_count * c_in)) * block + j;
+        if o < c_out {
+            *value = taps[(tap * c_out + o) * c_in + c];
+        }
+    }
+    packed
+}
+
 /// The pixels of a band's wide output: `rows·W_p`, rounded up to [`ROW_MULTIPLE`].
 pub(super) fn wide_len(rows: usize, padded_w: usize) -> usize {
     (rows * padded_w).next_multiple_of(ROW_MULTIPLE)

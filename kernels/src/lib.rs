@@ -35,10 +35,14 @@ pub mod conv;
 pub mod conv_gradient;
 pub mod elementwise;
 mod gemm;
+#[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
+mod lanes;
 pub mod layout;
 pub mod lstm;
 pub mod parallel;
 pub mod products;
+#[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
+mod simd128;
 
 pub use products::Precision;
 

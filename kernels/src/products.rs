@@ -6,7 +6,8 @@
 //! | AMX-BF16 (Xeon 4th generation on) | AVX-512 f32 | AMX bfloat16 tiles |
 //! | AVX512_BF16 without AMX (Zen 4 on, Cooper Lake) | AVX-512 f32 | AVX512-BF16 dot products |
 //! | AVX-512F | AVX-512 f32 | AVX-512 f32 (mixed cannot apply) |
-//! | neither (AVX2, Arm, the page's wasm) | the `gemm` crate's f32 | the same |
+//! | the page's wasm (128-bit SIMD) | the four-float micro-kernel | the same |
+//! | none of those (AVX2, Arm) | the `gemm` crate's f32 | the same |
 //!
 //! Mixed precision rounds the convolutions' operands (input, kernel, output gradient) to
 //! bfloat16 and keeps every sum in f32; a shape a bfloat16 kernel does not take stays f32.
@@ -59,6 +60,10 @@ pub(super) enum Products {
     /// shapes they do not take.
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     Amx,
+    /// The four-float micro-kernel ([`super::simd128`]) on [`super::lanes::Quad`]: WebAssembly's
+    /// 128-bit SIMD in the page, portable arrays of four floats in the native tests.
+    #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
+    Quads,
 }
 
 impl Products {
@@ -76,6 +81,9 @@ impl Products {
         if super::avx512::available() {
             return Self::Avx512;
         }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        return Self::Quads;
+        #[allow(unreachable_code)]
         Self::Gemm
     }
 
@@ -117,13 +125,16 @@ impl Products {
             Self::Avx512Bf16 => "AVX512-BF16 dot products (bfloat16 operands, f32 sums)",
             #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
             Self::Amx => "AMX bfloat16 tiles (bfloat16 operands, f32 sums)",
+            #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
+            Self::Quads => super::lanes::QUAD_NAME,
         }
     }
 
-    /// Every f32 one this CPU runs (the tests check each).
+    /// Every f32 one this CPU runs, and the four-float micro-kernel on portable vectors (the
+    /// tests check each).
     #[cfg(test)]
     pub(super) fn all() -> Vec<Self> {
-        let mut all = vec![Self::Gemm];
+        let mut all = vec![Self::Gemm, Self::Quads];
         if Self::best_f32() != Self::Gemm {
             all.push(Self::best_f32());
         }

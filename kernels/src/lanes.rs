@@ -1,0 +1,125 @@
+//! Four-float vectors for [`super::simd128`]'s micro-kernel: the one trait it is written
+//! against, WebAssembly's 128-bit SIMD (the page's CPU path) and a portable array of four
+//! floats that computes the same sums in the same order, so that the micro-kernel's loops are
+//! checked against the f64 definitions on any CPU the tests run on (the wasm vectors
+//! themselves by the browser tests: the page's pixels against the native derain).
+
+/// Four floats in a vector: what the micro-kernel needs of them.
+pub(super) trait Lanes: Copy {
+    /// Floats in a vector.
+    const LANES: usize = 4;
+
+    /// Four zeros.
+    fn zero() -> Self;
+
+    /// `value` in every lane.
+    fn splat(value: f32) -> Self;
+
+    /// Four floats from `p` (no alignment asked).
+    ///
+    /// # Safety
+    /// `p` reaches four floats.
+    unsafe fn load(p: *const f32) -> Self;
+
+    /// The four floats to `p` (no alignment asked).
+    ///
+    /// # Safety
+    /// `p` reaches four floats that may be written.
+    unsafe fn store(self, p: *mut f32);
+
+    /// `self + a·b` per lane (a product then a sum, each rounded: no fused multiply-add, as
+    /// plain wasm SIMD computes it).
+    fn mul_add(self, a: Self, b: Self) -> Self;
+
+    /// `self + other` per lane.
+    fn add(self, other: Self) -> Self;
+}
+
+/// The vectors [`super::simd128`]'s micro-kernel runs on: WebAssembly's in the page, portable
+/// arrays in the native tests.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub(super) type Quad = Simd128;
+#[cfg(all(test, not(all(target_arch = "wasm32", target_feature = "simd128"))))]
+pub(super) type Quad = Portable;
+
+/// What [`Quad`]'s products are called in a log.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub(super) const QUAD_NAME: &str = "wasm SIMD f32 (4-float vectors)";
+#[cfg(all(test, not(all(target_arch = "wasm32", target_feature = "simd128"))))]
+pub(super) const QUAD_NAME: &str = "portable f32 (4-float arrays)";
+
+/// Four floats in an array: the micro-kernel on any CPU (its tests).
+#[cfg(test)]
+#[derive(Clone, Copy)]
+pub(super) struct Portable([f32; 4]);
+
+#[cfg(test)]
+impl Lanes for Portable {
+    fn zero() -> Self {
+        Self([0.0; 4])
+    }
+
+    fn splat(value: f32) -> Self {
+        Self([value; 4])
+    }
+
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: the caller's promise.
+        Self(unsafe { p.cast::<[f32; 4]>().read_unaligned() })
+    }
+
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: the caller's promise.
+        unsafe { p.cast::<[f32; 4]>().write_unaligned(self.0) }
+    }
+
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        Self(std::array::from_fn(|i| self.0[i] + a.0[i] * b.0[i]))
+    }
+
+    fn add(self, other: Self) -> Self {
+        Self(std::array::from_fn(|i| self.0[i] + other.0[i]))
+    }
+}
+
+/// WebAssembly's `v128` as four floats (the `simd128` target feature, which the page's build
+/// turns on: `.cargo/config.toml`).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[derive(Clone, Copy)]
+pub(super) struct Simd128(std::arch::wasm32::v128);
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+impl Lanes for Simd128 {
+    #[inline(always)]
+    fn zero() -> Self {
+        Self(std::arch::wasm32::f32x4_splat(0.0))
+    }
+
+    #[inline(always)]
+    fn splat(value: f32) -> Self {
+        Self(std::arch::wasm32::f32x4_splat(value))
+    }
+
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: the caller's promise (`v128_load` asks no alignment).
+        Self(unsafe { std::arch::wasm32::v128_load(p.cast()) })
+    }
+
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: the caller's promise (`v128_store` asks no alignment).
+        unsafe { std::arch::wasm32::v128_store(p.cast(), self.0) }
+    }
+
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        use std::arch::wasm32::{f32x4_add, f32x4_mul};
+        Self(f32x4_add(self.0, f32x4_mul(a.0, b.0)))
+    }
+
+    #[inline(always)]
+    fn add(self, other: Self) -> Self {
+        Self(std::arch::wasm32::f32x4_add(self.0, other.0))
+    }
+}

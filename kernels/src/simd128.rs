@@ -1,0 +1,139 @@
+//! The convolution's products (its forward and its input gradient, [`super::conv`]) as a
+//! micro-kernel on four-float vectors: the page's CPU path, on WebAssembly's 128-bit SIMD
+//! ([`super::lanes::Simd128`]; [`super::products::Products`] picks it on wasm32).
+//!
+//! The same tiling as [`super::avx512`]'s, sized for 16 vector registers (what a browser's
+//! compiler has on x86-64, one of them its scratch): a tile of the wide output, 8 pixels (two
+//! vectors, contiguous in the padded plane) by 4 output channels, stays in 8 registers over
+//! every tap of a run of input channels; per input channel and tap, two unaligned loads of the
+//! shifted input and 4 broadcast weights feed 8 multiply-adds. The `gemm` crate (which has
+//! 128-bit wasm kernels too) runs one matrix product per tap instead, loading and storing the
+//! band's whole output and packing its operands each time, with 32 input channels to sum.
+//!
+//! Written once against [`Lanes`], so that its tests run it on any CPU with
+//! [`super::lanes::Portable`] (the same sums in the same order).
+//!
+//! Contract: as [`super::conv`] (its padded input, its wide layout, its `ROW_MULTIPLE`); each
+//! output value is summed in an order fixed by the shape (runs of input channels, then channel,
+//! then tap), by one band.
+
+use super::lanes::Lanes;
+
+/// Output channels in a tile (the packed kernel's block, [`super::layout::pack`]).
+pub(super) const CHANNELS: usize = 4;
+/// Pixel vectors in a tile.
+const VECTORS: usize = 2;
+/// Input channels summed in a tile's registers before the sums are added to the tile (and
+/// whose tile rows stay in the first-level cache while every block of output channels reads
+/// them).
+const CHANNEL_RUN: usize = 16;
+
+/// One band's wide output, `wide[o][q] = bias[o] + Σ_c Σ_tap w[o, c, tap] · input[c·plane +
+/// shifts[tap] + q]` for `q < wide_len` (a multiple of 8) and every output channel.
+///
+/// # Safety
+/// `wide` holds `c_out·wide_len` floats; `input` reaches `(c_in − 1)·plane + max(shifts) +
+/// wide_len` floats; `packed` is [`super::layout::pack`]'s (blocks of [`CHANNELS`]) for
+/// `shifts.len()` taps, `c_out` and `c_in`; `bias` has `c_out` values.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn products<L: Lanes>(
+    wide: *mut f32,
+    wide_len: usize,
+    input: *const f32,
+    plane: usize,
+    shifts: &[usize],
+    packed: &[f32],
+    [c_out, c_in]: [usize; 2],
+    bias: Option<&[f32]>,
+) {
+    let step = VECTORS * L::LANES;
+    debug_assert_eq!(wide_len % step, 0);
+    let blocks = c_out.div_ceil(CHANNELS);
+    let mut init = vec![0f32; blocks * CHANNELS];
+    if let Some(bias) = bias {
+        init[..c_out].copy_from_slice(bias);
+    }
+    let mut q = 0;
+    while q < wide_len {
+        let mut c0 = 0;
+        while c0 < c_in {
+            let c1 = (c0 + CHANNEL_RUN).min(c_in);
+            for block in 0..blocks {
+                let first = block * CHANNELS;
+                let tile = Tile {
+                    out: unsafe { wide.add(first * wide_len + q) },
+                    wide_len,
+                    channels: (c_out - first).min(CHANNELS),
+                    plane,
+                    shifts,
+                    input: unsafe { input.add(c0 * plane + q) },
+                    inputs: c1 - c0,
+                    weights: packed[(block * c_in + c0) * shifts.len() * CHANNELS..].as_ptr(),
+                    init: (c0 == 0).then(|| &init[first..][..CHANNELS]),
+                };
+                unsafe { tile.run::<L>() };
+            }
+            c0 = c1;
+        }
+        q += step;
+    }
+}
+
+/// One tile: 4 output channels by 8 pixels, over a run of input channels.
+struct Tile<'a> {
+    /// The tile's first output value (`wide_len` apart per channel).
+    out: *mut f32,
+    wide_len: usize,
+    /// Output channels to store (4 but in the last block).
+    channels: usize,
+    plane: usize,
+    shifts: &'a [usize],
+    /// The run's first input channel at the tile's first pixel.
+    input: *const f32,
+    /// Input channels in the run.
+    inputs: usize,
+    /// The block's packed weights from the run's first channel.
+    weights: *const f32,
+    /// The bias to start from (the first run), else `None`: add to what `out` holds.
+    init: Option<&'a [f32]>,
+}
+
+impl Tile<'_> {
+    /// `out (+)= Σ_c Σ_tap w · input` over the tile.
+    ///
+    /// # Safety
+    /// As [`products`]; `out` holds the tile's values when `init` is `None`.
+    #[inline(always)]
+    // acc[i][j]: pixel vector i, output channel j, as the registers are laid out.
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn run<L: Lanes>(&self) {
+        // Each run's sum starts from zero and is added to the tile at the end (as the AVX-512
+        // tile does).
+        let mut acc = [[L::zero(); CHANNELS]; VECTORS];
+        let mut w = self.weights;
+        for c in 0..self.inputs {
+            let x = unsafe { self.input.add(c * self.plane) };
+            for &shift in self.shifts {
+                let x = unsafe { x.add(shift) };
+                let v: [L; VECTORS] =
+                    std::array::from_fn(|i| unsafe { L::load(x.add(i * L::LANES)) });
+                for j in 0..CHANNELS {
+                    let weight = L::splat(unsafe { *w.add(j) });
+                    for i in 0..VECTORS {
+                        acc[i][j] = acc[i][j].mul_add(v[i], weight);
+                    }
+                }
+                w = unsafe { w.add(CHANNELS) };
+            }
+        }
+        for j in 0..self.channels {
+            // The first run adds its sum to the bias, the others to what the tile holds.
+            let bias = self.init.map(|init| L::splat(init[j]));
+            for (i, row) in acc.iter().enumerate() {
+                let out = unsafe { self.out.add(j * self.wide_len + i * L::LANES) };
+                let before = bias.unwrap_or_else(|| unsafe { L::load(out) });
+                unsafe { before.add(row[j]).store(out) };
+            }
+        }
+    }
+}
