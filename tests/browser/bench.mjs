@@ -1,15 +1,18 @@
-// Browser bench (issue 4): for WebGPU (SwiftShader here) and the CPU fallback in headless
-// Chromium, the time to the first derained result from a cold page (weights fetched, engine
-// started, warm-up run, photo derained) and the time per megapixel of a second, warm derain;
-// and the native command's time for the same image. The CPU fallback runs once per count of
+// Browser bench (issues 4 and 36): for WebGPU (SwiftShader here) and the CPU fallback in a
+// headless browser (BRN_BROWSER: chromium, the default, or firefox), the time to the first
+// derained result from a cold page (weights fetched, engine started, warm-up run, photo derained)
+// and the time per megapixel of a second, warm derain; the native command's time for the same
+// image; and, per thread, one native thread's forward (`RAYON_NUM_THREADS=1 brn bench`, the same
+// side and T) beside one CPU worker's, with their ratio. The CPU fallback runs once per count of
 // Web Workers in BENCH_WORKERS. Prints a table.
 //   node bench.mjs   with BRN_DIST, BRN_BIN, BRN_SHARED; BENCH_SIDE (default 256), BENCH_STAGES
 //   (default 8), BENCH_WORKERS (CPU worker counts, default 1,2), BENCH_BACKENDS (default webgpu,cpu)
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { crop, decodePng, encodePng } from './png.mjs';
-import { derain, launch, native, open, serve } from './harness.mjs';
+import { BROWSER, derain, launch, native, open, serve } from './harness.mjs';
 
 const dist = path.resolve(process.env.BRN_DIST || '../../dist');
 const brn = process.env.BRN_BIN;
@@ -65,11 +68,26 @@ if (brn) {
   nativeSeconds = (Date.now() - t0) / 1000;
 }
 
+// One native thread's forward at the same side and T (whole image, median of 3 warm runs).
+let threadPerMp = null;
+if (brn) {
+  const out = execFileSync(brn, ['bench', '--size', String(side), '--stages', String(stages), '--runs', '3', '--json'],
+    { encoding: 'utf8', env: { ...process.env, RAYON_NUM_THREADS: '1' }, stdio: ['ignore', 'pipe', 'ignore'] });
+  threadPerMp = JSON.parse(out).median_s / mp;
+}
+
+const engine = BROWSER === 'firefox' ? 'Firefox' : 'Chromium';
 console.log(`BRN T=${stages}, ${side}x${side} crop of rain-001.png (${mp.toFixed(3)} MP)`);
 console.log('| backend | first result, cold (s) | warm, s per MP |');
 console.log('| --- | --- | --- |');
-for (const r of rows) console.log(`| ${r.backend} (headless Chromium) | ${r.cold.toFixed(1)} | ${r.perMp.toFixed(1)} |`);
+for (const r of rows) console.log(`| ${r.backend} (headless ${engine}) | ${r.cold.toFixed(1)} | ${r.perMp.toFixed(1)} |`);
 if (nativeSeconds !== null) {
   console.log(`| native brn derain (process incl. start-up) | ${nativeSeconds.toFixed(1)} | ${(nativeSeconds / mp).toFixed(1)} |`);
+}
+if (threadPerMp !== null) {
+  console.log(`| native forward, one thread (RAYON_NUM_THREADS=1 brn bench) | | ${threadPerMp.toFixed(1)} |`);
+  for (const r of rows.filter((r) => r.backend === 'cpu, 1 worker')) {
+    console.log(`one ${engine} CPU worker / one native thread: ${(r.perMp / threadPerMp).toFixed(2)}x`);
+  }
 }
 fs.rmSync(tmp, { recursive: true, force: true });
