@@ -130,6 +130,36 @@ fn a_few_steps_lower_the_loss() {
     ])
     .success());
     assert!(dir.join("d/p0.png").is_file());
+
+    // A record outside a run (a folder with model.safetensors and no state.json, as
+    // scripts/blend-weights.py leaves one) exports by its own config: in f32, a record that
+    // derains a photo to the same bytes as the export of the checkpoint it was copied from.
+    let latest = std::fs::read_to_string(out.join("latest.json")).unwrap();
+    let name: String = serde_json::from_str(&latest).unwrap();
+    let checkpoint = out.join(name);
+    let loose = dir.join("loose");
+    std::fs::create_dir_all(&loose).unwrap();
+    std::fs::copy(
+        checkpoint.join("model.safetensors"),
+        loose.join("model.safetensors"),
+    )
+    .unwrap();
+    let (a, b) = (
+        dir.join("a/model.safetensors"),
+        dir.join("b/model.safetensors"),
+    );
+    for (from, to) in [(&checkpoint, &a), (&loose, &b)] {
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        let (from, to) = (from.to_str().unwrap(), to.to_str().unwrap());
+        assert!(brn(&["export", "--checkpoint", from, "-o", to]).success());
+        let out = dir.join(format!("{to}-out"));
+        let (out, photo) = (out.to_str().unwrap(), photo.to_str().unwrap());
+        assert!(brn(&["derain", photo, "-o", out, "--weights", to]).success());
+    }
+    assert_eq!(
+        std::fs::read(dir.join(format!("{}-out/p0.png", a.display()))).unwrap(),
+        std::fs::read(dir.join(format!("{}-out/p0.png", b.display()))).unwrap()
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 

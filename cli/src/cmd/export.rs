@@ -10,7 +10,9 @@ use model::derain::{to_planar, to_tensor};
 /// Arguments of `brn export`.
 #[derive(Args)]
 pub struct ExportArgs {
-    /// A training output folder (its latest checkpoint) or one checkpoint folder.
+    /// A training output folder (its latest checkpoint), one checkpoint folder, or a folder
+    /// holding a record of ours outside a run (`model.safetensors` with its config, e.g. a
+    /// blend of two checkpoints by `scripts/blend-weights.py`).
     #[arg(long)]
     checkpoint: PathBuf,
     /// The record to write (.safetensors; its config.json is written beside it).
@@ -35,11 +37,24 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
             args.checkpoint.display()
         );
     }
-    let state: crate::checkpoint::TrainState = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("state.json"))
-            .with_context(|| format!("{} has no state.json", dir.display()))?,
-    )?;
-    let net = model::load_weights::<B>(&record, &state.config.model, &device)?;
+    // A checkpoint names its step and architecture in state.json; a record outside a run
+    // carries its architecture itself (its metadata, or config.json beside it).
+    let state = dir.join("state.json");
+    let (net, step) = if state.is_file() {
+        let state: crate::checkpoint::TrainState = serde_json::from_str(
+            &std::fs::read_to_string(&state)
+                .with_context(|| format!("{} cannot be read", state.display()))?,
+        )
+        .with_context(|| format!("{} is not a checkpoint's state", state.display()))?;
+        let net = model::load_weights::<B>(&record, &state.config.model, &device)?;
+        (net, format!("step {}", state.step))
+    } else {
+        (
+            model::load_file::<B>(&record, None, &device)?,
+            "no run".to_string(),
+        )
+    };
+    let config = net.config.clone();
     let precision = if args.f16 {
         model::Precision::F16
     } else {
@@ -47,7 +62,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     };
     model::save_record(&net, &args.output, precision)?;
     // Check that what was written loads and computes the same function.
-    let back = model::load_weights::<B>(&args.output, &state.config.model, &device)?;
+    let back = model::load_weights::<B>(&args.output, &config, &device)?;
     let probe = to_tensor::<B>(
         (0..3 * 24 * 24).map(|i| (i % 17) as f32 / 17.0).collect(),
         24,
@@ -69,10 +84,9 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     }
     let size = std::fs::metadata(&args.output)?.len();
     eprintln!(
-        "exported {} (step {}, {}) to {} ({:.2} MB) and its config.json",
+        "exported {} ({step}, {}) to {} ({:.2} MB) and its config.json",
         dir.display(),
-        state.step,
-        state.config.model.describe(),
+        config.describe(),
         args.output.display(),
         size as f64 / 1e6
     );
