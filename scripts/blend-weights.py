@@ -17,8 +17,11 @@ from array import array
 
 
 def read(path):
-    with open(path, "rb") as f:
-        data = f.read()
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        sys.exit(f"error: cannot read {path}: {e.strerror}")
     if len(data) < 8:
         sys.exit(f"error: {path} is not a safetensors record (too short)")
     (size,) = struct.unpack("<Q", data[:8])
@@ -30,8 +33,12 @@ def read(path):
 
 def main():
     if len(sys.argv) != 5:
-        sys.exit(__doc__.strip().splitlines()[4])
-    path_a, path_b, t, out = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+        sys.exit(next(line for line in __doc__.splitlines() if line.startswith("Usage:")))
+    path_a, path_b, t, out = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+    try:
+        t = float(t)
+    except ValueError:
+        sys.exit(f"error: T must be a number in [0, 1], not {t!r}")
     if not 0.0 <= t <= 1.0:
         sys.exit(f"error: T must be in [0, 1], not {t}")
     head_a, body_a = read(path_a)
