@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Builds the page into a static site that works from any host and any sub-path:
-#   1. the `web` crate for wasm32 (release; SIMD from .cargo/config.toml),
-#   2. wasm-bindgen's ES-module glue for the workers (web.js, web_bg.wasm),
-#   3. wasm-opt -O1 on it (the features every current browser has),
+#   1. the `web` crate for wasm32 (release; SIMD from .cargo/config.toml), twice: plain SIMD,
+#      and with the `relaxed-simd` feature (the CPU kernels' multiply-adds on relaxed SIMD; it
+#      rebuilds only kernels, model and web),
+#   2. wasm-bindgen's ES-module glue for the workers (web.js, one for both builds: the script
+#      checks that they make the same) and the two modules (web_bg.wasm, web_relaxed_bg.wasm;
+#      app/wasm.js loads the one the browser validates),
+#   3. wasm-opt -O1 on each (the features every current browser has, relaxed SIMD for its build),
 #   4. the page's ES modules (www/app/: the page, its workers, protocol.js) with the engine in a
 #      folder named for their contents, app-HASH/, and the style as style-HASH.css (a new
 #      deploy is never mixed with a cached old one), index.html pointing at them,
@@ -26,17 +30,28 @@ mkdir -p "$(dirname "$dist")"
 stage="$(mktemp -d "$(dirname "$dist")/.page-XXXXXX")"
 trap 'rm -rf "$stage"' EXIT
 
-echo "-- cargo build -p web --target wasm32-unknown-unknown --release"
-(cd "$root" && cargo build -p web --target wasm32-unknown-unknown --release --locked)
-
 app="$stage/app"
 mkdir "$app"
-echo "-- wasm-bindgen, wasm-opt"
-wasm-bindgen --target web --no-typescript --out-name web --out-dir "$app" \
-  "$target/wasm32-unknown-unknown/release/web.wasm"
-wasm-opt -O1 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
-  --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
-  "$app/web_bg.wasm" -o "$app/web_bg.wasm"
+features="--enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext
+  --enable-mutable-globals --enable-reference-types --enable-multivalue"
+for build in plain relaxed; do
+  flags=() && [ "$build" = relaxed ] && flags=(--features relaxed-simd)
+  echo "-- cargo build -p web --target wasm32-unknown-unknown --release ${flags[*]}"
+  (cd "$root" && cargo build -p web --target wasm32-unknown-unknown --release --locked "${flags[@]}")
+  echo "-- wasm-bindgen, wasm-opt ($build SIMD)"
+  mkdir "$stage/$build"
+  wasm-bindgen --target web --no-typescript --out-name web --out-dir "$stage/$build" \
+    "$target/wasm32-unknown-unknown/release/web.wasm"
+  extra="" && [ "$build" = relaxed ] && extra="--enable-relaxed-simd"
+  # shellcheck disable=SC2086 # the feature flags are words
+  wasm-opt -O1 $features $extra "$stage/$build/web_bg.wasm" -o "$stage/$build/web_bg.wasm"
+done
+# One glue for both modules: the feature changes kernels' code, never what the glue binds.
+cmp -s "$stage/plain/web.js" "$stage/relaxed/web.js" \
+  || { echo "error: the plain and relaxed-SIMD builds' wasm-bindgen glue differ" >&2; exit 1; }
+mv "$stage/plain/web.js" "$stage/plain/web_bg.wasm" "$app/"
+mv "$stage/relaxed/web_bg.wasm" "$app/web_relaxed_bg.wasm"
+rm -r "$stage/plain" "$stage/relaxed"
 
 echo "-- page files"
 # The modules import each other by relative names, so they keep theirs; their folder is named

@@ -4,7 +4,7 @@
 // from it, and drops older versions when a new deploy activates. The default weights are
 // cached by worker.js itself (Cache API), so they are not downloaded twice. Works from any
 // sub-path: everything is relative to this script's folder.
-/* global BRN_OFFLINE */
+/* global BRN_OFFLINE, BRN_RELAXED_SIMD */
 'use strict';
 
 importScripts('./offline-manifest.js');
@@ -13,10 +13,16 @@ const PREFIX = 'brn-page-';
 const CACHE = `${PREFIX}${BRN_OFFLINE.version}`;
 const SCOPE = new URL('./', self.location).href;
 
+// Of the engine's two builds, only the one this browser loads (app/relaxed-simd.js decides,
+// for the workers as for this): the other is fetched only if a ?simd=plain page asks for it.
+importScripts(BRN_OFFLINE.files.find((file) => file.endsWith('/relaxed-simd.js')));
+const UNUSED = BRN_RELAXED_SIMD ? '/web_bg.wasm' : '/web_relaxed_bg.wasm';
+const FILES = BRN_OFFLINE.files.filter((file) => !file.endsWith(UNUSED));
+
 self.addEventListener('install', (event) => {
   event.waitUntil((async () => {
     const cache = await caches.open(CACHE);
-    await cache.addAll(BRN_OFFLINE.files.map((file) => new URL(file, SCOPE).href));
+    await cache.addAll(FILES.map((file) => new URL(file, SCOPE).href));
     await self.skipWaiting();
   })());
 });

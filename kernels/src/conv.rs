@@ -18,6 +18,7 @@
 //! residual add ([`After`]) are applied to each band while it is in cache. Bands run in
 //! parallel and each output value is one band's, so the result does not depend on the threads.
 
+use super::elementwise::relu;
 use super::gemm::gemm_products;
 use super::layout::{pack, pad, wide_len, with_scratch, Bands, Output, Shape};
 use super::parallel;
@@ -348,13 +349,13 @@ unsafe fn band(
                 After::Nothing => target.copy_from_slice(values),
                 After::Relu => {
                     for (t, v) in target.iter_mut().zip(values) {
-                        *t = v.max(0.0);
+                        *t = relu(*v);
                     }
                 }
                 After::ReluAdd(shortcut) => {
                     let shortcut = &shortcut[first..][..out_w];
                     for ((t, v), s) in target.iter_mut().zip(values).zip(shortcut) {
-                        *t = (v.max(0.0) + s).max(0.0);
+                        *t = relu(relu(*v) + s);
                     }
                 }
             }

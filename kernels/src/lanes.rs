@@ -27,8 +27,8 @@ pub(super) trait Lanes: Copy {
     /// `p` reaches four floats that may be written.
     unsafe fn store(self, p: *mut f32);
 
-    /// `self + a·b` per lane (a product then a sum, each rounded: no fused multiply-add, as
-    /// plain wasm SIMD computes it).
+    /// `self + a·b` per lane: a product then a sum, each rounded (plain wasm SIMD, and the
+    /// portable lanes), or relaxed SIMD's multiply-add (the `relaxed-simd` feature).
     fn mul_add(self, a: Self, b: Self) -> Self;
 
     /// `self + other` per lane.
@@ -43,8 +43,18 @@ pub(super) type Quad = Simd128;
 pub(super) type Quad = Portable;
 
 /// What [`Quad`]'s products are called in a log.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[cfg(all(
+    target_arch = "wasm32",
+    target_feature = "simd128",
+    not(feature = "relaxed-simd")
+))]
 pub(super) const QUAD_NAME: &str = "wasm SIMD f32 (4-float vectors)";
+#[cfg(all(
+    target_arch = "wasm32",
+    target_feature = "simd128",
+    feature = "relaxed-simd"
+))]
+pub(super) const QUAD_NAME: &str = "wasm relaxed SIMD f32 (4-float vectors, multiply-add)";
 #[cfg(all(test, not(all(target_arch = "wasm32", target_feature = "simd128"))))]
 pub(super) const QUAD_NAME: &str = "portable f32 (4-float arrays)";
 
@@ -112,10 +122,23 @@ impl Lanes for Simd128 {
         unsafe { std::arch::wasm32::v128_store(p.cast(), self.0) }
     }
 
+    #[cfg(not(feature = "relaxed-simd"))]
     #[inline(always)]
     fn mul_add(self, a: Self, b: Self) -> Self {
         use std::arch::wasm32::{f32x4_add, f32x4_mul};
         Self(f32x4_add(self.0, f32x4_mul(a.0, b.0)))
+    }
+
+    /// Relaxed SIMD's multiply-add: fused or not as the browser's CPU does it (one rounding
+    /// or two; the same browser always the same). Inlined into [`super::simd128::products`],
+    /// which the feature compiles with `relaxed-simd` enabled.
+    #[cfg(feature = "relaxed-simd")]
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        // SAFETY: reached only from `products`, compiled with `relaxed-simd` (wasm validates
+        // the whole module before it runs: a browser without it refuses to load this build).
+        #[allow(unused_unsafe)]
+        Self(unsafe { std::arch::wasm32::f32x4_relaxed_madd(a.0, b.0, self.0) })
     }
 
     #[inline(always)]

@@ -36,6 +36,10 @@ const CHANNEL_RUN: usize = 16;
 /// wide_len` floats; `packed` is [`super::layout::pack`]'s (blocks of [`CHANNELS`]) for
 /// `shifts.len()` taps, `c_out` and `c_in`; `bias` has `c_out` values.
 #[allow(clippy::too_many_arguments)]
+#[cfg_attr(
+    all(target_arch = "wasm32", feature = "relaxed-simd"),
+    target_feature(enable = "relaxed-simd")
+)]
 pub(super) unsafe fn products<L: Lanes>(
     wide: *mut f32,
     wide_len: usize,

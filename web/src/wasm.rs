@@ -115,12 +115,13 @@ impl Engine {
         })
     }
 
-    /// Start on the CPU (burn-flex in WebAssembly).
+    /// Start on the CPU (burn-flex in WebAssembly); `adapter` names the convolutions' kernel
+    /// this build runs (plain or relaxed SIMD: the page loads the build the browser takes).
     pub fn cpu() -> Engine {
         console_error_panic_hook::set_once();
         Engine {
             gpu: None,
-            adapter: "CPU (WebAssembly)".into(),
+            adapter: format!("CPU (WebAssembly, {})", model::backend::products_in_use()),
             tile: CPU_TILE,
             network: None,
         }

@@ -6,11 +6,13 @@
 
 import * as protocol from './protocol.js';
 import { Msg } from './protocol.js';
-import { setPhase, state, workersAsked } from './state.js';
+import { plainSimd, setPhase, state, workersAsked } from './state.js';
 import { setStatus, showMessage } from './ui.js';
 
 const WORKER = new URL('./worker.js', import.meta.url);
-const spawn = () => new Worker(WORKER, { type: 'module' });
+// The worker's name carries ?simd=plain to it (wasm.js): its URL's query would not survive the
+// service worker, which answers with the cached script's own URL.
+const spawn = () => new Worker(WORKER, { type: 'module', name: plainSimd ? 'plain-simd' : 'brn' });
 
 let handlers = {};
 // The questions sent and not yet answered: ask number → {resolve, reject}.

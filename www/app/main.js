@@ -21,7 +21,10 @@ function ready(msg) {
   state.engine = engine;
   showWeights(msg.weights);
   hook.backend = engine.backend;
+  hook.adapter = engine.adapter;
   hook.workers = engine.workers;
+  // What runs it, on hover: the GPU's name, or the CPU path's wasm build and kernel.
+  $('status').title = engine.adapter;
   setPhase(msg.weights ? 'ready' : 'no-weights');
   setStatus(engineText(engine, msg.weights));
   hook.notice = msg.notice;

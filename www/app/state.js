@@ -2,11 +2,14 @@
 // phase, and the hook the browser tests read (`window.brnPage`).
 // URL options: ?backend=cpu forces the CPU path; ?limit=BYTES caps the GPU limits used to size
 // tiles (tests force many tiles with it); ?workers=N sets how many Web Workers share the CPU
-// path's tiles.
+// path's tiles; ?simd=plain loads the engine's plain-SIMD build where the browser would take
+// the relaxed-SIMD one (wasm.js).
 
 export const $ = (id) => document.getElementById(id);
 
 const params = new URLSearchParams(location.search);
+/** ?simd=plain: the workers load the engine's plain-SIMD build (wasm.js). */
+export const plainSimd = params.get('simd') === 'plain';
 /** ?workers=N, or NaN without it. */
 export const workersAsked = Math.floor(Number(params.get('workers')));
 
@@ -34,7 +37,8 @@ export const state = {
 
 // What tests read: the phase (mirrored as `state`), the last result (with its time and the
 // wasm memory of the engine worker and of the largest helper, and how many tiles each helper
-// ran), the engine in use, its CPU workers and the queue ({name, status, message} per photo).
+// ran), the engine in use (backend, and the adapter as the engine names it: the GPU, or the CPU
+// path's wasm build), its CPU workers and the queue ({name, status, message} per photo).
 export const hook = {
   state: 'loading', backend: null, lastPng: null, lastError: null, lastErrorKind: null, results: 0, queue: [],
 };

@@ -2,8 +2,14 @@
 // started once per worker.
 
 import init, { amountTable, blendAmount, Engine, sha256 } from './web.js';
+import './relaxed-simd.js';
 
-const WASM = new URL('./web_bg.wasm', import.meta.url);
+// Two builds of one engine (one glue, web.js): the CPU kernels on relaxed SIMD's multiply-add
+// where the browser validates it, on plain SIMD where not or where the page's ?simd=plain
+// named the worker so (bridge.js; the browser tests check both builds).
+const PLAIN = self.name === 'plain-simd';
+const SIMD = self.BRN_RELAXED_SIMD && !PLAIN ? 'relaxed' : 'plain';
+const WASM = new URL(SIMD === 'relaxed' ? './web_relaxed_bg.wasm' : './web_bg.wasm', import.meta.url);
 let started = null;
 
 /** The module's exports (its memory's size is reported), instantiated on the first call. */
