@@ -4,9 +4,11 @@
 // and the time per megapixel of a second, warm derain; the native command's time for the same
 // image; and, per thread, one native thread's forward (`RAYON_NUM_THREADS=1 brn bench`, the same
 // side and T) beside one CPU worker's, with their ratio. The CPU fallback runs once per count of
-// Web Workers in BENCH_WORKERS. Prints a table.
+// Web Workers in BENCH_WORKERS, on the wasm build the browser takes (relaxed SIMD where it
+// validates it) and, with BENCH_PLAIN=1, on the plain-SIMD build too. Prints a table.
 //   node bench.mjs   with BRN_DIST, BRN_BIN, BRN_SHARED; BENCH_SIDE (default 256), BENCH_STAGES
-//   (default 8), BENCH_WORKERS (CPU worker counts, default 1,2), BENCH_BACKENDS (default webgpu,cpu)
+//   (default 8), BENCH_WORKERS (CPU worker counts, default 1,2), BENCH_BACKENDS (default
+//   webgpu,cpu), BENCH_PLAIN (1: the CPU rows again with ?simd=plain)
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -33,11 +35,13 @@ const rows = [];
 const runs = [
   ...(backends.includes('webgpu') ? [{ webgpu: true, workers: 1 }] : []),
   ...(backends.includes('cpu') ? workerCounts.map((workers) => ({ webgpu: false, workers })) : []),
+  ...(backends.includes('cpu') && process.env.BENCH_PLAIN === '1'
+    ? workerCounts.map((workers) => ({ webgpu: false, workers, plain: true })) : []),
 ];
-for (const { webgpu, workers } of runs) {
+for (const { webgpu, workers, plain } of runs) {
   const browser = await launch({ webgpu });
   const t0 = Date.now();
-  const page = await open(browser.context, `${server.origin}/?workers=${workers}`);
+  const page = await open(browser.context, `${server.origin}/?workers=${workers}${plain ? '&simd=plain' : ''}`);
   await page.selectOption('#stages', String(stages));
   const first = await derain(page, photo);
   if (first.error) throw new Error(first.error);
@@ -51,8 +55,11 @@ for (const { webgpu, workers } of runs) {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.screenshot({ path: path.join(process.env.BENCH_SCREENSHOTS, `${backend}-phone.png`), fullPage: true });
   }
-  const name = backend === 'cpu' ? `cpu, ${workers} worker${workers > 1 ? 's' : ''}` : backend;
-  rows.push({ backend: name, cold, perMp: warm.seconds / mp });
+  // The CPU rows name the engine's kernel (its adapter: "CPU (WebAssembly, wasm relaxed SIMD …)").
+  const adapter = await page.evaluate(() => window.brnPage.adapter);
+  const simd = /relaxed/.test(adapter) ? 'relaxed SIMD' : 'SIMD';
+  const name = backend === 'cpu' ? `cpu, ${workers} worker${workers > 1 ? 's' : ''}, ${simd}` : backend;
+  rows.push({ backend: name, workers, cold, perMp: warm.seconds / mp });
   await browser.close();
 }
 await server.close();
@@ -86,8 +93,8 @@ if (nativeSeconds !== null) {
 }
 if (threadPerMp !== null) {
   console.log(`| native forward, one thread (RAYON_NUM_THREADS=1 brn bench) | | ${threadPerMp.toFixed(1)} |`);
-  for (const r of rows.filter((r) => r.backend === 'cpu, 1 worker')) {
-    console.log(`one ${engine} CPU worker / one native thread: ${(r.perMp / threadPerMp).toFixed(2)}x`);
+  for (const r of rows.filter((r) => r.backend.startsWith('cpu') && r.workers === 1)) {
+    console.log(`one ${engine} CPU worker (${r.backend.split(', ')[2]}) / one native thread: ${(r.perMp / threadPerMp).toFixed(2)}x`);
   }
 }
 fs.rmSync(tmp, { recursive: true, force: true });

@@ -18,8 +18,35 @@ pub const MAX_PIXELS: u64 = 40_000_000;
 /// Stage-by-stage views are kept for images up to this many pixels (each stage costs two maps).
 pub const MAX_STAGE_VIEW_PIXELS: u64 = 4_000_000;
 
-/// Tile side for the CPU backend in wasm: small enough for frequent progress and cancel points.
+/// The smallest tile side the CPU backend in wasm plans with (and its warm-up's): every
+/// worker's tiles are at least this large where the image is.
 pub const CPU_TILE: usize = 256;
+
+/// The largest tile side the CPU backend plans with: a 512x512 photo on one worker is one
+/// tile, as the command line derains it.
+pub const MAX_CPU_TILE: usize = 512;
+
+/// The wasm memory a CPU worker grows to per pixel of its tiles, in bytes (measured by
+/// `scripts/profile-page-cpu.sh`: 101 MiB for tiles of 214x214, 554 MiB for 512x512).
+pub const CPU_TILE_BYTES_PER_PIXEL: f64 = 2200.0;
+
+/// The CPU tile side for a `width` x `height` photo on `workers` Web Workers
+/// ([`model::tiling::balanced_tile`]: done soonest, every worker busy to the last round),
+/// from [`CPU_TILE`] up to what a quarter of the device's memory (`device_memory_gib`,
+/// `navigator.deviceMemory`; 8 GiB where the browser does not tell) holds on every worker at
+/// [`CPU_TILE_BYTES_PER_PIXEL`], and at most [`MAX_CPU_TILE`].
+pub fn cpu_tile(width: usize, height: usize, workers: usize, device_memory_gib: f64) -> usize {
+    let workers = workers.max(1);
+    let gib = if device_memory_gib.is_finite() && device_memory_gib > 0.0 {
+        device_memory_gib
+    } else {
+        8.0
+    };
+    let per_worker = gib * f64::from(1u32 << 30) / 4.0 / workers as f64;
+    let fits = ((per_worker / CPU_TILE_BYTES_PER_PIXEL).sqrt() as usize) / 8 * 8;
+    let max = fits.clamp(CPU_TILE, MAX_CPU_TILE);
+    model::tiling::balanced_tile(width, height, workers, [CPU_TILE, max])
+}
 
 /// The wasm memory one CPU worker grows to deraining [`CPU_TILE`] tiles, in MiB (measured by
 /// the browser test of two workers: see README): the page starts no more workers than a
@@ -177,6 +204,41 @@ mod tests {
         assert_eq!(cpu_workers(5, false, 0.0), 5);
         assert_eq!(cpu_workers(5, false, f64::NAN), 5);
         assert_eq!(cpu_workers(0, false, 8.0), 1);
+    }
+
+    /// The CPU tile's memory cap against figures worked by hand (2,200 bytes a pixel): a
+    /// quarter of 8 GiB on 3 workers is 715,827,882 bytes each, 325,376 pixels, a side of 570:
+    /// capped to 512; on 8 workers 122,016 pixels, a side of 349, 344 by 8; on 16, 61,008
+    /// pixels, 246: raised to 256. A 512x512 photo on one worker is then one tile, on 8
+    /// workers no tile is above 344.
+    #[test]
+    fn cpu_tiles_fit_a_quarter_of_the_memory() {
+        assert_eq!(
+            CPU_TILE_BYTES_PER_PIXEL, 2200.0,
+            "the figures below assume it"
+        );
+        assert_eq!(cpu_tile(512, 512, 1, 8.0), 512);
+        assert_eq!(
+            cpu_tile(512, 512, 1, 0.0),
+            512,
+            "8 GiB where the browser does not tell"
+        );
+        assert_eq!(
+            cpu_tile(4000, 3000, 3, 8.0),
+            model::tiling::balanced_tile(4000, 3000, 3, [256, 512])
+        );
+        assert_eq!(
+            cpu_tile(4000, 3000, 8, 8.0),
+            model::tiling::balanced_tile(4000, 3000, 8, [256, 344])
+        );
+        assert!(cpu_tile(4000, 3000, 8, 8.0) <= 344);
+        assert_eq!(
+            cpu_tile(4000, 3000, 16, 8.0),
+            model::tiling::balanced_tile(4000, 3000, 16, [256, 256])
+        );
+        assert_eq!(cpu_tile(4000, 3000, 16, 8.0), 256);
+        // Half a GiB on one worker: 134,217,728 bytes, 61,008 pixels: the smallest side.
+        assert_eq!(cpu_tile(4000, 3000, 1, 0.5), 256);
     }
 
     #[test]

@@ -209,7 +209,9 @@ impl Engine {
     /// Derain an image file's bytes at `stages` T. `progress(done, total)` is called after
     /// each tile and returns (a promise of) false to cancel. `keep_stages` also returns each
     /// stage's estimates (images up to [`Engine::stage_view_pixels`]). Resolves to
-    /// `{width, height, png, stagesKept, views: [{key, label, rgba}]}`; rejects with an
+    /// `{width, height, png, stagesKept, tile, views: [{key, label, rgba}]}` (`tile`: the tile
+    /// side planned with; on the CPU, [`crate::cpu_tile`] for the photo and the workers);
+    /// rejects with an
     /// `Error` whose `kind` names what went wrong ([`ModelError::kind`]).
     ///
     /// With `share` (the CPU fallback on several Web Workers), the network runs elsewhere:
@@ -288,6 +290,16 @@ impl Engine {
             Ok(JsValue::from(stages as u32))
         })
     }
+}
+
+/// `navigator.deviceMemory` in GiB as the browser rounds it, 0 where it does not tell (Firefox,
+/// Safari).
+fn device_memory_gib() -> f64 {
+    Reflect::get(&js_sys::global(), &"navigator".into())
+        .and_then(|navigator| Reflect::get(&navigator, &"deviceMemory".into()))
+        .ok()
+        .and_then(|memory| memory.as_f64())
+        .unwrap_or(0.0)
 }
 
 /// The options of a page derain: the rain layer always (the page shows it), every stage's
@@ -379,6 +391,14 @@ async fn derain(
     drop(file);
     let pixels = (picture.width * picture.height) as u64;
     let keep_stages = keep_stages && pixels <= MAX_STAGE_VIEW_PIXELS;
+    // On the CPU the plan fits the photo and the workers (WebGPU's fits the GPU's limits).
+    let tile = match &*network {
+        Network::Cpu(_) => {
+            let workers = share.as_ref().map_or(1, |(_, workers)| *workers);
+            crate::cpu_tile(picture.width, picture.height, workers, device_memory_gib())
+        }
+        _ => tile,
+    };
     let options = tile_options(tile, stages, keep_stages);
     // Awaiting the page's promise between tiles lets the worker see a Cancel message.
     let report = |done: usize, total: usize| {
@@ -414,6 +434,7 @@ async fn derain(
     set(&result, "height", picture.height as u32);
     set(&result, "png", Uint8Array::from(png.as_slice()));
     set(&result, "stagesKept", keep_stages);
+    set(&result, "tile", tile as u32);
     let list = Array::new();
     for view in views(&picture, &out) {
         let item = Object::new();

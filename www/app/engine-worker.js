@@ -159,7 +159,7 @@ async function run({ id, file, stages, keepStages }) {
   const views = out.views.map((v) => ({ key: v.key, label: v.label, rgba: v.rgba }));
   post(protocol.result(id, {
     seconds, width: out.width, height: out.height, png: out.png,
-    stagesKept: out.stagesKept, views, backend: engine.backend, workers: workers(),
+    stagesKept: out.stagesKept, tile: out.tile, views, backend: engine.backend, workers: workers(),
     estimate: secondsPerMp(seconds, out.width * out.height, stages, workers()),
     memory: { engine: wasm.memory.buffer.byteLength, helper: pool.helperMemory() },
     tilesByHelper: pool.tilesByHelper(),

@@ -79,6 +79,7 @@ function result(msg) {
   hook.lastSeconds = msg.seconds;
   hook.memory = msg.memory;
   hook.tilesByHelper = msg.tilesByHelper;
+  hook.lastTile = msg.tile;
   hook.results += 1;
   setPhase('ready');
   pump();

@@ -92,8 +92,9 @@ export const weightsLoaded = (weightsInfo) => ({ type: Msg.WEIGHTS_LOADED, weigh
 export const progress = (id, done, total, seconds) => ({
   type: Msg.PROGRESS, id, done, total, seconds,
 });
-/** Derain `id` is done: `fields` {seconds, width, height, png, stagesKept, views: [{key, label,
- * rgba}], backend, workers, estimate, memory: {engine, helper}, tilesByHelper}. */
+/** Derain `id` is done: `fields` {seconds, width, height, png, stagesKept, tile (the side its
+ * tiles were planned with), views: [{key, label, rgba}], backend, workers, estimate, memory:
+ * {engine, helper}, tilesByHelper}. */
 export const result = (id, fields) => ({ type: Msg.RESULT, id, ...fields });
 /** What the engine worker was doing (`during`: a message type) failed: `message` for a person,
  * `kind` from the engine (e.g. 'cancelled', 'decode', 'protocol') or null; `fatal` when the
