@@ -79,22 +79,17 @@ fn count(len: usize, tile: usize, overlap: usize) -> usize {
 /// the last round. Ties go to the larger side.
 pub fn balanced_tile(width: usize, height: usize, workers: usize, [min, max]: [usize; 2]) -> usize {
     let workers = workers.max(1);
-    let mut best = (u64::MAX, max);
-    let mut tile = max;
-    while tile >= min.max(1) {
-        let overlap = overlap_for(tile);
-        let pixels = side(width, tile, overlap) * side(height, tile, overlap);
-        let tiles = count(width, tile, overlap) * count(height, tile, overlap);
-        let cost = (tiles.div_ceil(workers) * pixels) as u64;
-        if cost < best.0 {
-            best = (cost, tile);
-        }
-        if tile < 8 {
-            break;
-        }
-        tile -= 8;
-    }
-    best.1
+    // From `max` down: `min_by_key` keeps the first of equal costs, the larger side.
+    (min.max(1)..=max)
+        .rev()
+        .step_by(8)
+        .min_by_key(|&tile| {
+            let overlap = overlap_for(tile);
+            let pixels = side(width, tile, overlap) * side(height, tile, overlap);
+            let tiles = count(width, tile, overlap) * count(height, tile, overlap);
+            tiles.div_ceil(workers) * pixels
+        })
+        .unwrap_or(max)
 }
 
 /// Window start positions along one axis of length `len`.

@@ -37,12 +37,8 @@ pub const CPU_TILE_BYTES_PER_PIXEL: f64 = 2200.0;
 /// [`CPU_TILE_BYTES_PER_PIXEL`], and at most [`MAX_CPU_TILE`].
 pub fn cpu_tile(width: usize, height: usize, workers: usize, device_memory_gib: f64) -> usize {
     let workers = workers.max(1);
-    let gib = if device_memory_gib.is_finite() && device_memory_gib > 0.0 {
-        device_memory_gib
-    } else {
-        8.0
-    };
-    let per_worker = gib * f64::from(1u32 << 30) / 4.0 / workers as f64;
+    let quarter_mib = quarter_of_memory_mib(device_memory_gib).unwrap_or(8.0 * 1024.0 / 4.0);
+    let per_worker = quarter_mib * f64::from(1u32 << 20) / workers as f64;
     let fits = ((per_worker / CPU_TILE_BYTES_PER_PIXEL).sqrt() as usize) / 8 * 8;
     let max = fits.clamp(CPU_TILE, MAX_CPU_TILE);
     model::tiling::balanced_tile(width, height, workers, [CPU_TILE, max])
@@ -65,11 +61,20 @@ pub const MAX_CPU_WORKERS: usize = 16;
 /// quarter of that memory holds at [`CPU_WORKER_MIB`] each. At least one.
 pub fn cpu_workers(wanted: usize, asked: bool, device_memory_gib: f64) -> usize {
     let wanted = wanted.clamp(1, MAX_CPU_WORKERS);
-    if asked || device_memory_gib.is_nan() || device_memory_gib <= 0.0 {
-        return wanted;
+    match quarter_of_memory_mib(device_memory_gib) {
+        Some(quarter) if !asked => {
+            let fit = (quarter / CPU_WORKER_MIB as f64).floor() as usize;
+            wanted.min(fit).max(1)
+        }
+        _ => wanted,
     }
-    let fit = (device_memory_gib * 1024.0 / 4.0 / CPU_WORKER_MIB as f64).floor() as usize;
-    wanted.min(fit).max(1)
+}
+
+/// A quarter of the device's memory in MiB (the page's budget for its CPU workers), from
+/// `navigator.deviceMemory` in GiB; `None` where the browser does not tell (0 or NaN).
+fn quarter_of_memory_mib(device_memory_gib: f64) -> Option<f64> {
+    (device_memory_gib.is_finite() && device_memory_gib > 0.0)
+        .then(|| device_memory_gib * 1024.0 / 4.0)
 }
 
 /// The SHA-256 of `bytes` in lowercase hex: what the page checks the default weights' bytes

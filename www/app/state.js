@@ -37,8 +37,9 @@ export const state = {
 
 // What tests read: the phase (mirrored as `state`), the last result (with its time, the tile
 // side it was planned with, the wasm memory of the engine worker and of the largest helper,
-// and how many tiles each helper ran), the engine in use (backend, and the adapter as the engine names it: the GPU, or the CPU
-// path's wasm build), its CPU workers and the queue ({name, status, message} per photo).
+// and how many tiles each helper ran), the engine in use (backend, and the adapter as the
+// engine names it: the GPU, or the CPU path's wasm build), its CPU workers and the queue
+// ({name, status, message} per photo).
 export const hook = {
   state: 'loading', backend: null, lastPng: null, lastError: null, lastErrorKind: null, results: 0, queue: [],
 };

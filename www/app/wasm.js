@@ -7,9 +7,8 @@ import './relaxed-simd.js';
 // Two builds of one engine (one glue, web.js): the CPU kernels on relaxed SIMD's multiply-add
 // where the browser validates it, on plain SIMD where not or where the page's ?simd=plain
 // named the worker so (bridge.js; the browser tests check both builds).
-const PLAIN = self.name === 'plain-simd';
-const SIMD = self.BRN_RELAXED_SIMD && !PLAIN ? 'relaxed' : 'plain';
-const WASM = new URL(SIMD === 'relaxed' ? './web_relaxed_bg.wasm' : './web_bg.wasm', import.meta.url);
+const RELAXED = self.BRN_RELAXED_SIMD && self.name !== 'plain-simd';
+const WASM = new URL(RELAXED ? './web_relaxed_bg.wasm' : './web_bg.wasm', import.meta.url);
 let started = null;
 
 /** The module's exports (its memory's size is reported), instantiated on the first call. */
