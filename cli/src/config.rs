@@ -68,10 +68,19 @@ pub struct TrainConfig {
     /// flat, or a plain colour with a gentle gradient: `smooth.rs`), then rained on; 0: none.
     #[serde(default, skip_serializing_if = "defaults::is_zero")]
     pub smooth: f64,
-    /// Whether the presets keep their veil and fog (heavy, varied, depth, rendered-heavy);
-    /// `false` draws the same streaks without them.
-    #[serde(default = "defaults::yes", skip_serializing_if = "defaults::is_true")]
-    pub veil: bool,
+    /// How strong the presets' veil and fog are (heavy, varied, depth, rendered-heavy): a
+    /// scale of their ranges from 0 (none: the same streaks without them) to 1 (as defined,
+    /// the default); `true` and `false` stand for 1 and 0.
+    #[serde(
+        default = "defaults::one",
+        deserialize_with = "veil_strength",
+        skip_serializing_if = "defaults::is_one"
+    )]
+    pub veil: f64,
+    /// The share of the veiled presets' draws that keep their veil and fog (the others draw the
+    /// same streaks without them); 1, the default: all.
+    #[serde(default = "defaults::one", skip_serializing_if = "defaults::is_one")]
+    pub veil_share: f64,
     /// Paired folders (Rain100L/H, Rain1400/12600 or rainy/ + clean/ layouts).
     #[serde(default)]
     pub paired: Vec<PathBuf>,
@@ -107,6 +116,21 @@ pub enum Schedule {
     /// A linear warm-up from `lr`/100 over the first 2 % of the steps, then a cosine from `lr`
     /// down to `lr`/100 at the last step.
     Cosine,
+}
+
+/// The veil's strength: a number, or `true` / `false` for 1 / 0 (configs written before it
+/// was a number).
+fn veil_strength<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Strength {
+        On(bool),
+        Scale(f64),
+    }
+    Ok(match Strength::deserialize(deserializer)? {
+        Strength::On(on) => f64::from(u8::from(on)),
+        Strength::Scale(scale) => scale,
+    })
 }
 
 /// Adam's settings as fields over burn's defaults.
@@ -199,11 +223,11 @@ mod defaults {
     pub(super) fn checkpoint_every() -> usize {
         100
     }
-    pub(super) fn yes() -> bool {
-        true
+    pub(super) fn one() -> f64 {
+        1.0
     }
-    pub(super) fn is_true(value: &bool) -> bool {
-        *value
+    pub(super) fn is_one(value: &f64) -> bool {
+        *value == 1.0
     }
     pub(super) fn is_zero(value: &f64) -> bool {
         *value == 0.0
@@ -247,6 +271,12 @@ impl TrainConfig {
         if !(0.0..=1.0).contains(&self.smooth) {
             bail!("config: smooth must be a share between 0 and 1");
         }
+        if !(0.0..=1.0).contains(&self.veil) {
+            bail!("config: veil must be a strength between 0 and 1 (or true / false)");
+        }
+        if !(0.0..=1.0).contains(&self.veil_share) {
+            bail!("config: veil_share must be a share between 0 and 1");
+        }
         if !self.clean.is_empty() && self.presets.is_empty() {
             bail!("config: `presets` must name at least one rain preset for the clean folders");
         }
@@ -275,10 +305,11 @@ impl TrainConfig {
             .unwrap_or_else(|| PathBuf::from(crate::rendered::DEFAULT_FOLDER))
     }
 
-    /// The config's rain presets ready to rain (veil and fog off where `veil` says so).
+    /// The config's rain presets ready to rain (veil and fog as `veil` and
+    /// `veil_share` say).
     pub fn rain_mix(&self) -> Result<RainMix> {
         let mix = RainMix::new(&self.presets, &self.streak_folder())?;
-        Ok(if self.veil { mix } else { mix.without_veil() })
+        Ok(mix.with_veil(self.veil as f32, self.veil_share))
     }
 
     /// The run's planned number of steps.
@@ -400,5 +431,27 @@ mod tests {
         );
         let err = parse(serde_json::json!({"schedule": "linear"})).unwrap_err();
         assert!(err.contains("unknown variant `linear`"), "{err}");
+    }
+
+    #[test]
+    fn the_veil_reads_as_a_strength_and_old_booleans_still_read() {
+        let default = parse(serde_json::json!({})).unwrap();
+        assert_eq!((default.veil, default.veil_share), (1.0, 1.0));
+        // Written out only where it differs from the default, so older run configs compare equal.
+        let saved = serde_json::to_value(&default).unwrap();
+        assert!(saved.get("veil").is_none() && saved.get("veil_share").is_none());
+        assert_eq!(parse(serde_json::json!({"veil": false})).unwrap().veil, 0.0);
+        assert_eq!(parse(serde_json::json!({"veil": true})).unwrap(), default);
+        let faint = parse(serde_json::json!({"veil": 0.4, "veil_share": 0.3})).unwrap();
+        assert_eq!((faint.veil, faint.veil_share), (0.4, 0.3));
+        let saved = serde_json::to_string(&faint).unwrap();
+        assert_eq!(serde_json::from_str::<TrainConfig>(&saved).unwrap(), faint);
+        for bad in [
+            serde_json::json!({"veil": 1.5}),
+            serde_json::json!({"veil_share": -0.1}),
+        ] {
+            assert!(parse(bad).unwrap().validate().is_err());
+        }
+        assert!(parse(serde_json::json!({"veil": "faint"})).is_err());
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use rand::rngs::StdRng;
+use rand::Rng;
 
 use crate::rendered::{add_rendered_rain, RenderedConfig, StreakBank};
 use crate::synth::{add_rain, RainConfig};
@@ -60,6 +61,29 @@ impl Preset {
         }
     }
 
+    /// The same preset without veil or fog (its streaks drawn alike).
+    fn dry(self) -> Self {
+        match self {
+            Self::Drawn(config) => Self::Drawn(RainConfig {
+                haze: (0.0, 0.0),
+                fog: (0.0, 0.0),
+                ..config
+            }),
+            Self::Rendered(config) => Self::Rendered(RenderedConfig {
+                haze: (0.0, 0.0),
+                ..config
+            }),
+        }
+    }
+
+    /// Whether the preset draws a veil or fog.
+    fn veils(&self) -> bool {
+        match self {
+            Self::Drawn(config) => config.haze.1 > 0.0 || config.fog.1 > 0.0,
+            Self::Rendered(config) => config.haze.1 > 0.0,
+        }
+    }
+
     /// Whether the preset needs the streak database.
     pub fn is_rendered(&self) -> bool {
         matches!(self, Self::Rendered(_))
@@ -70,6 +94,9 @@ impl Preset {
 /// (shared by the mixes made from this one, never loaded twice).
 pub struct RainMix {
     presets: Vec<Preset>,
+    /// The same presets without veil or fog, drawn instead for the share of draws that
+    /// [`RainMix::with_veil`] takes the veil off (none: every draw keeps its veil).
+    dry: Option<(Vec<Preset>, f64)>,
     bank: Option<Arc<StreakBank>>,
 }
 
@@ -94,7 +121,11 @@ impl RainMix {
         } else {
             None
         };
-        Ok(Self { presets, bank })
+        Ok(Self {
+            presets,
+            dry: None,
+            bank,
+        })
     }
 
     /// The mix's presets, in the order they were named.
@@ -113,15 +144,27 @@ impl RainMix {
     }
 
     /// The same presets without their veil of accumulation and their fog.
-    pub fn without_veil(mut self) -> Self {
+    pub fn without_veil(self) -> Self {
+        self.with_veil(0.0, 1.0)
+    }
+
+    /// The same presets with their veil and fog ranges scaled by `strength` (0: none, 1: as
+    /// they are), kept on a `share` of the draws (the others draw the same streaks without
+    /// veil or fog; 1: all). Both at 1 leave the mix, and its random draws, as they were.
+    pub fn with_veil(mut self, strength: f32, share: f64) -> Self {
+        let scale = |range: &mut (f32, f32)| *range = (range.0 * strength, range.1 * strength);
         for preset in &mut self.presets {
             match preset {
                 Preset::Drawn(config) => {
-                    config.haze = (0.0, 0.0);
-                    config.fog = (0.0, 0.0);
+                    scale(&mut config.haze);
+                    scale(&mut config.fog);
                 }
-                Preset::Rendered(config) => config.haze = (0.0, 0.0),
+                Preset::Rendered(config) => scale(&mut config.haze),
             }
+        }
+        if share < 1.0 && strength > 0.0 {
+            let dry = self.presets.iter().cloned().map(Preset::dry).collect();
+            self.dry = Some((dry, share));
         }
         self
     }
@@ -129,8 +172,13 @@ impl RainMix {
     /// The presets that rain (validation scores rain removal, not `none`), sharing this
     /// mix's streak layers.
     pub fn raining(&self) -> Self {
+        // The dry list keeps the places of the presets that rain, so the two stay aligned.
         Self {
             presets: self.presets.iter().filter(|p| p.rains()).cloned().collect(),
+            dry: self.dry.as_ref().map(|(dry, share)| {
+                let kept = self.presets.iter().zip(dry).filter(|(p, _)| p.rains());
+                (kept.map(|(_, d)| d.clone()).collect(), *share)
+            }),
             bank: self.bank.clone(),
         }
     }
@@ -145,7 +193,14 @@ impl RainMix {
         h: usize,
         rng: &mut StdRng,
     ) -> (Vec<f32>, Vec<f32>) {
-        match (&self.presets[k], &self.bank) {
+        let mut preset = &self.presets[k];
+        // Drawn only where a share is set and the preset veils, so other mixes keep their draws.
+        if let Some((dry, share)) = &self.dry {
+            if preset.veils() && !rng.random_bool(*share) {
+                preset = &dry[k];
+            }
+        }
+        match (preset, &self.bank) {
             (Preset::Drawn(config), _) => add_rain(clean, w, h, config, rng),
             (Preset::Rendered(config), Some(bank)) => {
                 add_rendered_rain(clean, w, h, config, bank, rng)
@@ -206,5 +261,61 @@ mod tests {
             err.contains("drizzle") && err.contains("rendered-heavy"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_veil_share_keeps_the_veil_on_that_share_of_draws_and_scales_it() {
+        use crate::synth::rng_for;
+        let absent = Path::new("/nonexistent/streak-folder");
+        let (w, h) = (24, 24);
+        let clean = vec![0.5f32; 3 * w * h];
+        let full = RainMix::new(&["heavy", "light"], absent).unwrap();
+        let dry = RainMix::new(&["heavy", "light"], absent)
+            .unwrap()
+            .without_veil();
+        // Strength and share at 1 change nothing, draws included.
+        let same = RainMix::new(&["heavy", "light"], absent)
+            .unwrap()
+            .with_veil(1.0, 1.0);
+        for k in 0..2 {
+            for i in 0..4 {
+                assert_eq!(
+                    same.add(k, &clean, w, h, &mut rng_for(7, i)),
+                    full.add(k, &clean, w, h, &mut rng_for(7, i))
+                );
+            }
+        }
+        // Half strength halves the ranges of the veil.
+        let faint = RainMix::new(&["heavy"], absent)
+            .unwrap()
+            .with_veil(0.5, 1.0);
+        match (&faint.presets()[0], &full.presets()[0]) {
+            (Preset::Drawn(f), Preset::Drawn(v)) => {
+                assert_eq!(f.haze, (v.haze.0 * 0.5, v.haze.1 * 0.5));
+                assert!(v.haze.1 > 0.0);
+            }
+            _ => unreachable!(),
+        }
+        // A share of 0.3: each heavy draw is either the veiled one or the dry one of the same
+        // streaks (the share's coin comes first from the generator), about 30 % veiled;
+        // light, which has no veil, draws as before.
+        let rare = RainMix::new(&["heavy", "light"], absent)
+            .unwrap()
+            .with_veil(1.0, 0.3);
+        let mut veiled = 0;
+        for i in 0..200 {
+            let got = rare.add(0, &clean, w, h, &mut rng_for(9, i));
+            let mut rng = rng_for(9, i);
+            let keep = rng.random_bool(0.3);
+            let want = if keep { &full } else { &dry }.add(0, &clean, w, h, &mut rng);
+            assert_eq!(got, want, "draw {i}");
+            veiled += usize::from(keep);
+        }
+        assert!((40..=80).contains(&veiled), "{veiled} of 200 veiled");
+        assert_eq!(
+            rare.add(1, &clean, w, h, &mut rng_for(3, 1)),
+            full.add(1, &clean, w, h, &mut rng_for(3, 1))
+        );
+        assert_eq!(rare.raining().len(), 2);
     }
 }
