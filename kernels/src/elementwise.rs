@@ -6,15 +6,23 @@
 //! layout (each value alone); chunks of [`CHUNK`] values in parallel, each value computed once,
 //! so the result does not depend on the threads.
 
+use std::mem::MaybeUninit;
+
 /// Values per parallel task: large enough that a task's overhead vanishes, small enough to
 /// share a 64x64 batch's maps among the cores.
 const CHUNK: usize = 1 << 14;
 
-/// `out[i] = f(i-th chunk's inputs…)` computed chunk by chunk, in parallel with the `parallel`
-/// feature: `f(first, target)` fills `target`, the values from index `first`.
-fn chunked(len: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) -> Vec<f32> {
-    let mut out = vec![0f32; len];
-    super::parallel::for_each_chunk(&mut out, CHUNK, |i, target| f(i * CHUNK, target));
+/// `len` values computed chunk by chunk, in parallel with the `parallel` feature: `f(first,
+/// target)` writes every value of `target`, the values from index `first` (the output is
+/// never filled with zeros first: a pass over memory less).
+fn chunked(len: usize, f: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send) -> Vec<f32> {
+    let mut out = Vec::with_capacity(len);
+    super::parallel::for_each_chunk(&mut out.spare_capacity_mut()[..len], CHUNK, |i, target| {
+        f(i * CHUNK, target)
+    });
+    // SAFETY: the chunks cover `0..len` and `f` writes every value of its chunk (each caller
+    // below writes through one `zip` over its whole target).
+    unsafe { out.set_len(len) };
     out
 }
 
@@ -37,27 +45,72 @@ pub fn relu_add(a: &[f32], b: &[f32]) -> Vec<f32> {
     chunked(a.len(), |first, target| {
         let (a, b) = (&a[first..][..target.len()], &b[first..][..target.len()]);
         for ((t, a), b) in target.iter_mut().zip(a).zip(b) {
-            *t = relu(a + b);
+            t.write(relu(a + b));
         }
     })
 }
 
 /// `grad` where every one of `outputs` is positive, zero elsewhere: the gradient through
-/// ReLUs whose outputs were `outputs` (as burn's `relu_backward`, one output after another).
+/// ReLUs whose outputs were `outputs` (as burn's `relu_backward`, one output after another:
+/// only `o <= 0` cuts, so a NaN output lets the gradient pass). One pass: each value is
+/// written once, from the gradient and the outputs at its place.
 pub fn relu_mask(grad: &[f32], outputs: &[&[f32]]) -> Vec<f32> {
     for output in outputs {
         assert_eq!(output.len(), grad.len(), "relu_mask of different lengths");
     }
+    let pass = |g: f32, cut: bool| if cut { 0.0 } else { g };
     chunked(grad.len(), |first, target| {
-        target.copy_from_slice(&grad[first..][..target.len()]);
-        for output in outputs {
-            for (t, &o) in target.iter_mut().zip(&output[first..]) {
-                if o <= 0.0 {
-                    *t = 0.0;
+        let n = target.len();
+        let grad = &grad[first..][..n];
+        let at = |k: usize| &outputs[k][first..][..n];
+        match outputs.len() {
+            0 => target.iter_mut().zip(grad).for_each(|(t, &g)| {
+                t.write(g);
+            }),
+            1 => {
+                for ((t, &g), &o) in target.iter_mut().zip(grad).zip(at(0)) {
+                    t.write(pass(g, o <= 0.0));
+                }
+            }
+            2 => {
+                for (((t, &g), &o), &p) in target.iter_mut().zip(grad).zip(at(0)).zip(at(1)) {
+                    t.write(pass(g, o <= 0.0 || p <= 0.0));
+                }
+            }
+            count => {
+                for (i, (t, &g)) in target.iter_mut().zip(grad).enumerate() {
+                    t.write(pass(g, (0..count).any(|k| at(k)[i] <= 0.0)));
                 }
             }
         }
     })
+}
+
+/// Channels `start..start + channels` of `x`, `[N, C, plane]`, as `[N, channels, plane]` of
+/// their own (the images copied in parallel).
+pub fn channels_of(
+    x: &[f32],
+    [batch, c, plane]: [usize; 3],
+    start: usize,
+    channels: usize,
+) -> Vec<f32> {
+    assert_eq!(x.len(), batch * c * plane, "channels_of of another shape");
+    assert!(start + channels <= c, "channels_of past the last channel");
+    let block = channels * plane;
+    let mut out = Vec::with_capacity(batch * block);
+    super::parallel::for_each_chunk(
+        &mut out.spare_capacity_mut()[..batch * block],
+        block,
+        |n, target| {
+            let source = &x[(n * c + start) * plane..][..block];
+            for (t, &v) in target.iter_mut().zip(source) {
+                t.write(v);
+            }
+        },
+    );
+    // SAFETY: the `batch` chunks of `block` values cover the length and each is written whole.
+    unsafe { out.set_len(batch * block) };
+    out
 }
 
 #[cfg(test)]
@@ -99,17 +152,40 @@ mod tests {
             let expected = if a[i] + b[i] > 0.0 { a[i] + b[i] } else { 0.0 };
             assert_eq!(sum[i], expected, "relu_add at {i}");
         }
-        let masked = relu_mask(&a, &[&b, &m]);
-        for i in 0..len {
-            // A NaN output passes: only `o <= 0` cuts.
-            let cuts = |o: f32| o <= 0.0;
-            let passes = !cuts(b[i]) && !cuts(m[i]);
-            assert_eq!(
-                masked[i],
-                if passes { a[i] } else { 0.0 },
-                "relu_mask at {i}"
-            );
+        // No output, one, two and three (each count has its own loop).
+        let sets: [&[&[f32]]; 4] = [&[], &[&b], &[&b, &m], &[&b, &m, &a]];
+        for outputs in sets {
+            let masked = relu_mask(&a, outputs);
+            for i in 0..len {
+                // A NaN output passes: only `o <= 0` cuts.
+                let passes = outputs.iter().all(|o| o[i] > 0.0 || o[i].is_nan());
+                assert_eq!(
+                    masked[i],
+                    if passes { a[i] } else { 0.0 },
+                    "relu_mask of {} outputs at {i}",
+                    outputs.len()
+                );
+            }
         }
+        let masked = relu_mask(&a, &[&b, &m]);
         assert_eq!(masked[5], if b[5] > 0.0 { a[5] } else { 0.0 });
+    }
+
+    /// Against slicing by hand: the middle channels of a batch, the first and the last, and
+    /// none at all.
+    #[test]
+    fn channels_of_is_the_slice() {
+        let (batch, c, plane) = (3, 5, 7);
+        let x: Vec<f32> = (0..batch * c * plane).map(|i| i as f32).collect();
+        for (start, channels) in [(1, 3), (0, 1), (4, 1), (0, 5), (2, 0)] {
+            let got = channels_of(&x, [batch, c, plane], start, channels);
+            let mut want = Vec::new();
+            for n in 0..batch {
+                want.extend_from_slice(
+                    &x[(n * c + start) * plane..(n * c + start + channels) * plane],
+                );
+            }
+            assert_eq!(got, want, "channels {start}..{}", start + channels);
+        }
     }
 }

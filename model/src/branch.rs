@@ -6,7 +6,7 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use crate::backend::{conv2d, conv2d_relu, conv2d_relu_add, BrnBackend};
+use crate::backend::{conv2d, conv2d_relu, conv2d_relu_add, BrnBackend, Part};
 use crate::cell::{conv3x3, CellState, ConvGru, ConvLstm};
 use crate::config::CellKind;
 
@@ -89,26 +89,28 @@ impl<B: BrnBackend> Branch<B> {
     ///
     /// # Shapes
     /// - `images`: `[N, image_channels, H, W]`, the concatenated image inputs of this stage
-    /// - `state`: this branch's recurrent state from the previous stage, `[N, C, H, W]`
-    /// - `other`: the other branch's hidden state, `[N, C, H, W]`, where the coupling links them
+    /// - `state`: this branch's recurrent state from the previous stage, `[N, C, H, W]` (`None`
+    ///   before the first: the zero state)
+    /// - `other`: the other branch's hidden state, `[N, C, H, W]` (or its zeros), where the
+    ///   coupling links them
     /// - returns the 3-channel output `[N, 3, H, W]` and the updated state
     pub fn forward(
         &self,
         images: Tensor<B, 4>,
         state: Option<CellState<B>>,
-        other: Option<Tensor<B, 4>>,
+        other: Option<Part<B>>,
     ) -> (Tensor<B, 4>, Option<CellState<B>>) {
         let features = conv2d_relu(&self.input, images);
-        let (mut features, state) = match (state, &self.lstm, &self.gru) {
-            (Some(state), Some(lstm), _) => {
+        let (mut features, state) = match (&self.lstm, &self.gru) {
+            (Some(lstm), _) => {
                 let state = lstm.forward(features, state, other);
                 (state.hidden.clone(), Some(state))
             }
-            (Some(state), None, Some(gru)) => {
+            (None, Some(gru)) => {
                 let state = gru.forward(features, state, other);
                 (state.hidden.clone(), Some(state))
             }
-            _ => (features, None),
+            (None, None) => (features, None),
         };
         for block in &self.resblocks {
             features = block.forward(features);

@@ -11,7 +11,7 @@ use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use crate::backend::{conv2d_cat, primitive, tensor, BrnBackend};
+use crate::backend::{conv2d_cat, primitive, tensor, BrnBackend, Part};
 
 /// A 3x3 convolution with stride 1 and padding 1, the only kind the BRN family uses.
 pub fn conv3x3<B: Backend>(
@@ -33,23 +33,19 @@ pub struct CellState<B: Backend> {
     pub cell: Option<Tensor<B, 4>>,
 }
 
-impl<B: Backend> CellState<B> {
-    /// All-zero state, as every stage loop starts from.
-    pub fn zeros(shape: [usize; 4], with_cell: bool, device: &B::Device) -> Self {
-        Self {
-            hidden: Tensor::zeros(shape, device),
-            cell: with_cell.then(|| Tensor::zeros(shape, device)),
-        }
+/// The hidden state `h` as a convolution's input part: the tensor, or `channels` zeros before
+/// the first stage (`None`: every stage loop starts from the zero state, whose products the
+/// convolutions skip).
+pub fn hidden_part<B: Backend>(state: Option<&CellState<B>>, channels: usize) -> Part<B> {
+    match state {
+        Some(state) => Part::Tensor(state.hidden.clone()),
+        None => Part::Zeros(channels),
     }
 }
 
 /// The recurrent layer's inputs, to be concatenated along the channels.
-fn parts<B: Backend>(
-    features: Tensor<B, 4>,
-    hidden: Tensor<B, 4>,
-    other: Option<Tensor<B, 4>>,
-) -> Vec<Tensor<B, 4>> {
-    let mut parts = vec![features, hidden];
+fn parts<B: Backend>(first: Part<B>, second: Part<B>, other: Option<Part<B>>) -> Vec<Part<B>> {
+    let mut parts = vec![first, second];
     parts.extend(other);
     parts
 }
@@ -71,7 +67,7 @@ impl<B: Backend> ConvLstm<B> {
 }
 
 impl<B: BrnBackend> ConvLstm<B> {
-    /// One step of the cell.
+    /// One step of the cell, from `state` (`None`: the zero state before the first stage).
     ///
     /// # Shapes
     /// - `features`, `state.hidden`, `state.cell`, `other`: `[N, C, H, W]`
@@ -79,11 +75,14 @@ impl<B: BrnBackend> ConvLstm<B> {
     pub fn forward(
         &self,
         features: Tensor<B, 4>,
-        state: CellState<B>,
-        other: Option<Tensor<B, 4>>,
+        state: Option<CellState<B>>,
+        other: Option<Part<B>>,
     ) -> CellState<B> {
-        let gates = conv2d_cat(&self.gates, parts(features, state.hidden, other));
-        let (hidden, cell) = B::lstm_gates(primitive(gates), state.cell.map(primitive));
+        let channels = self.gates.weight.dims()[0] / 4;
+        let hidden = hidden_part(state.as_ref(), channels);
+        let gates = conv2d_cat(&self.gates, parts(Part::Tensor(features), hidden, other));
+        let cell = state.and_then(|state| state.cell);
+        let (hidden, cell) = B::lstm_gates(primitive(gates), cell.map(primitive));
         CellState {
             hidden: tensor(hidden),
             cell: Some(tensor(cell)),
@@ -111,7 +110,7 @@ impl<B: Backend> ConvGru<B> {
 }
 
 impl<B: BrnBackend> ConvGru<B> {
-    /// One step of the cell.
+    /// One step of the cell, from `state` (`None`: the zero state before the first stage).
     ///
     /// # Shapes
     /// - `features`, `state.hidden`, `other`: `[N, C, H, W]`
@@ -119,24 +118,38 @@ impl<B: BrnBackend> ConvGru<B> {
     pub fn forward(
         &self,
         features: Tensor<B, 4>,
-        state: CellState<B>,
-        other: Option<Tensor<B, 4>>,
+        state: Option<CellState<B>>,
+        other: Option<Part<B>>,
     ) -> CellState<B> {
-        let hidden = state.hidden;
+        let channels = self.candidate.weight.dims()[0];
         let gates = conv2d_cat(
             &self.update_reset,
-            parts(features.clone(), hidden.clone(), other.clone()),
+            parts(
+                Part::Tensor(features.clone()),
+                hidden_part(state.as_ref(), channels),
+                other.clone(),
+            ),
         );
         let [update, reset]: [Tensor<B, 4>; 2] = gates
             .chunk(2, 1)
             .try_into()
             .expect("the gate convolution has 2 * channels outputs");
         let update = sigmoid(update);
+        // From the zero state, `reset * h` is zero and so is `h - update * h`.
+        let reset_hidden = match &state {
+            Some(state) => Part::Tensor(sigmoid(reset) * state.hidden.clone()),
+            None => Part::Zeros(channels),
+        };
         let candidate = tanh(conv2d_cat(
             &self.candidate,
-            parts(sigmoid(reset) * hidden.clone(), features, other),
+            parts(reset_hidden, Part::Tensor(features), other),
         ));
-        let hidden = hidden.clone() - update.clone() * hidden + update * candidate;
+        let hidden = match state {
+            Some(state) => {
+                state.hidden.clone() - update.clone() * state.hidden + update * candidate
+            }
+            None => update * candidate,
+        };
         CellState { hidden, cell: None }
     }
 }

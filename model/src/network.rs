@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 
 use crate::backend::BrnBackend;
 use crate::branch::{Branch, BranchShape};
-use crate::cell::CellState;
+use crate::cell::{hidden_part, CellState};
 use crate::config::{BrnConfig, CellKind, Mapping};
 use crate::error::ModelError;
 
@@ -88,24 +88,19 @@ impl<B: BrnBackend> Brn<B> {
     /// - every tensor of the result: `[N, 3, H, W]`
     pub fn run(&self, rainy: Tensor<B, 4>, stages: usize, keep_stages: bool) -> Stages<B> {
         let config = &self.config;
-        let [n, _, h, w] = rainy.dims();
-        let device = rainy.device();
-        let state_shape = [n, config.channels, h, w];
-        let with_cell = config.cell == CellKind::Lstm;
-        let zero_state = || {
-            (config.cell != CellKind::None)
-                .then(|| CellState::zeros(state_shape, with_cell, &device))
-        };
 
         // Both estimates start from the input.
         let mut background = rainy.clone();
         let mut rain = rainy.clone();
-        let mut rain_state = self.rain.as_ref().and_then(|_| zero_state());
-        let mut background_state = zero_state();
+        // The recurrent states, `None` before the first stage: the zero state, whose products
+        // the cells skip (the paper's h^0 = c^0 = 0).
+        let mut rain_state: Option<CellState<B>> = None;
+        let mut background_state: Option<CellState<B>> = None;
+        let recurrent = config.cell != CellKind::None;
         let mut background_stages = Vec::new();
         let mut rain_stages = Vec::new();
 
-        let hidden = |state: &Option<CellState<B>>| state.as_ref().map(|s| s.hidden.clone());
+        let hidden = |state: &Option<CellState<B>>| hidden_part(state.as_ref(), config.channels);
         let with_image = |images: Vec<Tensor<B, 4>>| {
             let mut all = Vec::with_capacity(3);
             if config.input_image {
@@ -118,10 +113,8 @@ impl<B: BrnBackend> Brn<B> {
         for _ in 0..stages {
             if let Some(branch) = &self.rain {
                 // r^t = F_r(y, r^{t-1}), its LSTM seeing h_x^{t-1}.
-                let other = config
-                    .rain_sees_background()
-                    .then(|| hidden(&background_state))
-                    .flatten();
+                let other =
+                    (recurrent && config.rain_sees_background()).then(|| hidden(&background_state));
                 let (estimate, state) = branch.forward(with_image(vec![rain]), rain_state, other);
                 rain = estimate;
                 rain_state = state;
@@ -135,10 +128,8 @@ impl<B: BrnBackend> Brn<B> {
             if self.rain.is_some() {
                 images.push(rain.clone());
             }
-            let other = config
-                .background_sees_rain()
-                .then(|| hidden(&rain_state))
-                .flatten();
+            let other = (recurrent && self.rain.is_some() && config.background_sees_rain())
+                .then(|| hidden(&rain_state));
             let (estimate, state) =
                 self.background
                     .forward(with_image(images), background_state, other);

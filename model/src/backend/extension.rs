@@ -75,6 +75,16 @@ pub trait BrnBackend: Backend {
         reference::relu_mask::<Self>(grad, outputs)
     }
 
+    /// Channels `start..start + channels` of `x` as a tensor of their own: the autodiff
+    /// backend's concatenation hands each part its gradient so. burn's slice (a view) by
+    /// default; a contiguous copy on flex, whose add of a view is a strided loop on one thread.
+    ///
+    /// # Shapes
+    /// - `x`: `[N, C, H, W]` → `[N, channels, H, W]`
+    fn channels_of(x: FloatTensor<Self>, start: usize, channels: usize) -> FloatTensor<Self> {
+        reference::channels_of::<Self>(x, start, channels)
+    }
+
     /// The LSTM's backward step through `h' = σ(o)·tanh(c')`: `(dc', do)`, the gradient of
     /// the new cell and of the output gate's input.
     ///

@@ -32,6 +32,7 @@ use burn::nn::PaddingConfig2d;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::{Tensor, TensorPrimitive};
+use std::ops::Range;
 
 /// A float tensor's primitive, as [`BrnBackend`]'s methods take it.
 pub(crate) fn primitive<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<B> {
@@ -77,15 +78,93 @@ pub(crate) fn conv2d_relu_add<B: BrnBackend>(
     fused(conv, vec![x], After::ReluAdd(shortcut))
 }
 
-/// `conv(cat(parts, channels))`, the concatenation never made where the backend fuses it.
+/// One part of a convolution's concatenated input: a tensor, or zeros of so many channels (a
+/// recurrent state before the first stage), whose products are skipped, not computed.
+#[derive(Clone, Debug)]
+pub enum Part<B: Backend> {
+    /// A part as a tensor, `[N, C_i, H, W]`.
+    Tensor(Tensor<B, 4>),
+    /// A part of `C_i` channels that are all zero.
+    Zeros(usize),
+}
+
+impl<B: Backend> Part<B> {
+    /// The part's channels, `C_i`.
+    fn channels(&self) -> usize {
+        match self {
+            Part::Tensor(tensor) => tensor.dims()[1],
+            Part::Zeros(channels) => *channels,
+        }
+    }
+}
+
+/// `conv(cat(parts, channels))`, the concatenation never made where the backend fuses it; the
+/// kernel's channels that meet a [`Part::Zeros`] are left out (a zero input adds nothing to
+/// the output, and those weights get no gradient from it), so the result is the full
+/// convolution's at a fraction of its products.
 ///
 /// # Shapes
-/// - `parts`: `[N, C_i, H, W]` each, `Σ C_i = C_in` → `[N, C_out, H_out, W_out]`
-pub(crate) fn conv2d_cat<B: BrnBackend>(
-    conv: &Conv2d<B>,
-    parts: Vec<Tensor<B, 4>>,
-) -> Tensor<B, 4> {
-    fused(conv, parts, After::Nothing)
+/// - `parts`: `[N, C_i, H, W]` each (or `C_i` zero channels), `Σ C_i = C_in`, at least one a
+///   tensor → `[N, C_out, H_out, W_out]`
+pub(crate) fn conv2d_cat<B: BrnBackend>(conv: &Conv2d<B>, parts: Vec<Part<B>>) -> Tensor<B, 4> {
+    let Some(padding) = symmetric_padding(conv) else {
+        // burn's own convolution, over the concatenation with its zeros made.
+        let [n, _, h, w] = parts
+            .iter()
+            .find_map(|part| match part {
+                Part::Tensor(tensor) => Some(tensor.dims()),
+                Part::Zeros(_) => None,
+            })
+            .expect("conv2d_cat needs one part that is not zeros");
+        let parts = parts.into_iter().map(|part| match part {
+            Part::Tensor(tensor) => tensor,
+            Part::Zeros(c) => Tensor::zeros([n, c, h, w], &conv.weight.device()),
+        });
+        return conv.forward(Tensor::cat(parts.collect(), 1));
+    };
+    let mut inputs = Vec::with_capacity(parts.len());
+    // The kernel's input channels that meet a tensor, adjacent ones as one range.
+    let mut ranges: Vec<Range<usize>> = Vec::with_capacity(parts.len());
+    let mut first = 0;
+    for part in parts {
+        let channels = part.channels();
+        if let Part::Tensor(tensor) = part {
+            inputs.push(tensor);
+            match ranges.last_mut() {
+                Some(last) if last.end == first => last.end = first + channels,
+                _ => ranges.push(first..first + channels),
+            }
+        }
+        first += channels;
+    }
+    assert!(
+        !inputs.is_empty(),
+        "conv2d_cat needs one part that is not zeros"
+    );
+    let weight = conv.weight.val();
+    let weight = if ranges.len() == 1 && ranges[0] == (0..first) {
+        weight
+    } else {
+        let slices = ranges.into_iter();
+        Tensor::cat(
+            slices
+                .map(|range| weight.clone().narrow(1, range.start, range.len()))
+                .collect(),
+            1,
+        )
+    };
+    run_fused(conv, padding, weight, inputs, After::Nothing)
+}
+
+/// The module's padding as `[rows, columns]` where it is explicit and symmetric (the model's,
+/// which [`BrnBackend::conv2d_fused`] takes); `None` for any other.
+fn symmetric_padding<B: Backend>(conv: &Conv2d<B>) -> Option<[usize; 2]> {
+    match conv.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            Some([top, left])
+        }
+        _ => None,
+    }
 }
 
 /// A convolution module over `inputs` then `after`, through [`BrnBackend::conv2d_fused`];
@@ -95,23 +174,28 @@ fn fused<B: BrnBackend>(
     inputs: Vec<Tensor<B, 4>>,
     after: After<Tensor<B, 4>>,
 ) -> Tensor<B, 4> {
-    let padding = match conv.padding {
-        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
-            Some([top, left])
-        }
-        _ => None,
-    };
-    let after = after.map(primitive);
-    let Some(padding) = padding else {
+    let Some(padding) = symmetric_padding(conv) else {
         let y = primitive(conv.forward(Tensor::cat(inputs, 1)));
-        return tensor(reference::after::<B>(y, after));
+        return tensor(reference::after::<B>(y, after.map(primitive)));
     };
+    run_fused(conv, padding, conv.weight.val(), inputs, after)
+}
+
+/// [`BrnBackend::conv2d_fused`] with the module's options and bias, its kernel given as
+/// `weight` (all of it, or the input channels that meet `inputs`).
+fn run_fused<B: BrnBackend>(
+    conv: &Conv2d<B>,
+    padding: [usize; 2],
+    weight: Tensor<B, 4>,
+    inputs: Vec<Tensor<B, 4>>,
+    after: After<Tensor<B, 4>>,
+) -> Tensor<B, 4> {
     let options = ConvOptions::new(conv.stride, padding, conv.dilation, conv.groups);
     tensor(B::conv2d_fused(
         inputs.into_iter().map(primitive).collect(),
-        primitive(conv.weight.val()),
+        primitive(weight),
         conv.bias.as_ref().map(|bias| primitive(bias.val())),
         options,
-        after,
+        after.map(primitive),
     ))
 }

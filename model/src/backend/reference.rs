@@ -5,6 +5,7 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
+use burn::tensor::Slice;
 
 use super::After;
 #[cfg(doc)]
@@ -34,6 +35,20 @@ pub fn concatenated<B: Backend>(mut inputs: Vec<FloatTensor<B>>) -> FloatTensor<
         1 => inputs.pop().expect("one input"),
         _ => B::float_cat(inputs, 1),
     }
+}
+
+/// [`BrnBackend::channels_of`](super::BrnBackend::channels_of) as burn's slice.
+///
+/// # Shapes
+/// - `x`: `[N, C, H, W]` → `[N, channels, H, W]`
+pub fn channels_of<B: Backend>(x: FloatTensor<B>, start: usize, channels: usize) -> FloatTensor<B> {
+    let slices = [
+        Slice::full(),
+        Slice::new(start as isize, Some((start + channels) as isize), 1),
+        Slice::full(),
+        Slice::full(),
+    ];
+    B::float_slice(x, &slices)
 }
 
 /// `after` applied to a convolution's output `y` as burn's ReLU and add.

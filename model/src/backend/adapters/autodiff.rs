@@ -14,7 +14,7 @@ use burn::backend::autodiff::NodeId;
 use burn::backend::Autodiff;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 
-use crate::backend::{reference, After, BrnBackend};
+use crate::backend::{After, BrnBackend};
 
 /// `after(conv(x, weight) + bias)` as an autodiff node with parents `[x, weight(, bias)(,
 /// shortcut)]`.
@@ -117,7 +117,7 @@ impl<B: BrnBackend, C: CheckpointStrategy> BrnBackend for Autodiff<B, C> {
         options: ConvOptions<2>,
         after: After<FloatTensor<Self>>,
     ) -> FloatTensor<Self> {
-        let x = reference::concatenated::<Self>(inputs);
+        let x = super::autodiff_cat::concatenate::<B, C>(inputs);
         let has_bias = bias.is_some();
         let (x_primitive, weight_primitive) = (x.primitive.clone(), weight.primitive.clone());
         let bias_primitive = bias.as_ref().map(|bias| bias.primitive.clone());
@@ -175,7 +175,7 @@ impl<B: BrnBackend, C: CheckpointStrategy> BrnBackend for Autodiff<B, C> {
 
 #[cfg(test)]
 mod tests {
-    use crate::backend::{conv2d, conv2d_cat, conv2d_relu, conv2d_relu_add};
+    use crate::backend::{conv2d, conv2d_cat, conv2d_relu, conv2d_relu_add, Part};
     use crate::cell::conv3x3;
     use burn::backend::Autodiff;
     use burn::tensor::{Distribution, Tensor, Tolerance};
@@ -220,7 +220,12 @@ mod tests {
             ),
             (
                 "conv2d_cat",
-                Box::new(|| conv2d_cat(&conv, vec![x.clone(), y.clone()])),
+                Box::new(|| {
+                    conv2d_cat(
+                        &conv,
+                        vec![Part::Tensor(x.clone()), Part::Tensor(y.clone())],
+                    )
+                }),
                 Box::new(|| conv.forward(whole())),
             ),
         ];
@@ -254,6 +259,67 @@ mod tests {
                 // order differ by about 1e-4 where the terms cancel, so the absolute tolerance
                 // scales with the tensor's largest value (a wrong tap or band is off by
                 // several units).
+                let largest = burns.clone().abs().max().into_scalar().max(1.0);
+                ours.to_data().assert_approx_eq::<f32>(
+                    &burns.to_data(),
+                    Tolerance::rel_abs(1e-4, 1e-5 * largest),
+                );
+            }
+        }
+    }
+
+    /// A concatenation with parts of zeros (the recurrent state before the first stage), whose
+    /// products `conv2d_cat` skips, gives the output and the gradients (the other parts',
+    /// the whole kernel's, zero where it meets the zeros, and the bias's) that burn's
+    /// convolution over the concatenation with the zeros made gives: zeros first, between
+    /// and last, and two adjacent.
+    #[test]
+    fn zero_parts_are_skipped_with_burns_output_and_gradients() {
+        let device = Default::default();
+        let input = |c| {
+            Tensor::<Ad, 4>::random([2, c, 40, 30], Distribution::Normal(0., 1.), &device)
+                .require_grad()
+        };
+        let zeros = |c| Tensor::<Ad, 4>::zeros([2, c, 40, 30], &device);
+        let weights =
+            Tensor::<Ad, 4>::random([2, 4, 40, 30], Distribution::Normal(0., 1.), &device);
+        // Each layout: the parts' channels, `None` where the part is zeros.
+        for layout in [
+            vec![Some(2), None],
+            vec![None, Some(3)],
+            vec![Some(2), None, Some(1)],
+            vec![None, None, Some(3)],
+        ] {
+            let total: usize = layout.iter().map(|c| c.unwrap_or(2)).sum();
+            let conv = conv3x3::<Ad>(total, 4, &device);
+            let parts: Vec<Option<Tensor<Ad, 4>>> = layout.iter().map(|c| c.map(input)).collect();
+            let ours = conv2d_cat(
+                &conv,
+                parts
+                    .iter()
+                    .map(|p| p.clone().map_or(Part::Zeros(2), Part::Tensor))
+                    .collect(),
+            );
+            let whole = parts
+                .iter()
+                .map(|p| p.clone().unwrap_or_else(|| zeros(2)))
+                .collect();
+            let burns = conv.forward(Tensor::cat(whole, 1));
+            ours.to_data()
+                .assert_approx_eq::<f32>(&burns.to_data(), Tolerance::rel_abs(1e-5, 1e-5));
+            let gradients = |output: Tensor<Ad, 4>| {
+                let grads = (output * weights.clone()).sum().backward();
+                let mut all: Vec<Tensor<Flex, 4>> = parts
+                    .iter()
+                    .flatten()
+                    .map(|p| p.grad(&grads).unwrap())
+                    .collect();
+                all.push(conv.weight.val().grad(&grads).unwrap());
+                let bias = conv.bias.as_ref().unwrap().val().grad(&grads).unwrap();
+                all.push(bias.reshape([1, 1, 1, 4]));
+                all
+            };
+            for (ours, burns) in gradients(ours).iter().zip(&gradients(burns)) {
                 let largest = burns.clone().abs().max().into_scalar().max(1.0);
                 ours.to_data().assert_approx_eq::<f32>(
                     &burns.to_data(),

@@ -55,6 +55,18 @@ impl BrnBackend for Flex {
         tensor_of(masked, shape.as_slice())
     }
 
+    fn channels_of(x: FloatTensor<Self>, start: usize, channels: usize) -> FloatTensor<Self> {
+        let shape = x.shape();
+        let [batch, c, h, w] = match shape.as_slice() {
+            &[batch, c, h, w] if x.dtype() == DType::F32 && start + channels <= c => {
+                [batch, c, h, w]
+            }
+            _ => return reference::channels_of::<Self>(x, start, channels),
+        };
+        let part = elementwise::channels_of(&floats(&x), [batch, c, h * w], start, channels);
+        tensor(part, [batch, channels, h, w])
+    }
+
     fn lstm_gates(
         gates: FloatTensor<Self>,
         cell: Option<FloatTensor<Self>>,

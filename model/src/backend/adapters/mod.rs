@@ -3,6 +3,7 @@
 //! gradient. Each file states what its backend runs on what, and where it falls back.
 
 mod autodiff;
+mod autodiff_cat;
 mod autodiff_lstm;
 pub mod banded;
 #[cfg(feature = "flex")]
