@@ -153,3 +153,48 @@ impl<B: BrnBackend> ConvGru<B> {
         CellState { hidden, cell: None }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, Tolerance};
+    use burn_flex::Flex;
+
+    type B = Flex;
+
+    /// Each cell from the zero state given as `None` (its products with the zeros skipped)
+    /// gives what it gives from a state of zeros made as tensors, the definition: the new
+    /// hidden state and cell, with the other branch's state zeros or not.
+    #[test]
+    fn the_skipped_zero_state_is_a_state_of_zeros() {
+        let device = Default::default();
+        let (n, c, h, w) = (2, 4, 9, 7);
+        let random = || Tensor::<B, 4>::random([n, c, h, w], Distribution::Normal(0., 1.), &device);
+        let zeros = || Tensor::<B, 4>::zeros([n, c, h, w], &device);
+        let (features, other) = (random(), random());
+        let lstm = ConvLstm::<B>::new(3 * c, c, &device);
+        let gru = ConvGru::<B>::new(3 * c, c, &device);
+        let made = || CellState {
+            hidden: zeros(),
+            cell: Some(zeros()),
+        };
+        for other_zero in [true, false] {
+            let (skipped_other, made_other) = if other_zero {
+                (Part::Zeros(c), Part::Tensor(zeros()))
+            } else {
+                (Part::Tensor(other.clone()), Part::Tensor(other.clone()))
+            };
+            let same = |a: Tensor<B, 4>, b: Tensor<B, 4>| {
+                a.to_data()
+                    .assert_approx_eq::<f32>(&b.to_data(), Tolerance::rel_abs(1e-6, 1e-6))
+            };
+            let skipped = lstm.forward(features.clone(), None, Some(skipped_other.clone()));
+            let defined = lstm.forward(features.clone(), Some(made()), Some(made_other.clone()));
+            same(skipped.hidden, defined.hidden);
+            same(skipped.cell.unwrap(), defined.cell.unwrap());
+            let skipped = gru.forward(features.clone(), None, Some(skipped_other));
+            let defined = gru.forward(features.clone(), Some(made()), Some(made_other));
+            same(skipped.hidden, defined.hidden);
+        }
+    }
+}
