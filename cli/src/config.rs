@@ -81,6 +81,10 @@ pub struct TrainConfig {
     /// same streaks without them); 1, the default: all.
     #[serde(default = "defaults::one", skip_serializing_if = "defaults::is_one")]
     pub veil_share: f64,
+    /// Whether `veil` and `veil_share` also take the depth preset's fog (the default); `false`
+    /// leaves the fog as the preset defines it and weakens the veils of accumulation alone.
+    #[serde(default = "defaults::yes", skip_serializing_if = "defaults::is_true")]
+    pub veil_fog: bool,
     /// Paired folders (Rain100L/H, Rain1400/12600 or rainy/ + clean/ layouts).
     #[serde(default)]
     pub paired: Vec<PathBuf>,
@@ -223,6 +227,12 @@ mod defaults {
     pub(super) fn checkpoint_every() -> usize {
         100
     }
+    pub(super) fn yes() -> bool {
+        true
+    }
+    pub(super) fn is_true(value: &bool) -> bool {
+        *value
+    }
     pub(super) fn one() -> f64 {
         1.0
     }
@@ -309,7 +319,7 @@ impl TrainConfig {
     /// `veil_share` say).
     pub fn rain_mix(&self) -> Result<RainMix> {
         let mix = RainMix::new(&self.presets, &self.streak_folder())?;
-        Ok(mix.with_veil(self.veil as f32, self.veil_share))
+        Ok(mix.with_veil(self.veil as f32, self.veil_share, self.veil_fog))
     }
 
     /// The run's planned number of steps.
@@ -437,6 +447,12 @@ mod tests {
     fn the_veil_reads_as_a_strength_and_old_booleans_still_read() {
         let default = parse(serde_json::json!({})).unwrap();
         assert_eq!((default.veil, default.veil_share), (1.0, 1.0));
+        assert!(default.veil_fog);
+        assert!(
+            !parse(serde_json::json!({"veil_fog": false}))
+                .unwrap()
+                .veil_fog
+        );
         // Written out only where it differs from the default, so older run configs compare equal.
         let saved = serde_json::to_value(&default).unwrap();
         assert!(saved.get("veil").is_none() && saved.get("veil_share").is_none());

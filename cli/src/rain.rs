@@ -61,26 +61,19 @@ impl Preset {
         }
     }
 
-    /// The same preset without veil or fog (its streaks drawn alike).
-    fn dry(self) -> Self {
+    /// The same preset without its veil, and without its fog where `fog` says so (its streaks
+    /// drawn alike).
+    fn dry(self, fog: bool) -> Self {
         match self {
             Self::Drawn(config) => Self::Drawn(RainConfig {
                 haze: (0.0, 0.0),
-                fog: (0.0, 0.0),
+                fog: if fog { (0.0, 0.0) } else { config.fog },
                 ..config
             }),
             Self::Rendered(config) => Self::Rendered(RenderedConfig {
                 haze: (0.0, 0.0),
                 ..config
             }),
-        }
-    }
-
-    /// Whether the preset draws a veil or fog.
-    fn veils(&self) -> bool {
-        match self {
-            Self::Drawn(config) => config.haze.1 > 0.0 || config.fog.1 > 0.0,
-            Self::Rendered(config) => config.haze.1 > 0.0,
         }
     }
 
@@ -94,8 +87,8 @@ impl Preset {
 /// (shared by the mixes made from this one, never loaded twice).
 pub struct RainMix {
     presets: Vec<Preset>,
-    /// The same presets without veil or fog, drawn instead for the share of draws that
-    /// [`RainMix::with_veil`] takes the veil off (none: every draw keeps its veil).
+    /// The same presets without their veil (and fog), drawn instead for the share of draws
+    /// that [`RainMix::with_veil`] takes it off (none: every draw keeps its veil).
     dry: Option<(Vec<Preset>, f64)>,
     bank: Option<Arc<StreakBank>>,
 }
@@ -145,25 +138,28 @@ impl RainMix {
 
     /// The same presets without their veil of accumulation and their fog.
     pub fn without_veil(self) -> Self {
-        self.with_veil(0.0, 1.0)
+        self.with_veil(0.0, 1.0, true)
     }
 
-    /// The same presets with their veil and fog ranges scaled by `strength` (0: none, 1: as
-    /// they are), kept on a `share` of the draws (the others draw the same streaks without
-    /// veil or fog; 1: all). Both at 1 leave the mix, and its random draws, as they were.
-    pub fn with_veil(mut self, strength: f32, share: f64) -> Self {
+    /// The same presets with their veil ranges (and their fog's, where `fog`) scaled by
+    /// `strength` (0: none, 1: as they are), kept on a `share` of the draws (the others draw
+    /// the same streaks without them; 1: all). Both at 1 leave the mix, and its random draws,
+    /// as they were; so does any setting for a preset it leaves unchanged.
+    pub fn with_veil(mut self, strength: f32, share: f64, fog: bool) -> Self {
         let scale = |range: &mut (f32, f32)| *range = (range.0 * strength, range.1 * strength);
         for preset in &mut self.presets {
             match preset {
                 Preset::Drawn(config) => {
                     scale(&mut config.haze);
-                    scale(&mut config.fog);
+                    if fog {
+                        scale(&mut config.fog);
+                    }
                 }
                 Preset::Rendered(config) => scale(&mut config.haze),
             }
         }
         if share < 1.0 && strength > 0.0 {
-            let dry = self.presets.iter().cloned().map(Preset::dry).collect();
+            let dry = self.presets.iter().map(|p| p.clone().dry(fog)).collect();
             self.dry = Some((dry, share));
         }
         self
@@ -194,9 +190,10 @@ impl RainMix {
         rng: &mut StdRng,
     ) -> (Vec<f32>, Vec<f32>) {
         let mut preset = &self.presets[k];
-        // Drawn only where a share is set and the preset veils, so other mixes keep their draws.
+        // Drawn only where a share is set and the preset has something to take off, so other
+        // mixes and presets keep their draws.
         if let Some((dry, share)) = &self.dry {
-            if preset.veils() && !rng.random_bool(*share) {
+            if dry[k] != *preset && !rng.random_bool(*share) {
                 preset = &dry[k];
             }
         }
@@ -276,7 +273,7 @@ mod tests {
         // Strength and share at 1 change nothing, draws included.
         let same = RainMix::new(&["heavy", "light"], absent)
             .unwrap()
-            .with_veil(1.0, 1.0);
+            .with_veil(1.0, 1.0, true);
         for k in 0..2 {
             for i in 0..4 {
                 assert_eq!(
@@ -288,7 +285,7 @@ mod tests {
         // Half strength halves the ranges of the veil.
         let faint = RainMix::new(&["heavy"], absent)
             .unwrap()
-            .with_veil(0.5, 1.0);
+            .with_veil(0.5, 1.0, true);
         match (&faint.presets()[0], &full.presets()[0]) {
             (Preset::Drawn(f), Preset::Drawn(v)) => {
                 assert_eq!(f.haze, (v.haze.0 * 0.5, v.haze.1 * 0.5));
@@ -301,7 +298,7 @@ mod tests {
         // light, which has no veil, draws as before.
         let rare = RainMix::new(&["heavy", "light"], absent)
             .unwrap()
-            .with_veil(1.0, 0.3);
+            .with_veil(1.0, 0.3, true);
         let mut veiled = 0;
         for i in 0..200 {
             let got = rare.add(0, &clean, w, h, &mut rng_for(9, i));
@@ -317,5 +314,31 @@ mod tests {
             full.add(1, &clean, w, h, &mut rng_for(3, 1))
         );
         assert_eq!(rare.raining().len(), 2);
+    }
+
+    #[test]
+    fn a_veil_setting_that_keeps_the_fog_leaves_the_depth_preset_alone() {
+        use crate::synth::rng_for;
+        let absent = Path::new("/nonexistent/streak-folder");
+        let (w, h) = (24, 24);
+        let clean = vec![0.5f32; 3 * w * h];
+        let full = RainMix::new(&["heavy", "depth"], absent).unwrap();
+        let foggy = RainMix::new(&["heavy", "depth"], absent)
+            .unwrap()
+            .with_veil(0.5, 0.3, false);
+        match (&foggy.presets()[0], &foggy.presets()[1], &full.presets()[1]) {
+            (Preset::Drawn(heavy), Preset::Drawn(depth), Preset::Drawn(defined)) => {
+                assert!(heavy.haze.1 > 0.0 && heavy.haze.1 < 0.31);
+                assert_eq!(depth, defined);
+            }
+            _ => unreachable!(),
+        }
+        // Depth draws as the unchanged mix does (no coin: nothing to take off).
+        for i in 0..8 {
+            assert_eq!(
+                foggy.add(1, &clean, w, h, &mut rng_for(5, i)),
+                full.add(1, &clean, w, h, &mut rng_for(5, i))
+            );
+        }
     }
 }
