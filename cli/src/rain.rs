@@ -260,16 +260,18 @@ mod tests {
         );
     }
 
+    /// The drawn presets `names` (no streak folder needed), and a grey 24x24 photo.
+    fn drawn_mix(names: &[&str]) -> (RainMix, Vec<f32>, usize, usize) {
+        let mix = RainMix::new(names, Path::new("/nonexistent/streak-folder")).unwrap();
+        (mix, vec![0.5f32; 3 * 24 * 24], 24, 24)
+    }
+
     #[test]
     fn a_veil_share_keeps_the_veil_on_that_share_of_draws_and_scales_it() {
         use crate::synth::rng_for;
         let absent = Path::new("/nonexistent/streak-folder");
-        let (w, h) = (24, 24);
-        let clean = vec![0.5f32; 3 * w * h];
-        let full = RainMix::new(&["heavy", "light"], absent).unwrap();
-        let dry = RainMix::new(&["heavy", "light"], absent)
-            .unwrap()
-            .without_veil();
+        let (full, clean, w, h) = drawn_mix(&["heavy", "light"]);
+        let dry = drawn_mix(&["heavy", "light"]).0.without_veil();
         // Strength and share at 1 change nothing, draws included.
         let same = RainMix::new(&["heavy", "light"], absent)
             .unwrap()
@@ -319,13 +321,8 @@ mod tests {
     #[test]
     fn a_veil_setting_that_keeps_the_fog_leaves_the_depth_preset_alone() {
         use crate::synth::rng_for;
-        let absent = Path::new("/nonexistent/streak-folder");
-        let (w, h) = (24, 24);
-        let clean = vec![0.5f32; 3 * w * h];
-        let full = RainMix::new(&["heavy", "depth"], absent).unwrap();
-        let foggy = RainMix::new(&["heavy", "depth"], absent)
-            .unwrap()
-            .with_veil(0.5, 0.3, false);
+        let (full, clean, w, h) = drawn_mix(&["heavy", "depth"]);
+        let foggy = drawn_mix(&["heavy", "depth"]).0.with_veil(0.5, 0.3, false);
         match (&foggy.presets()[0], &foggy.presets()[1], &full.presets()[1]) {
             (Preset::Drawn(heavy), Preset::Drawn(depth), Preset::Drawn(defined)) => {
                 assert!(heavy.haze.1 > 0.0 && heavy.haze.1 < 0.31);
