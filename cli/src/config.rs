@@ -315,8 +315,8 @@ impl TrainConfig {
             .unwrap_or_else(|| PathBuf::from(crate::rendered::DEFAULT_FOLDER))
     }
 
-    /// The config's rain presets ready to rain (veil and fog as `veil` and
-    /// `veil_share` say).
+    /// The config's rain presets ready to rain (veil and fog as `veil`, `veil_share` and
+    /// `veil_fog` say).
     pub fn rain_mix(&self) -> Result<RainMix> {
         let mix = RainMix::new(&self.presets, &self.streak_folder())?;
         Ok(mix.with_veil(self.veil as f32, self.veil_share, self.veil_fog))

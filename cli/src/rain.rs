@@ -269,13 +269,10 @@ mod tests {
     #[test]
     fn a_veil_share_keeps_the_veil_on_that_share_of_draws_and_scales_it() {
         use crate::synth::rng_for;
-        let absent = Path::new("/nonexistent/streak-folder");
         let (full, clean, w, h) = drawn_mix(&["heavy", "light"]);
         let dry = drawn_mix(&["heavy", "light"]).0.without_veil();
         // Strength and share at 1 change nothing, draws included.
-        let same = RainMix::new(&["heavy", "light"], absent)
-            .unwrap()
-            .with_veil(1.0, 1.0, true);
+        let same = drawn_mix(&["heavy", "light"]).0.with_veil(1.0, 1.0, true);
         for k in 0..2 {
             for i in 0..4 {
                 assert_eq!(
@@ -285,9 +282,7 @@ mod tests {
             }
         }
         // Half strength halves the ranges of the veil.
-        let faint = RainMix::new(&["heavy"], absent)
-            .unwrap()
-            .with_veil(0.5, 1.0, true);
+        let faint = drawn_mix(&["heavy"]).0.with_veil(0.5, 1.0, true);
         match (&faint.presets()[0], &full.presets()[0]) {
             (Preset::Drawn(f), Preset::Drawn(v)) => {
                 assert_eq!(f.haze, (v.haze.0 * 0.5, v.haze.1 * 0.5));
@@ -298,9 +293,7 @@ mod tests {
         // A share of 0.3: each heavy draw is either the veiled one or the dry one of the same
         // streaks (the share's coin comes first from the generator), about 30 % veiled;
         // light, which has no veil, draws as before.
-        let rare = RainMix::new(&["heavy", "light"], absent)
-            .unwrap()
-            .with_veil(1.0, 0.3, true);
+        let rare = drawn_mix(&["heavy", "light"]).0.with_veil(1.0, 0.3, true);
         let mut veiled = 0;
         for i in 0..200 {
             let got = rare.add(0, &clean, w, h, &mut rng_for(9, i));

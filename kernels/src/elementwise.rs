@@ -12,16 +12,27 @@ use std::mem::MaybeUninit;
 /// share a 64x64 batch's maps among the cores.
 const CHUNK: usize = 1 << 14;
 
-/// `len` values computed chunk by chunk, in parallel with the `parallel` feature: `f(first,
-/// target)` writes every value of `target`, the values from index `first` (the output is
-/// never filled with zeros first: a pass over memory less).
+/// `len` values computed in chunks of [`CHUNK`], in parallel with the `parallel` feature:
+/// `f(first, target)` writes every value of `target`, the values from index `first` (the
+/// output is never filled with zeros first: a pass over memory less).
 fn chunked(len: usize, f: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send) -> Vec<f32> {
+    chunked_by(len, CHUNK, f)
+}
+
+/// [`chunked`] in chunks of `chunk` values (none when `len` is 0).
+fn chunked_by(
+    len: usize,
+    chunk: usize,
+    f: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send,
+) -> Vec<f32> {
+    assert!(chunk > 0 || len == 0, "chunks of no values");
     let mut out = Vec::with_capacity(len);
-    super::parallel::for_each_chunk(&mut out.spare_capacity_mut()[..len], CHUNK, |i, target| {
-        f(i * CHUNK, target)
+    super::parallel::for_each_chunk(&mut out.spare_capacity_mut()[..len], chunk, |i, target| {
+        f(i * chunk, target)
     });
-    // SAFETY: the chunks cover `0..len` and `f` writes every value of its chunk (each caller
-    // below writes through one `zip` over its whole target).
+    // SAFETY: the chunks cover `0..len` (checked above: chunks of 0 values only for no values)
+    // and `f` writes every value of its chunk (each caller writes through one `zip` over its
+    // whole target).
     unsafe { out.set_len(len) };
     out
 }
@@ -64,9 +75,6 @@ pub fn relu_mask(grad: &[f32], outputs: &[&[f32]]) -> Vec<f32> {
         let grad = &grad[first..][..n];
         let at = |k: usize| &outputs[k][first..][..n];
         match outputs.len() {
-            0 => target.iter_mut().zip(grad).for_each(|(t, &g)| {
-                t.write(g);
-            }),
             1 => {
                 for ((t, &g), &o) in target.iter_mut().zip(grad).zip(at(0)) {
                     t.write(pass(g, o <= 0.0));
@@ -97,20 +105,13 @@ pub fn channels_of(
     assert_eq!(x.len(), batch * c * plane, "channels_of of another shape");
     assert!(start + channels <= c, "channels_of past the last channel");
     let block = channels * plane;
-    let mut out = Vec::with_capacity(batch * block);
-    super::parallel::for_each_chunk(
-        &mut out.spare_capacity_mut()[..batch * block],
-        block,
-        |n, target| {
-            let source = &x[(n * c + start) * plane..][..block];
-            for (t, &v) in target.iter_mut().zip(source) {
-                t.write(v);
-            }
-        },
-    );
-    // SAFETY: the `batch` chunks of `block` values cover the length and each is written whole.
-    unsafe { out.set_len(batch * block) };
-    out
+    chunked_by(batch * block, block, |first, target| {
+        let n = first / block;
+        let source = &x[(n * c + start) * plane..][..block];
+        for (t, &v) in target.iter_mut().zip(source) {
+            t.write(v);
+        }
+    })
 }
 
 #[cfg(test)]

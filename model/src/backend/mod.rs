@@ -107,15 +107,15 @@ impl<B: Backend> Part<B> {
 /// - `parts`: `[N, C_i, H, W]` each (or `C_i` zero channels), `Σ C_i = C_in`, at least one a
 ///   tensor → `[N, C_out, H_out, W_out]`
 pub(crate) fn conv2d_cat<B: BrnBackend>(conv: &Conv2d<B>, parts: Vec<Part<B>>) -> Tensor<B, 4> {
+    let [n, _, h, w] = parts
+        .iter()
+        .find_map(|part| match part {
+            Part::Tensor(tensor) => Some(tensor.dims()),
+            Part::Zeros(_) => None,
+        })
+        .expect("conv2d_cat needs one part that is not zeros");
     let Some(padding) = symmetric_padding(conv) else {
         // burn's own convolution, over the concatenation with its zeros made.
-        let [n, _, h, w] = parts
-            .iter()
-            .find_map(|part| match part {
-                Part::Tensor(tensor) => Some(tensor.dims()),
-                Part::Zeros(_) => None,
-            })
-            .expect("conv2d_cat needs one part that is not zeros");
         let parts = parts.into_iter().map(|part| match part {
             Part::Tensor(tensor) => tensor,
             Part::Zeros(c) => Tensor::zeros([n, c, h, w], &conv.weight.device()),
@@ -137,21 +137,14 @@ pub(crate) fn conv2d_cat<B: BrnBackend>(conv: &Conv2d<B>, parts: Vec<Part<B>>) -
         }
         first += channels;
     }
-    assert!(
-        !inputs.is_empty(),
-        "conv2d_cat needs one part that is not zeros"
-    );
     let weight = conv.weight.val();
     let weight = if ranges.len() == 1 && ranges[0] == (0..first) {
         weight
     } else {
-        let slices = ranges.into_iter();
-        Tensor::cat(
-            slices
-                .map(|range| weight.clone().narrow(1, range.start, range.len()))
-                .collect(),
-            1,
-        )
+        let slices = ranges
+            .into_iter()
+            .map(|range| weight.clone().narrow(1, range.start, range.len()));
+        Tensor::cat(slices.collect(), 1)
     };
     run_fused(conv, padding, weight, inputs, After::Nothing)
 }
