@@ -100,6 +100,16 @@ phase "cargo test (shared data: $BRN_SHARED)"
 RUSTC_WORKSPACE_WRAPPER="$clippy_driver" CLIPPY_ARGS="-Dwarnings" \
   cargo test --workspace --locked -- --nocapture
 
+phase "unit and parity tests on narrower CPUs' paths (BRN_SIMD=avx2, none)"
+# The kernels' code for CPUs with AVX2 but not AVX-512, and for CPUs with neither, which this
+# CPU would not take by itself: the same tests with the instructions capped (kernels/src/simd.rs),
+# the test binaries built above (--workspace keeps their features, so nothing is rebuilt).
+for simd in avx2 none; do
+  echo "   BRN_SIMD=$simd"
+  BRN_SIMD=$simd RUSTC_WORKSPACE_WRAPPER="$clippy_driver" CLIPPY_ARGS="-Dwarnings" \
+    cargo test --workspace --locked --lib --test parity -q
+done
+
 if [ ! -f "$weights" ]; then
   echo "SKIPPED the page build and browser tests: $weights is absent (set BRN_SHARED to the shared folder)"
   exit 0

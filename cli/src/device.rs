@@ -95,10 +95,18 @@ fn cpu<J: Job>(mut job: J) -> Result<ExitCode> {
 }
 
 /// The CPU, its threads and the convolutions' products at the precision asked, in one line:
-/// e.g. "CPU: AMD EPYC, 2 threads; convolutions: AVX-512 f32".
+/// e.g. "CPU: AMD EPYC, 2 threads; convolutions: AVX-512 f32" (and `BRN_SIMD`'s cap, if one
+/// narrows the kernels' instructions).
 pub fn cpu_products() -> String {
+    let cap = match model::backend::Simd::from_env() {
+        Ok(model::backend::Simd::Avx512) | Err(_) => String::new(),
+        Ok(_) => format!(
+            " (capped by BRN_SIMD={})",
+            std::env::var("BRN_SIMD").unwrap_or_default()
+        ),
+    };
     format!(
-        "CPU: {}, {} threads; convolutions: {}",
+        "CPU: {}, {} threads; convolutions: {}{cap}",
         cpu_model().unwrap_or_else(|| std::env::consts::ARCH.to_string()),
         rayon::current_num_threads(),
         model::backend::products_in_use()

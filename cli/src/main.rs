@@ -36,7 +36,13 @@ enum Command {
 
 fn main() -> ExitCode {
     brn::allocator::reuse_large_blocks();
-    let result = match Cli::parse().command {
+    let cli = Cli::parse();
+    // A cap on the kernels' instructions that they would not understand is an error up front.
+    if let Err(e) = model::backend::Simd::from_env() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let result = match cli.command {
         Command::Derain(args) => derain::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Bench(args) => bench::run(args),

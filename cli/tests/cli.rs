@@ -388,6 +388,34 @@ fn bench_prints_json_with_the_documented_fields() {
     assert!(report["peak_rss_bytes"].as_u64().unwrap() > 0);
 }
 
+/// `BRN_SIMD` caps the kernels' instructions and the line saying what computes names the cap;
+/// a value the kernels do not know is refused up front with the values they take, exit code 2.
+#[test]
+fn brn_simd_caps_the_kernels_or_is_refused() {
+    let bench = |simd: &str| {
+        Command::new(env!("CARGO_BIN_EXE_brn"))
+            .args(["bench", "--size", "32", "--stages", "1", "--runs", "1"])
+            .env("BRN_SIMD", simd)
+            .output()
+            .expect("brn runs")
+    };
+    let out = bench("none");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("(capped by BRN_SIMD=none)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = bench("avx3");
+    assert_eq!(out.status.code(), Some(2));
+    let message = stderr(&out);
+    assert!(
+        message.contains("BRN_SIMD=avx3") && message.contains("avx2 or none"),
+        "{message}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
 /// Without --weights the command uses the built-in default weights: the same scores as the
 /// committed record `weights/brn-default.safetensors`, and on light synthetic rain over 128x128
 /// centre crops of Set5 (made by `brn synth`; Set5 is never trained on) every derained image has

@@ -53,8 +53,10 @@ pub fn tanh(x: f32) -> f32 {
 }
 
 /// Declares `fn NAME(ARGS) BODY` whose body, a loop over a plane, runs compiled for AVX-512
-/// (16-float vectors) where the CPU has AVX-512F, as is elsewhere (the body is inlined into
-/// both copies).
+/// (16-float vectors) where the CPU has AVX-512F, for AVX2 (8-float vectors) where it has AVX2
+/// and FMA, as is elsewhere (the body is inlined into each copy; [`super::simd`] caps the
+/// choice). The copies give the same bits: no copy contracts a product and a sum into one
+/// rounding or reorders a sum (Rust does neither unasked).
 macro_rules! simd_loop {
     ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$doc])*
@@ -72,6 +74,16 @@ macro_rules! simd_loop {
                 }
                 // SAFETY: the CPU has AVX-512F (checked just above).
                 return unsafe { avx512($($arg),*) };
+            }
+            #[cfg(target_arch = "x86_64")]
+            if super::simd::avx2() {
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx2($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                return unsafe { avx2($($arg),*) };
             }
             body($($arg),*)
         }

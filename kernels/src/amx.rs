@@ -39,8 +39,9 @@ const KERNEL_TILE: usize = GROUP * CHUNK;
 /// Values in an accumulator tile.
 const OUTPUT_TILE: usize = GROUP * PIXELS;
 
-/// Whether this CPU has AMX with bfloat16 and the OS lets this process use it (checked once:
-/// the first call asks Linux for the tile state, as the kernel requires before a first use).
+/// Whether this CPU has AMX with bfloat16, `BRN_SIMD` allows AVX-512 and what comes with it
+/// ([`super::simd`]) and the OS lets this process use it (checked once: the first call asks
+/// Linux for the tile state, as the kernel requires before a first use).
 pub(super) fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {
@@ -48,7 +49,7 @@ pub(super) fn available() -> bool {
         #[allow(unused_unsafe)]
         let leaf = unsafe { std::arch::x86_64::__cpuid_count(7, 0) };
         let cpu = leaf.edx & (1 << 22) != 0 && leaf.edx & (1 << 24) != 0;
-        cpu && request_tile_state()
+        super::simd::Simd::Avx512.allowed() && cpu && request_tile_state()
     })
 }
 

@@ -31,9 +31,10 @@ pub(super) const CHANNELS: usize = 8;
 /// Pixel vectors in a forward tile.
 const VECTORS: usize = 3;
 
-/// Whether this CPU has AVX-512F (checked once, then cached by the standard library).
+/// Whether this CPU has AVX-512F (checked once, then cached by the standard library) and
+/// `BRN_SIMD` allows it ([`super::simd`]).
 pub(super) fn available() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
+    super::simd::Simd::Avx512.allowed() && std::arch::is_x86_feature_detected!("avx512f")
 }
 
 /// One band's wide output, `wide[o][q] = bias[o] + Σ_c Σ_tap w[o, c, tap] · input[c·plane +

@@ -42,9 +42,10 @@ const VECTORS: usize = 3;
 const PAIR_RUN: usize = 16;
 
 /// Whether this CPU has AVX512_BF16 (and AVX-512F), checked once, then cached by the standard
-/// library.
+/// library, and `BRN_SIMD` allows AVX-512 ([`super::simd`]).
 pub(super) fn available() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
+    super::simd::Simd::Avx512.allowed()
+        && std::arch::is_x86_feature_detected!("avx512f")
         && std::arch::is_x86_feature_detected!("avx512bf16")
 }
 

@@ -118,11 +118,23 @@ pub(super) fn convolve(
                 shifts: &shifts,
             }
         }
+        #[cfg(target_arch = "x86_64")]
+        Products::Avx2 => {
+            (padded, packed) = (
+                pad(x, shape),
+                pack(taps, shape.taps(), [c_out, c_in], super::narrow::CHANNELS),
+            );
+            Kernel::Avx2 {
+                packed: &packed,
+                padded: &padded,
+                shifts: &shifts,
+            }
+        }
         #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
         Products::Quads => {
             (padded, packed) = (
                 pad(x, shape),
-                pack(taps, shape.taps(), [c_out, c_in], super::simd128::CHANNELS),
+                pack(taps, shape.taps(), [c_out, c_in], super::narrow::CHANNELS),
             );
             Kernel::Quads {
                 packed: &packed,
@@ -190,7 +202,16 @@ enum Kernel<'a> {
         padded: &'a [f32],
         shifts: &'a [usize],
     },
-    /// [`pack`]'s layout for [`super::simd128`], [`pad`]'s input and [`Shape::shifts`].
+    /// [`pack`]'s layout for [`super::narrow`], [`pad`]'s input and [`Shape::shifts`], on
+    /// AVX2.
+    #[cfg(target_arch = "x86_64")]
+    Avx2 {
+        packed: &'a [f32],
+        padded: &'a [f32],
+        shifts: &'a [usize],
+    },
+    /// [`pack`]'s layout for [`super::narrow`], [`pad`]'s input and [`Shape::shifts`], on
+    /// four-float vectors.
     #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
     Quads {
         packed: &'a [f32],
@@ -268,6 +289,28 @@ unsafe fn band(
                 )
             }
         }
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 {
+            packed,
+            padded,
+            shifts,
+        } => {
+            // SAFETY: `Products::Avx2` is chosen only where the CPU has AVX2 and FMA; the reads
+            // end where the gemm products' do (see `gemm_products`); `wide` holds
+            // C_out·wide_len values, wide_len a multiple of ROW_MULTIPLE (two vectors).
+            unsafe {
+                super::narrow::products_avx2(
+                    wide.as_mut_ptr(),
+                    wide_len,
+                    padded[first(c_in)..].as_ptr(),
+                    plane,
+                    shifts,
+                    packed,
+                    [c_out, c_in],
+                    bias,
+                )
+            }
+        }
         #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
         Kernel::Quads {
             packed,
@@ -277,7 +320,7 @@ unsafe fn band(
             // SAFETY: the reads end where the gemm products' do (see `gemm_products`); `wide`
             // holds C_out·wide_len values, wide_len a multiple of ROW_MULTIPLE.
             unsafe {
-                super::simd128::products::<super::lanes::Quad>(
+                super::narrow::products::<super::lanes::Quad>(
                     wide.as_mut_ptr(),
                     wide_len,
                     padded[first(c_in)..].as_ptr(),

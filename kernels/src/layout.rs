@@ -17,7 +17,7 @@ const PIXELS_PER_BAND: usize = 768;
 pub(super) const ROW_MULTIPLE: usize = 16;
 
 /// The kernel `taps[tap][o][c]` (`[K_h·K_w][C_out][C_in]`) as the f32 micro-kernels read it
-/// ([`super::avx512`], [`super::simd128`]): per block of `block` output channels (a tile's),
+/// ([`super::avx512`], [`super::narrow`]): per block of `block` output channels (a tile's),
 /// per input channel, per tap, the block's weights (zeros past `C_out`).
 #[cfg(any(
     target_arch = "x86_64",

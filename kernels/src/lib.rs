@@ -9,10 +9,12 @@
 //! - **determinism**: every sum is taken in an order fixed by the shape alone, so results are
 //!   the same bits at any thread count (a resumed training run repeats an uninterrupted one);
 //! - **instruction sets**: everything runs on any CPU (the `gemm` crate picks its own SIMD);
-//!   where the CPU has AVX-512F, the convolution's products ([`avx512`]) and the LSTM's loops
-//!   ([`activation::simd_loop`]) take AVX-512 code chosen at run time. The two paths sum in different
-//!   orders, so their results differ in the last bits (a run resumed on a CPU of the other kind
-//!   continues, but not bit for bit); the tests check both on an AVX-512 CPU;
+//!   where the CPU has AVX-512F, or else AVX2 and FMA, the convolution's products ([`avx512`],
+//!   [`narrow`]) and the element-wise loops ([`activation::simd_loop`]) take code for it chosen
+//!   at run time ([`simd`]: `BRN_SIMD` caps the choice, to run another CPU kind's paths). The
+//!   paths sum in different orders, so their results differ in the last bits (a run resumed on
+//!   a CPU of another kind continues, but not bit for bit); the tests check each on a CPU that
+//!   has it;
 //! - **mixed precision** (training only, when the caller passes `products::Precision::Mixed`): where
 //!   the CPU has AMX ([`amx`]) or AVX512_BF16 ([`avx512_bf16`]), the convolution's products
 //!   and both its gradients round their operands to bfloat16 ([`bf16`]), every sum f32;
@@ -35,16 +37,26 @@ pub mod conv;
 pub mod conv_gradient;
 pub mod elementwise;
 mod gemm;
-#[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
+#[cfg(any(
+    test,
+    target_arch = "x86_64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+))]
 mod lanes;
 pub mod layout;
 pub mod lstm;
+#[cfg(any(
+    test,
+    target_arch = "x86_64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+))]
+mod narrow;
 pub mod parallel;
 pub mod products;
-#[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
-mod simd128;
+pub mod simd;
 
 pub use products::Precision;
+pub use simd::Simd;
 
 /// What follows a convolution in the model, done in the same pass: in the kernels with the
 /// shortcut as a slice (`model` names it with the shortcut as a tensor).

@@ -6,8 +6,12 @@
 //! | AMX-BF16 (Xeon 4th generation on) | AVX-512 f32 | AMX bfloat16 tiles |
 //! | AVX512_BF16 without AMX (Zen 4 on, Cooper Lake) | AVX-512 f32 | AVX512-BF16 dot products |
 //! | AVX-512F | AVX-512 f32 | AVX-512 f32 (mixed cannot apply) |
-//! | the page's wasm (128-bit SIMD) | the four-float micro-kernel | the same |
-//! | none of those (AVX2, Arm) | the `gemm` crate's f32 | the same |
+//! | AVX2 and FMA, no AVX-512 | the 16-register micro-kernel on 8-float vectors | the same |
+//! | the page's wasm (128-bit SIMD) | the 16-register micro-kernel on 4-float vectors | the same |
+//! | none of those (x86-64 baseline, Arm) | the `gemm` crate's f32 | the same |
+//!
+//! The weight gradient's f32 products are the `gemm` crate's on every CPU. `BRN_SIMD` caps the
+//! instructions ([`super::simd`]), so that one CPU runs the paths of the kinds below it.
 //!
 //! Mixed precision rounds the convolutions' operands (input, kernel, output gradient) to
 //! bfloat16 and keeps every sum in f32; a shape a bfloat16 kernel does not take stays f32.
@@ -52,6 +56,10 @@ pub(super) enum Products {
     /// The AVX-512 micro-kernels ([`super::avx512`]).
     #[cfg(target_arch = "x86_64")]
     Avx512,
+    /// The 16-register micro-kernel ([`super::narrow`]) on AVX2's 8-float vectors, with fused
+    /// multiply-adds, for the forward and the input gradient.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
     /// The AVX512-BF16 dot products in bfloat16 ([`super::avx512_bf16`]), with the f32
     /// products for the shapes they do not take.
     #[cfg(target_arch = "x86_64")]
@@ -60,7 +68,7 @@ pub(super) enum Products {
     /// shapes they do not take.
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     Amx,
-    /// The four-float micro-kernel ([`super::simd128`]) on [`super::lanes::Quad`]: WebAssembly's
+    /// The 16-register micro-kernel ([`super::narrow`]) on [`super::lanes::Quad`]: WebAssembly's
     /// 128-bit SIMD in the page, portable arrays of four floats in the native tests.
     #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
     Quads,
@@ -80,6 +88,10 @@ impl Products {
         #[cfg(target_arch = "x86_64")]
         if super::avx512::available() {
             return Self::Avx512;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if super::simd::avx2() {
+            return Self::Avx2;
         }
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         return Self::Quads;
@@ -122,6 +134,8 @@ impl Products {
             #[cfg(target_arch = "x86_64")]
             Self::Avx512 => "AVX-512 f32",
             #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => "AVX2 f32 (8-float micro-kernel; gemm for the weight gradient)",
+            #[cfg(target_arch = "x86_64")]
             Self::Avx512Bf16 => "AVX512-BF16 dot products (bfloat16 operands, f32 sums)",
             #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
             Self::Amx => "AMX bfloat16 tiles (bfloat16 operands, f32 sums)",
@@ -130,19 +144,23 @@ impl Products {
         }
     }
 
-    /// Every f32 one this CPU runs, and the four-float micro-kernel on portable vectors (the
-    /// tests check each).
+    /// Every f32 one this CPU runs (AVX2's too where it also has AVX-512), and the
+    /// 16-register micro-kernel on portable vectors (the tests check each).
     #[cfg(test)]
     pub(super) fn all() -> Vec<Self> {
         let mut all = vec![Self::Gemm, Self::Quads];
-        if Self::best_f32() != Self::Gemm {
+        #[cfg(target_arch = "x86_64")]
+        if super::simd::avx2() {
+            all.push(Self::Avx2);
+        }
+        if !all.contains(&Self::best_f32()) {
             all.push(Self::best_f32());
         }
         all
     }
 
     /// Every one with bfloat16 operands this CPU runs (the tests check each;
-    /// `tests::the_cpus_bfloat16_products_are_the_ones_taken` that none is missed).
+    /// `tests::the_cpus_products_are_the_ones_taken` that none is missed).
     #[cfg(test)]
     pub(super) fn all_mixed() -> Vec<Self> {
         #[allow(unused_mut)]
@@ -159,8 +177,13 @@ impl Products {
     }
 }
 
-/// The `gemm` crate's products, by the vector instructions it picks on this CPU.
+/// The `gemm` crate's products, by the vector instructions it picks on this CPU (its own
+/// choice: `BRN_SIMD` does not cap it).
 fn gemm_name() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        return "AVX-512 f32 (gemm)";
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         return "AVX2 f32 (gemm)";
@@ -185,12 +208,13 @@ mod tests {
         Some(line.split_whitespace().map(str::to_string).collect())
     }
 
-    /// Where the CPU reports AMX-BF16, AVX512_BF16 or AVX-512F, the products built for it are
-    /// among those the kernel tests check, and the precisions take them: so those tests cannot
-    /// pass by skipping on a CPU that has the instructions. Without `/proc/cpuinfo` there is
-    /// nothing to compare with: a skip, or a failure under `BRN_REQUIRE_ISA=1`.
+    /// Where the CPU reports AMX-BF16, AVX512_BF16, AVX-512F or AVX2 with FMA (and `BRN_SIMD`
+    /// allows them), the products built for it are among those the kernel tests check, and
+    /// the precisions take them: so those tests cannot pass by skipping on a CPU that has the
+    /// instructions. Without `/proc/cpuinfo` there is nothing to compare with: a skip, or a
+    /// failure under `BRN_REQUIRE_ISA=1`.
     #[test]
-    fn the_cpus_bfloat16_products_are_the_ones_taken() {
+    fn the_cpus_products_are_the_ones_taken() {
         let Some(flags) = cpu_flags() else {
             let required = std::env::var("BRN_REQUIRE_ISA").is_ok_and(|v| v == "1");
             assert!(
@@ -200,7 +224,12 @@ mod tests {
             eprintln!("no /proc/cpuinfo: nothing to compare the detection with");
             return;
         };
-        let has = |flag: &str| flags.iter().any(|f| f == flag);
+        // A flag counts where the cap allows its instructions.
+        let level = |flag: &str| match flag {
+            "avx2" | "fma" => crate::Simd::Avx2,
+            _ => crate::Simd::Avx512,
+        };
+        let has = |flag: &str| flags.iter().any(|f| f == flag) && level(flag).allowed();
         let mixed = Products::all_mixed();
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         {
@@ -221,6 +250,12 @@ mod tests {
             assert_eq!(Products::best_mixed(), expected);
             assert_eq!(Precision::Mixed.applies(), expected != Products::best_f32());
             assert_eq!(Products::best_f32() == Products::Avx512, has("avx512f"));
+            let avx2 = has("avx2") && has("fma");
+            assert_eq!(Products::all().contains(&Products::Avx2), avx2);
+            assert_eq!(
+                Products::best_f32() == Products::Avx2,
+                avx2 && !has("avx512f")
+            );
         }
         #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
         assert!(mixed.is_empty() && !has("avx512_bf16"));

@@ -26,6 +26,7 @@ pub use extension::BrnBackend;
 /// slice in the kernels.
 pub use kernels::After;
 pub use kernels::Precision;
+pub use kernels::Simd;
 
 use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;

@@ -1,17 +1,22 @@
 //! The convolution's products (its forward and its input gradient, [`super::conv`]) as a
-//! micro-kernel on four-float vectors: the page's CPU path, on WebAssembly's 128-bit SIMD
-//! ([`super::lanes::Simd128`]; [`super::products::Products`] picks it on wasm32).
+//! micro-kernel for narrow vector units, 16 registers of 4 or 8 floats: the page's CPU path on
+//! WebAssembly's 128-bit SIMD ([`super::lanes::Simd128`]), and x86-64 CPUs with AVX2 and FMA
+//! but not AVX-512 ([`super::lanes::Avx2`], through [`products_avx2`]);
+//! [`super::products::Products`] picks it.
 //!
 //! The same tiling as [`super::avx512`]'s, sized for 16 vector registers (what a browser's
-//! compiler has on x86-64, one of them its scratch): a tile of the wide output, 8 pixels (two
-//! vectors, contiguous in the padded plane) by 4 output channels, stays in 8 registers over
-//! every tap of a run of input channels; per input channel and tap, two unaligned loads of the
-//! shifted input and 4 broadcast weights feed 8 multiply-adds. The `gemm` crate (which has
-//! 128-bit wasm kernels too) runs one matrix product per tap instead, loading and storing the
-//! band's whole output and packing its operands each time, with 32 input channels to sum.
+//! compiler has on x86-64, one of them its scratch; what AVX2 has): a tile of the wide output,
+//! two vectors of pixels (8 or 16, contiguous in the padded plane) by 4 output channels, stays
+//! in 8 registers over every tap of a run of input channels; per input channel and tap, two
+//! unaligned loads of the shifted input and 4 broadcast weights feed 8 multiply-adds. The
+//! `gemm` crate (which has 128-bit wasm and AVX2 kernels too) runs one matrix product per tap
+//! instead, loading and storing the band's whole output and packing its operands each time,
+//! with 32 input channels to sum. On AVX2 (a Zen 4 capped by `BRN_SIMD=avx2`, one thread, 256²)
+//! this tile sums 28–41 GMAC/s; a 3-vector tile (12 sums, all 16 registers) 20, its sums
+//! spilled to memory.
 //!
 //! Written once against [`Lanes`], so that its tests run it on any CPU with
-//! [`super::lanes::Portable`] (the same sums in the same order).
+//! [`super::lanes::Portable`] (the same sums in the same order), and on AVX2 where the CPU has it.
 //!
 //! Contract: as [`super::conv`] (its padded input, its wide layout, its `ROW_MULTIPLE`); each
 //! output value is summed in an order fixed by the shape (runs of input channels, then channel,
@@ -29,7 +34,7 @@ const VECTORS: usize = 2;
 const CHANNEL_RUN: usize = 16;
 
 /// One band's wide output, `wide[o][q] = bias[o] + Σ_c Σ_tap w[o, c, tap] · input[c·plane +
-/// shifts[tap] + q]` for `q < wide_len` (a multiple of 8) and every output channel.
+/// shifts[tap] + q]` for `q < wide_len` (a multiple of two vectors) and every output channel.
 ///
 /// # Safety
 /// `wide` holds `c_out·wide_len` floats; `input` reaches `(c_in − 1)·plane + max(shifts) +
@@ -40,6 +45,8 @@ const CHANNEL_RUN: usize = 16;
     all(target_arch = "wasm32", feature = "relaxed-simd"),
     target_feature(enable = "relaxed-simd")
 )]
+// Inlined into `products_avx2`, whose target features its vectors' instructions need.
+#[cfg_attr(target_arch = "x86_64", inline(always))]
 pub(super) unsafe fn products<L: Lanes>(
     wide: *mut f32,
     wide_len: usize,
@@ -83,7 +90,30 @@ pub(super) unsafe fn products<L: Lanes>(
     }
 }
 
-/// One tile: 4 output channels by 8 pixels, over a run of input channels.
+/// [`products`] on AVX2's 8-float vectors, with fused multiply-adds.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; as [`products`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn products_avx2(
+    wide: *mut f32,
+    wide_len: usize,
+    input: *const f32,
+    plane: usize,
+    shifts: &[usize],
+    packed: &[f32],
+    channels: [usize; 2],
+    bias: Option<&[f32]>,
+) {
+    // SAFETY: the caller's promise.
+    unsafe {
+        products::<super::lanes::Avx2>(wide, wide_len, input, plane, shifts, packed, channels, bias)
+    }
+}
+
+/// One tile: 4 output channels by two vectors of pixels, over a run of input channels.
 struct Tile<'a> {
     /// The tile's first output value (`wide_len` apart per channel).
     out: *mut f32,
