@@ -13,28 +13,27 @@ pub fn gaussian_taps() -> [f32; 11] {
     crate::eval::gaussian_window().map(|t| t as f32)
 }
 
-/// Depthwise Gaussian blur with zero padding: the local means SSIM is built from.
+/// Gaussian blur of each plane with zero padding: the local means SSIM is built from. The
+/// window is the outer product of the 11 taps, so the blur runs as a column of 11 taps, then a
+/// row of 11 (22 multiply-adds a pixel where the 11x11 window takes 121; with zero padding the
+/// two are the same sum, up to f32 rounding), each plane as an image of one channel.
 ///
 /// # Shapes
 /// - `x`: `[N, C, H, W]` → `[N, C, H, W]`
 fn blur<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let channels = x.dims()[1];
-    let taps = gaussian_taps();
-    let mut window = Vec::with_capacity(channels * 121);
-    for _ in 0..channels {
-        for a in taps {
-            for b in taps {
-                window.push(a * b);
-            }
-        }
-    }
-    let weight = Tensor::from_data(TensorData::new(window, [channels, 1, 11, 11]), &x.device());
-    conv2d(
-        x,
-        weight,
+    let [n, c, h, w] = x.dims();
+    let taps = gaussian_taps().to_vec();
+    let device = x.device();
+    let column = Tensor::from_data(TensorData::new(taps.clone(), [1, 1, 11, 1]), &device);
+    let row = Tensor::from_data(TensorData::new(taps, [1, 1, 1, 11]), &device);
+    let planes = x.reshape([n * c, 1, h, w]);
+    let down = conv2d(
+        planes,
+        column,
         None,
-        ConvOptions::new([1, 1], [5, 5], [1, 1], channels),
-    )
+        ConvOptions::new([1, 1], [5, 0], [1, 1], 1),
+    );
+    conv2d(down, row, None, ConvOptions::new([1, 1], [0, 5], [1, 1], 1)).reshape([n, c, h, w])
 }
 
 /// Mean SSIM of two image batches in [0, 1].
@@ -162,6 +161,64 @@ mod tests {
             }
         }
         total / (c * h * w) as f64
+    }
+
+    /// The 11x11 window as one depthwise convolution (what `blur` computed before it ran
+    /// separably): the reference for its values and gradients.
+    fn blur_2d<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let channels = x.dims()[1];
+        let taps = gaussian_taps();
+        let mut window = Vec::with_capacity(channels * 121);
+        for _ in 0..channels {
+            for a in taps {
+                window.extend(taps.map(|b| a * b));
+            }
+        }
+        let weight = Tensor::from_data(TensorData::new(window, [channels, 1, 11, 11]), &x.device());
+        conv2d(
+            x,
+            weight,
+            None,
+            ConvOptions::new([1, 1], [5, 5], [1, 1], channels),
+        )
+    }
+
+    /// The separable blur against the 11x11 window, values and the gradient of a weighted sum
+    /// (through burn's autodiff), on planes smaller and larger than the window.
+    #[test]
+    fn the_separable_blur_is_the_windowed_blur() {
+        type B = burn::backend::Autodiff<Flex>;
+        let device = Default::default();
+        for [n, c, h, w] in [[2, 3, 9, 14], [1, 2, 23, 17]] {
+            let values: Vec<f32> = (0..n * c * h * w)
+                .map(|i| ((i * 7919) % 101) as f32 / 100.0)
+                .collect();
+            let weights: Vec<f32> = (0..n * c * h * w)
+                .map(|i| ((i * 104729) % 53) as f32 / 53.0 - 0.5)
+                .collect();
+            let weights =
+                Tensor::<B, 4>::from_data(TensorData::new(weights, [n, c, h, w]), &device);
+            let run = |f: fn(Tensor<B, 4>) -> Tensor<B, 4>| {
+                let x = Tensor::<B, 4>::from_data(
+                    TensorData::new(values.clone(), [n, c, h, w]),
+                    &device,
+                )
+                .require_grad();
+                let y = f(x.clone());
+                let grads = (y.clone() * weights.clone()).sum().backward();
+                let grad = x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+                (y.into_data().to_vec::<f32>().unwrap(), grad)
+            };
+            let (ours, ours_grad) = run(blur);
+            let (reference, reference_grad) = run(blur_2d);
+            for (a, b) in ours
+                .iter()
+                .zip(&reference)
+                .chain(ours_grad.iter().zip(&reference_grad))
+            {
+                assert!((a - b).abs() < 1e-6, "{:?}: {a} vs {b}", [n, c, h, w]);
+            }
+        }
     }
 
     #[test]
