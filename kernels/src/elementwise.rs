@@ -8,6 +8,8 @@
 
 use std::mem::MaybeUninit;
 
+use super::activation::simd_loop;
+
 /// Values per parallel task: large enough that a task's overhead vanishes, small enough to
 /// share a 64x64 batch's maps among the cores.
 const CHUNK: usize = 1 << 14;
@@ -55,10 +57,17 @@ pub fn relu_add(a: &[f32], b: &[f32]) -> Vec<f32> {
     assert_eq!(a.len(), b.len(), "relu_add of different lengths");
     chunked(a.len(), |first, target| {
         let (a, b) = (&a[first..][..target.len()], &b[first..][..target.len()]);
+        relu_add_values(a, b, target)
+    })
+}
+
+simd_loop! {
+    /// `target[i] = relu(a[i] + b[i])`.
+    fn relu_add_values(a: &[f32], b: &[f32], target: &mut [MaybeUninit<f32>]) {
         for ((t, a), b) in target.iter_mut().zip(a).zip(b) {
             t.write(relu(a + b));
         }
-    })
+    }
 }
 
 /// `grad` where every one of `outputs` is positive, zero elsewhere: the gradient through
@@ -69,22 +78,13 @@ pub fn relu_mask(grad: &[f32], outputs: &[&[f32]]) -> Vec<f32> {
     for output in outputs {
         assert_eq!(output.len(), grad.len(), "relu_mask of different lengths");
     }
-    let pass = |g: f32, cut: bool| if cut { 0.0 } else { g };
     chunked(grad.len(), |first, target| {
         let n = target.len();
         let grad = &grad[first..][..n];
         let at = |k: usize| &outputs[k][first..][..n];
         match outputs.len() {
-            1 => {
-                for ((t, &g), &o) in target.iter_mut().zip(grad).zip(at(0)) {
-                    t.write(pass(g, o <= 0.0));
-                }
-            }
-            2 => {
-                for (((t, &g), &o), &p) in target.iter_mut().zip(grad).zip(at(0)).zip(at(1)) {
-                    t.write(pass(g, o <= 0.0 || p <= 0.0));
-                }
-            }
+            1 => mask_values(grad, at(0), None, target),
+            2 => mask_values(grad, at(0), Some(at(1)), target),
             count => {
                 for (i, (t, &g)) in target.iter_mut().zip(grad).enumerate() {
                     t.write(pass(g, (0..count).any(|k| at(k)[i] <= 0.0)));
@@ -92,6 +92,35 @@ pub fn relu_mask(grad: &[f32], outputs: &[&[f32]]) -> Vec<f32> {
             }
         }
     })
+}
+
+/// `g`, or 0 where `cut`.
+#[inline(always)]
+fn pass(g: f32, cut: bool) -> f32 {
+    if cut {
+        0.0
+    } else {
+        g
+    }
+}
+
+simd_loop! {
+    /// `target[i] = grad[i]` where `o[i] > 0` (and `p[i] > 0` with `p`), else 0 (a NaN output
+    /// passes, as [`relu_mask`] says).
+    fn mask_values(grad: &[f32], o: &[f32], p: Option<&[f32]>, target: &mut [MaybeUninit<f32>]) {
+        match p {
+            None => {
+                for ((t, &g), &o) in target.iter_mut().zip(grad).zip(o) {
+                    t.write(pass(g, o <= 0.0));
+                }
+            }
+            Some(p) => {
+                for (((t, &g), &o), &p) in target.iter_mut().zip(grad).zip(o).zip(p) {
+                    t.write(pass(g, o <= 0.0 || p <= 0.0));
+                }
+            }
+        }
+    }
 }
 
 /// Channels `start..start + channels` of `x`, `[N, C, plane]`, as `[N, channels, plane]` of
@@ -107,11 +136,17 @@ pub fn channels_of(
     let block = channels * plane;
     chunked_by(batch * block, block, |first, target| {
         let n = first / block;
-        let source = &x[(n * c + start) * plane..][..block];
+        copy_values(&x[(n * c + start) * plane..][..block], target)
+    })
+}
+
+simd_loop! {
+    /// `target[i] = source[i]`.
+    fn copy_values(source: &[f32], target: &mut [MaybeUninit<f32>]) {
         for (t, &v) in target.iter_mut().zip(source) {
             t.write(v);
         }
-    })
+    }
 }
 
 #[cfg(test)]
