@@ -19,6 +19,7 @@
 //! output value is summed in an order fixed by the shape (runs of input channels, then channel,
 //! then tap), by one band, so the results do not depend on the threads.
 
+use super::layout::Tile;
 use std::arch::x86_64::{
     _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
     _mm512_storeu_ps,
@@ -99,26 +100,8 @@ pub(super) unsafe fn products(
 /// whose products one sum takes before it is added to the tile.
 const CHANNEL_RUN: usize = 16;
 
-/// One forward tile: 8 output channels by `16·V` pixels, over a run of input channels.
-struct Tile<'a> {
-    /// The tile's first output value (`wide_len` apart per channel).
-    out: *mut f32,
-    wide_len: usize,
-    /// Output channels to store (8 but in the last block).
-    channels: usize,
-    plane: usize,
-    shifts: &'a [usize],
-    /// The run's first input channel at the tile's first pixel.
-    input: *const f32,
-    /// Input channels in the run.
-    inputs: usize,
-    /// The block's packed weights from the run's first channel.
-    weights: *const f32,
-    /// The bias to start from (the first run), else `None`: add to what `out` holds.
-    init: Option<&'a [f32]>,
-}
-
-impl Tile<'_> {
+/// The AVX-512 tile: 8 output channels by `16·V` pixels.
+impl Tile<'_, f32> {
     /// `out (+)= Σ_c Σ_tap w · input` over the tile.
     ///
     /// # Safety

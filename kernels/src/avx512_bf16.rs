@@ -30,6 +30,7 @@ use std::arch::x86_64::{
 };
 
 use super::bf16::bf16;
+use super::layout::Tile;
 
 /// Floats in a vector (and channel or pixel pairs in an operand).
 const LANES: usize = 16;
@@ -124,7 +125,7 @@ pub(super) unsafe fn products(
                     plane,
                     shifts,
                     input: unsafe { input.add(p0 * plane + q) },
-                    pairs: p1 - p0,
+                    inputs: p1 - p0,
                     weights: packed[(block * pairs + p0) * shifts.len() * CHANNELS..].as_ptr(),
                     init: (p0 == 0).then(|| &init[first..][..CHANNELS]),
                 };
@@ -140,26 +141,8 @@ pub(super) unsafe fn products(
     }
 }
 
-/// One forward tile: 8 output channels by `16·V` pixels, over a run of input channel pairs.
-struct Tile<'a> {
-    /// The tile's first output value (`wide_len` apart per channel).
-    out: *mut f32,
-    wide_len: usize,
-    /// Output channels to store (8 but in the last block).
-    channels: usize,
-    plane: usize,
-    shifts: &'a [usize],
-    /// The run's first input pair at the tile's first pixel.
-    input: *const u32,
-    /// Input channel pairs in the run.
-    pairs: usize,
-    /// The block's packed weights from the run's first pair.
-    weights: *const u32,
-    /// The bias to start from (the first run), else `None`: add to what `out` holds.
-    init: Option<&'a [f32]>,
-}
-
-impl Tile<'_> {
+/// The forward tile: 8 output channels by `16·V` pixels, over a run of input channel pairs.
+impl Tile<'_, u32> {
     /// `out (+)= Σ_pairs Σ_tap w · input` over the tile.
     ///
     /// # Safety
@@ -171,7 +154,7 @@ impl Tile<'_> {
     unsafe fn run<const V: usize>(&self) {
         let mut acc = [[_mm512_setzero_ps(); CHANNELS]; V];
         let mut w = self.weights;
-        for p in 0..self.pairs {
+        for p in 0..self.inputs {
             let x = unsafe { self.input.add(p * self.plane) };
             for &shift in self.shifts {
                 let x = unsafe { x.add(shift) };

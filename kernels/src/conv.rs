@@ -112,11 +112,8 @@ pub(super) fn convolve(
                 pad(x, shape),
                 pack(taps, shape.taps(), [c_out, c_in], super::avx512::CHANNELS),
             );
-            Kernel::Packed {
-                packed: &packed,
-                padded: &padded,
-                shifts: &shifts,
-            }
+            // `Products::Avx512` is chosen only where the CPU has AVX-512F.
+            Kernel::packed(&packed, &padded, &shifts, super::avx512::products)
         }
         #[cfg(target_arch = "x86_64")]
         Products::Avx2 => {
@@ -124,11 +121,8 @@ pub(super) fn convolve(
                 pad(x, shape),
                 pack(taps, shape.taps(), [c_out, c_in], super::narrow::CHANNELS),
             );
-            Kernel::Avx2 {
-                packed: &packed,
-                padded: &padded,
-                shifts: &shifts,
-            }
+            // `Products::Avx2` is chosen only where the CPU has AVX2 and FMA.
+            Kernel::packed(&packed, &padded, &shifts, super::narrow::products_avx2)
         }
         #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
         Products::Quads => {
@@ -136,11 +130,8 @@ pub(super) fn convolve(
                 pad(x, shape),
                 pack(taps, shape.taps(), [c_out, c_in], super::narrow::CHANNELS),
             );
-            Kernel::Quads {
-                packed: &packed,
-                padded: &padded,
-                shifts: &shifts,
-            }
+            let quads = super::narrow::products::<super::lanes::Quad>;
+            Kernel::packed(&packed, &padded, &shifts, quads)
         }
         #[cfg(target_arch = "x86_64")]
         Products::Avx512Bf16 => {
@@ -195,28 +186,18 @@ pub(super) fn convolve(
 enum Kernel<'a> {
     /// [`taps_of`]'s layout and [`pad`]'s input, for gemm.
     Taps { taps: &'a [f32], padded: &'a [f32] },
-    /// [`pack`]'s layout for [`super::avx512`], [`pad`]'s input and [`Shape::shifts`].
-    #[cfg(target_arch = "x86_64")]
+    /// [`pack`]'s layout (in the products' block), [`pad`]'s input and [`Shape::shifts`], for
+    /// f32 products with that contract: [`super::avx512::products`],
+    /// [`super::narrow::products_avx2`], or [`super::narrow::products`] on four-float vectors.
+    #[cfg(any(
+        target_arch = "x86_64",
+        any(test, all(target_arch = "wasm32", target_feature = "simd128"))
+    ))]
     Packed {
         packed: &'a [f32],
         padded: &'a [f32],
         shifts: &'a [usize],
-    },
-    /// [`pack`]'s layout for [`super::narrow`], [`pad`]'s input and [`Shape::shifts`], on
-    /// AVX2.
-    #[cfg(target_arch = "x86_64")]
-    Avx2 {
-        packed: &'a [f32],
-        padded: &'a [f32],
-        shifts: &'a [usize],
-    },
-    /// [`pack`]'s layout for [`super::narrow`], [`pad`]'s input and [`Shape::shifts`], on
-    /// four-float vectors.
-    #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
-    Quads {
-        packed: &'a [f32],
-        padded: &'a [f32],
-        shifts: &'a [usize],
+        products: PackedProducts,
     },
     /// [`super::avx512_bf16::pack`]'s kernel, the input in bfloat16 channel pairs
     /// ([`super::bf16::pad_pairs`]) and [`Shape::shifts`].
@@ -234,6 +215,35 @@ enum Kernel<'a> {
         input: &'a [u32],
         shifts: &'a [usize],
     },
+}
+
+/// A band's f32 products over [`pack`]'s layout, with [`super::avx512::products`]'s contract.
+#[cfg(any(
+    target_arch = "x86_64",
+    any(test, all(target_arch = "wasm32", target_feature = "simd128"))
+))]
+type PackedProducts =
+    unsafe fn(*mut f32, usize, *const f32, usize, &[usize], &[f32], [usize; 2], Option<&[f32]>);
+
+#[cfg(any(
+    target_arch = "x86_64",
+    any(test, all(target_arch = "wasm32", target_feature = "simd128"))
+))]
+impl<'a> Kernel<'a> {
+    /// [`Kernel::Packed`] for `products`, which the caller has checked this CPU runs.
+    fn packed(
+        packed: &'a [f32],
+        padded: &'a [f32],
+        shifts: &'a [usize],
+        products: PackedProducts,
+    ) -> Self {
+        Kernel::Packed {
+            packed,
+            padded,
+            shifts,
+            products,
+        }
+    }
 }
 
 /// One band: output rows `rows` of image `image`, every output channel, as `K_h·K_w` products
@@ -267,60 +277,22 @@ unsafe fn band(
         Kernel::Taps { taps, padded } => unsafe {
             gemm_products(wide, wide_len, &padded[first(c_in)..], taps, bias, shape)
         },
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(any(
+            target_arch = "x86_64",
+            any(test, all(target_arch = "wasm32", target_feature = "simd128"))
+        ))]
         Kernel::Packed {
             packed,
             padded,
             shifts,
+            products,
         } => {
-            // SAFETY: `Products::Avx512` is chosen only where the CPU has AVX-512F; the reads
-            // end where the gemm products' do (see `gemm_products`); `wide` holds
-            // C_out·wide_len values.
+            // SAFETY: `Kernel::packed`'s promise (the CPU has what `products` needs); the
+            // reads end where the gemm products' do (see `gemm_products`); `wide` holds
+            // C_out·wide_len values, wide_len a multiple of ROW_MULTIPLE (two vectors of 8 or
+            // one of 16).
             unsafe {
-                super::avx512::products(
-                    wide.as_mut_ptr(),
-                    wide_len,
-                    padded[first(c_in)..].as_ptr(),
-                    plane,
-                    shifts,
-                    packed,
-                    [c_out, c_in],
-                    bias,
-                )
-            }
-        }
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 {
-            packed,
-            padded,
-            shifts,
-        } => {
-            // SAFETY: `Products::Avx2` is chosen only where the CPU has AVX2 and FMA; the reads
-            // end where the gemm products' do (see `gemm_products`); `wide` holds
-            // C_out·wide_len values, wide_len a multiple of ROW_MULTIPLE (two vectors).
-            unsafe {
-                super::narrow::products_avx2(
-                    wide.as_mut_ptr(),
-                    wide_len,
-                    padded[first(c_in)..].as_ptr(),
-                    plane,
-                    shifts,
-                    packed,
-                    [c_out, c_in],
-                    bias,
-                )
-            }
-        }
-        #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
-        Kernel::Quads {
-            packed,
-            padded,
-            shifts,
-        } => {
-            // SAFETY: the reads end where the gemm products' do (see `gemm_products`); `wide`
-            // holds C_out·wide_len values, wide_len a multiple of ROW_MULTIPLE.
-            unsafe {
-                super::narrow::products::<super::lanes::Quad>(
+                products(
                     wide.as_mut_ptr(),
                     wide_len,
                     padded[first(c_in)..].as_ptr(),

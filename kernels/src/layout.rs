@@ -43,6 +43,32 @@ pub(super) fn pack(
     packed
 }
 
+/// One tile of the banded products' wide output, as the micro-kernels ([`super::avx512`],
+/// [`super::narrow`], `avx512_bf16`) keep it in registers: a block of output channels by a few
+/// vectors of pixels, over a run of input channels (or bfloat16 channel pairs, `T = u32`);
+/// each kernel has its own loop over it.
+#[cfg(any(
+    target_arch = "x86_64",
+    any(test, all(target_arch = "wasm32", target_feature = "simd128"))
+))]
+pub(super) struct Tile<'a, T> {
+    /// The tile's first output value (`wide_len` apart per channel).
+    pub(super) out: *mut f32,
+    pub(super) wide_len: usize,
+    /// Output channels to store (the block's but in the last block).
+    pub(super) channels: usize,
+    pub(super) plane: usize,
+    pub(super) shifts: &'a [usize],
+    /// The run's first input channel (or pair) at the tile's first pixel.
+    pub(super) input: *const T,
+    /// Input channels (or pairs) in the run.
+    pub(super) inputs: usize,
+    /// The block's packed weights from the run's first channel (or pair).
+    pub(super) weights: *const T,
+    /// The bias to start from (the first run), else `None`: add to what `out` holds.
+    pub(super) init: Option<&'a [f32]>,
+}
+
 /// The pixels of a band's wide output: `rows·W_p`, rounded up to [`ROW_MULTIPLE`].
 pub(super) fn wide_len(rows: usize, padded_w: usize) -> usize {
     (rows * padded_w).next_multiple_of(ROW_MULTIPLE)

@@ -23,6 +23,7 @@
 //! then tap), by one band.
 
 use super::lanes::Lanes;
+use super::layout::Tile;
 
 /// Output channels in a tile (the packed kernel's block, [`super::layout::pack`]).
 pub(super) const CHANNELS: usize = 4;
@@ -82,7 +83,7 @@ pub(super) unsafe fn products<L: Lanes>(
                     weights: packed[(block * c_in + c0) * shifts.len() * CHANNELS..].as_ptr(),
                     init: (c0 == 0).then(|| &init[first..][..CHANNELS]),
                 };
-                unsafe { tile.run::<L>() };
+                unsafe { tile.run_on::<L>() };
             }
             c0 = c1;
         }
@@ -113,26 +114,8 @@ pub(super) unsafe fn products_avx2(
     }
 }
 
-/// One tile: 4 output channels by two vectors of pixels, over a run of input channels.
-struct Tile<'a> {
-    /// The tile's first output value (`wide_len` apart per channel).
-    out: *mut f32,
-    wide_len: usize,
-    /// Output channels to store (4 but in the last block).
-    channels: usize,
-    plane: usize,
-    shifts: &'a [usize],
-    /// The run's first input channel at the tile's first pixel.
-    input: *const f32,
-    /// Input channels in the run.
-    inputs: usize,
-    /// The block's packed weights from the run's first channel.
-    weights: *const f32,
-    /// The bias to start from (the first run), else `None`: add to what `out` holds.
-    init: Option<&'a [f32]>,
-}
-
-impl Tile<'_> {
+/// The narrow tile: 4 output channels by two vectors of pixels.
+impl Tile<'_, f32> {
     /// `out (+)= Σ_c Σ_tap w · input` over the tile.
     ///
     /// # Safety
@@ -140,7 +123,7 @@ impl Tile<'_> {
     #[inline(always)]
     // acc[i][j]: pixel vector i, output channel j, as the registers are laid out.
     #[allow(clippy::needless_range_loop)]
-    unsafe fn run<L: Lanes>(&self) {
+    unsafe fn run_on<L: Lanes>(&self) {
         // Each run's sum starts from zero and is added to the tile at the end (as the AVX-512
         // tile does).
         let mut acc = [[L::zero(); CHANNELS]; VECTORS];
