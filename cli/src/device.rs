@@ -98,12 +98,9 @@ fn cpu<J: Job>(mut job: J) -> Result<ExitCode> {
 /// e.g. "CPU: AMD EPYC, 2 threads; convolutions: AVX-512 f32" (and `BRN_SIMD`'s cap, if one
 /// narrows the kernels' instructions).
 pub fn cpu_products() -> String {
-    let cap = match model::backend::Simd::from_env() {
-        Ok(model::backend::Simd::Avx512) | Err(_) => String::new(),
-        Ok(_) => format!(
-            " (capped by BRN_SIMD={})",
-            std::env::var("BRN_SIMD").unwrap_or_default()
-        ),
+    let cap = match model::backend::Simd::cap() {
+        model::backend::Simd::Avx512 => String::new(),
+        cap => format!(" (capped by BRN_SIMD={})", cap.name()),
     };
     format!(
         "CPU: {}, {} threads; convolutions: {}{cap}",

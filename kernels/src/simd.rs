@@ -35,12 +35,25 @@ impl Simd {
         }
     }
 
-    /// Whether the kernels may use `self`'s instructions, where the CPU has them: `BRN_SIMD`'s
-    /// cap, read once (an unknown value caps nothing; front ends report it with
-    /// [`Simd::from_env`]).
-    pub fn allowed(self) -> bool {
+    /// `BRN_SIMD`'s value for this cap (what [`Simd::from_env`] reads back).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Baseline => "none",
+            Self::Avx2 => "avx2",
+            Self::Avx512 => "avx512",
+        }
+    }
+
+    /// The cap the kernels run under: `BRN_SIMD`'s, read once (an unknown value caps nothing;
+    /// front ends report it with [`Simd::from_env`]).
+    pub fn cap() -> Self {
         static CAP: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
-        self <= *CAP.get_or_init(|| Self::from_env().unwrap_or(Self::Avx512))
+        *CAP.get_or_init(|| Self::from_env().unwrap_or(Self::Avx512))
+    }
+
+    /// Whether the kernels may use `self`'s instructions, where the CPU has them ([`Simd::cap`]).
+    pub fn allowed(self) -> bool {
+        self <= Self::cap()
     }
 }
 
@@ -72,6 +85,9 @@ mod tests {
         assert_eq!(Simd::parse(Some("avx512")), Ok(Simd::Avx512));
         assert_eq!(Simd::parse(Some("avx2")), Ok(Simd::Avx2));
         assert_eq!(Simd::parse(Some("none")), Ok(Simd::Baseline));
+        for cap in [Simd::Baseline, Simd::Avx2, Simd::Avx512] {
+            assert_eq!(Simd::parse(Some(cap.name())), Ok(cap));
+        }
         let error = Simd::parse(Some("AVX2")).unwrap_err();
         assert!(
             error.contains("BRN_SIMD=AVX2") && error.contains("avx2 or none"),
