@@ -61,15 +61,21 @@ pub(super) fn pairs(c_in: usize) -> usize {
 /// `C_in`).
 pub(super) fn pack(taps: &[f32], taps_count: usize, c_out: usize, c_in: usize) -> Vec<u32> {
     let (blocks, pairs) = (c_out.div_ceil(CHANNELS), pairs(c_in));
-    let mut packed = vec![0u32; blocks * pairs * taps_count * CHANNELS];
-    for (i, word) in packed.iter_mut().enumerate() {
-        let j = i % CHANNELS;
-        let tap = (i / CHANNELS) % taps_count;
-        let pair = (i / (CHANNELS * taps_count)) % pairs;
-        let o = (i / (CHANNELS * taps_count * pairs)) * CHANNELS + j;
-        if o < c_out {
-            let weight = |c: usize| (c < c_in).then(|| bf16(taps[(tap * c_out + o) * c_in + c]));
-            *word = weight(2 * pair).unwrap_or(0) | weight(2 * pair + 1).unwrap_or(0) << 16;
+    let mut packed = Vec::with_capacity(blocks * pairs * taps_count * CHANNELS);
+    // One loop per index of the layout, outermost first (no division per word: this runs on
+    // one thread before every convolution).
+    for block in 0..blocks {
+        for pair in 0..pairs {
+            for tap in 0..taps_count {
+                for o in block * CHANNELS..(block + 1) * CHANNELS {
+                    let weight = |c: usize| {
+                        (o < c_out && c < c_in).then(|| bf16(taps[(tap * c_out + o) * c_in + c]))
+                    };
+                    packed.push(
+                        weight(2 * pair).unwrap_or(0) | weight(2 * pair + 1).unwrap_or(0) << 16,
+                    );
+                }
+            }
         }
     }
     packed

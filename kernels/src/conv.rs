@@ -63,10 +63,13 @@ fn conv2d_on(
 /// `value(o, c, tap)`.
 pub(super) fn taps_of(shape: Shape, value: impl Fn(usize, usize, usize) -> f32) -> Vec<f32> {
     let (c_in, c_out) = (shape.channels_in, shape.channels_out);
-    (0..shape.taps())
-        .flat_map(|tap| (0..c_out).flat_map(move |o| (0..c_in).map(move |c| (o, c, tap))))
-        .map(|(o, c, tap)| value(o, c, tap))
-        .collect()
+    let mut taps = Vec::with_capacity(shape.taps() * c_out * c_in);
+    for tap in 0..shape.taps() {
+        for o in 0..c_out {
+            taps.extend((0..c_in).map(|c| value(o, c, tap)));
+        }
+    }
+    taps
 }
 
 /// [`conv2d`] with the kernel given as [`taps_of`] lays it out.

@@ -18,25 +18,7 @@ const CHUNK: usize = 1 << 14;
 /// `f(first, target)` writes every value of `target`, the values from index `first` (the
 /// output is never filled with zeros first: a pass over memory less).
 fn chunked(len: usize, f: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send) -> Vec<f32> {
-    chunked_by(len, CHUNK, f)
-}
-
-/// [`chunked`] in chunks of `chunk` values (none when `len` is 0).
-fn chunked_by(
-    len: usize,
-    chunk: usize,
-    f: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send,
-) -> Vec<f32> {
-    assert!(chunk > 0 || len == 0, "chunks of no values");
-    let mut out = Vec::with_capacity(len);
-    super::parallel::for_each_chunk(&mut out.spare_capacity_mut()[..len], chunk, |i, target| {
-        f(i * chunk, target)
-    });
-    // SAFETY: the chunks cover `0..len` (checked above: chunks of 0 values only for no values)
-    // and `f` writes every value of its chunk (each caller writes through one `zip` over its
-    // whole target).
-    unsafe { out.set_len(len) };
-    out
+    super::parallel::collect_chunks(len, CHUNK, |i, target| f(i * CHUNK, target))
 }
 
 /// `max(v, 0)`, and 0 for a NaN (as `f32::max(v, 0.0)`), written as a comparison: in
@@ -134,9 +116,35 @@ pub fn channels_of(
     assert_eq!(x.len(), batch * c * plane, "channels_of of another shape");
     assert!(start + channels <= c, "channels_of past the last channel");
     let block = channels * plane;
-    chunked_by(batch * block, block, |first, target| {
-        let n = first / block;
+    super::parallel::collect_chunks(batch * block, block, |n, target| {
         copy_values(&x[(n * c + start) * plane..][..block], target)
+    })
+}
+
+/// `cat(parts, 1)`: the parts, `[N, C_i, plane]` each, as one `[N, Σ C_i, plane]`, copied
+/// plane by plane in parallel (flex's `cat` copies on one thread while the other cores wait).
+///
+/// # Panics
+/// If a part's length is not `batch·C_i·plane` (a caller's bug).
+pub fn cat_channels(parts: &[(&[f32], usize)], batch: usize, plane: usize) -> Vec<f32> {
+    for (part, c) in parts {
+        assert_eq!(
+            part.len(),
+            batch * c * plane,
+            "cat_channels of another shape"
+        );
+    }
+    // Each output channel's part and its channel there.
+    let sources: Vec<(usize, usize)> = parts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &(_, c))| (0..c).map(move |k| (i, k)))
+        .collect();
+    let channels = sources.len();
+    super::parallel::collect_chunks(batch * channels * plane, plane, |j, target| {
+        let (n, (i, k)) = (j / channels, sources[j % channels]);
+        let (part, c) = parts[i];
+        copy_values(&part[(n * c + k) * plane..][..plane], target)
     })
 }
 
@@ -222,6 +230,41 @@ mod tests {
                 );
             }
             assert_eq!(got, want, "channels {start}..{}", start + channels);
+        }
+    }
+
+    /// `cat_channels` against the concatenation built image by image with `extend`, for two
+    /// and three parts, a part of no channels, and one part.
+    #[test]
+    fn cat_channels_is_the_concatenation() {
+        let (batch, plane) = (3, 7);
+        let part = |c: usize, seed: usize| -> Vec<f32> {
+            (0..batch * c * plane)
+                .map(|i| (i * 31 + seed) as f32)
+                .collect()
+        };
+        for channels in [vec![2, 3], vec![1, 0, 4], vec![5], vec![3, 3, 3]] {
+            let values: Vec<Vec<f32>> = channels
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| part(c, i))
+                .collect();
+            let parts: Vec<(&[f32], usize)> = values
+                .iter()
+                .zip(&channels)
+                .map(|(v, &c)| (v.as_slice(), c))
+                .collect();
+            let mut want = Vec::new();
+            for n in 0..batch {
+                for (v, &c) in values.iter().zip(&channels) {
+                    want.extend_from_slice(&v[n * c * plane..(n + 1) * c * plane]);
+                }
+            }
+            assert_eq!(
+                cat_channels(&parts, batch, plane),
+                want,
+                "channels {channels:?}"
+            );
         }
     }
 }

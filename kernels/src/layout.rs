@@ -30,14 +30,20 @@ pub(super) fn pack(
     block: usize,
 ) -> Vec<f32> {
     let blocks = c_out.div_ceil(block);
-    let mut packed = vec![0f32; blocks * c_in * taps_count * block];
-    for (i, value) in packed.iter_mut().enumerate() {
-        let j = i % block;
-        let tap = (i / block) % taps_count;
-        let c = (i / (block * taps_count)) % c_in;
-        let o = (i / (block * taps_count * c_in)) * block + j;
-        if o < c_out {
-            *value = taps[(tap * c_out + o) * c_in + c];
+    let mut packed = Vec::with_capacity(blocks * c_in * taps_count * block);
+    // One loop per index of the layout, outermost first (no division per value: this runs on
+    // one thread before every convolution).
+    for first in (0..blocks).map(|b| b * block) {
+        for c in 0..c_in {
+            for tap in 0..taps_count {
+                packed.extend((first..first + block).map(|o| {
+                    if o < c_out {
+                        taps[(tap * c_out + o) * c_in + c]
+                    } else {
+                        0.0
+                    }
+                }));
+            }
         }
     }
     packed

@@ -12,8 +12,10 @@
 //! `[N, C, plane]` maps; one task per `(image, channel)` plane ([`super::parallel`]), each
 //! value computed alone, so the result does not depend on the thread count.
 
+use std::mem::MaybeUninit;
+
 use super::activation::{logistic, simd_loop, tanh};
-use super::parallel::{for_each_chunk, for_each_chunk_pair};
+use super::parallel::{collect_chunk_pairs, collect_chunks};
 
 /// The gate arithmetic in one pass over `gates` (and `cell`), plane by plane, the planes in
 /// parallel with the `parallel` feature.
@@ -28,17 +30,14 @@ pub fn in_one_pass(
     channels: usize,
     plane: usize,
 ) -> (Vec<f32>, Vec<f32>) {
-    let mut hidden = vec![0f32; batch * channels * plane];
-    let mut cell_out = vec![0f32; batch * channels * plane];
-    let step = |q: usize, hidden: &mut [f32], cell_out: &mut [f32]| {
+    let step = |q: usize, hidden: &mut [MaybeUninit<f32>], cell_out: &mut [MaybeUninit<f32>]| {
         let (n, c) = (q / channels, q % channels);
         let gate = |k: usize| &gates[((n * 4 + k) * channels + c) * plane..][..plane];
         let (input, forget, candidate, output) = (gate(0), gate(1), gate(2), gate(3));
         let previous = cell.map(|cell| &cell[q * plane..][..plane]);
         gates_plane(input, forget, candidate, output, previous, hidden, cell_out);
     };
-    for_each_chunk_pair(&mut hidden, &mut cell_out, plane, step);
-    (hidden, cell_out)
+    collect_chunk_pairs(batch * channels * plane, plane, step)
 }
 
 /// The backward step through `h' = σ(o)·tanh(c')` in one pass, plane by plane (in parallel with the
@@ -54,19 +53,17 @@ pub fn hidden_backward(
     channels: usize,
     plane: usize,
 ) -> (Vec<f32>, Vec<f32>) {
-    let mut grad_cell = vec![0f32; grad_hidden.len()];
-    let mut grad_output = vec![0f32; grad_hidden.len()];
-    let step = |q: usize, grad_cell: &mut [f32], grad_output: &mut [f32]| {
-        let (n, c) = (q / channels, q % channels);
-        let output = &gates[((n * 4 + 3) * channels + c) * plane..][..plane];
-        let (grad_hidden, cell) = (
-            &grad_hidden[q * plane..][..plane],
-            &cell[q * plane..][..plane],
-        );
-        hidden_plane(grad_hidden, output, cell, grad_cell, grad_output);
-    };
-    for_each_chunk_pair(&mut grad_cell, &mut grad_output, plane, step);
-    (grad_cell, grad_output)
+    let step =
+        |q: usize, grad_cell: &mut [MaybeUninit<f32>], grad_output: &mut [MaybeUninit<f32>]| {
+            let (n, c) = (q / channels, q % channels);
+            let output = &gates[((n * 4 + 3) * channels + c) * plane..][..plane];
+            let (grad_hidden, cell) = (
+                &grad_hidden[q * plane..][..plane],
+                &cell[q * plane..][..plane],
+            );
+            hidden_plane(grad_hidden, output, cell, grad_cell, grad_output);
+        };
+    collect_chunk_pairs(grad_hidden.len(), plane, step)
 }
 
 /// The backward step through `c' = σ(f)·c + σ(i)·tanh(g)` in one pass over the gates' gradient and one over `dc`,
@@ -83,8 +80,7 @@ pub fn cell_backward(
     channels: usize,
     plane: usize,
 ) -> (Vec<f32>, Option<Vec<f32>>) {
-    let mut grad_gates = vec![0f32; gates.len()];
-    let gate_plane = |j: usize, target: &mut [f32]| {
+    let gate_plane = |j: usize, target: &mut [MaybeUninit<f32>]| {
         // Plane j of the gates' gradient: image n, gate k, channel c.
         let (n, k, c) = (j / (4 * channels), j / channels % 4, j % channels);
         let q = n * channels + c;
@@ -99,6 +95,9 @@ pub fn cell_backward(
                 if let Some(previous) = previous {
                     let (forget, previous) = (gate(1), &previous[q * plane..][..plane]);
                     forget_gate_plane(grad_cell, forget, previous, target);
+                } else {
+                    // No `c` (the first stage): `f` does not reach the output.
+                    copy_plane(None, target);
                 }
             }
             2 => {
@@ -106,25 +105,23 @@ pub fn cell_backward(
                 candidate_plane(grad_cell, input, candidate, target);
             }
             _ => {
-                if let Some(grad_output) = grad_output {
-                    target.copy_from_slice(&grad_output[q * plane..][..plane]);
-                }
+                copy_plane(grad_output.map(|g| &g[q * plane..][..plane]), target);
             }
         }
     };
     let grad_previous = previous.map(|_| {
-        let mut grad_previous = vec![0f32; grad_cell.len()];
-        let previous_plane = |q: usize, target: &mut [f32]| {
+        let previous_plane = |q: usize, target: &mut [MaybeUninit<f32>]| {
             let n = q / channels;
             let forget = &gates[((n * 4 + 1) * channels + q % channels) * plane..][..plane];
             let grad_cell = &grad_cell[q * plane..][..plane];
             previous_cell_plane(grad_cell, forget, target);
         };
-        for_each_chunk(&mut grad_previous, plane, previous_plane);
-        grad_previous
+        collect_chunks(grad_cell.len(), plane, previous_plane)
     });
-    for_each_chunk(&mut grad_gates, plane, gate_plane);
-    (grad_gates, grad_previous)
+    (
+        collect_chunks(gates.len(), plane, gate_plane),
+        grad_previous,
+    )
 }
 
 // One plane of each pass, compiled for AVX-512 where the CPU has it. Each slices its inputs
@@ -138,8 +135,8 @@ simd_loop! {
         candidate: &[f32],
         output: &[f32],
         previous: Option<&[f32]>,
-        hidden: &mut [f32],
-        cell: &mut [f32],
+        hidden: &mut [MaybeUninit<f32>],
+        cell: &mut [MaybeUninit<f32>],
     ) {
         let n = hidden.len();
         let (input, forget, candidate) = (&input[..n], &forget[..n], &candidate[..n]);
@@ -150,15 +147,15 @@ simd_loop! {
                 for p in 0..n {
                     let next = logistic(forget[p]) * previous[p]
                         + logistic(input[p]) * tanh(candidate[p]);
-                    cell[p] = next;
-                    hidden[p] = logistic(output[p]) * tanh(next);
+                    cell[p].write(next);
+                    hidden[p].write(logistic(output[p]) * tanh(next));
                 }
             }
             None => {
                 for p in 0..n {
                     let next = logistic(input[p]) * tanh(candidate[p]);
-                    cell[p] = next;
-                    hidden[p] = logistic(output[p]) * tanh(next);
+                    cell[p].write(next);
+                    hidden[p].write(logistic(output[p]) * tanh(next));
                 }
             }
         }
@@ -171,63 +168,79 @@ simd_loop! {
         grad_hidden: &[f32],
         output: &[f32],
         cell: &[f32],
-        grad_cell: &mut [f32],
-        grad_output: &mut [f32],
+        grad_cell: &mut [MaybeUninit<f32>],
+        grad_output: &mut [MaybeUninit<f32>],
     ) {
         let n = grad_cell.len();
         let (grad_hidden, output, cell) = (&grad_hidden[..n], &output[..n], &cell[..n]);
         let grad_output = &mut grad_output[..n];
         for p in 0..n {
             let (s, t) = (logistic(output[p]), tanh(cell[p]));
-            grad_cell[p] = grad_hidden[p] * s * (1.0 - t * t);
-            grad_output[p] = grad_hidden[p] * t * s * (1.0 - s);
+            grad_cell[p].write(grad_hidden[p] * s * (1.0 - t * t));
+            grad_output[p].write(grad_hidden[p] * t * s * (1.0 - s));
         }
     }
 }
 
 simd_loop! {
     /// `di = dc'·t_g·s_i·(1 − s_i)`.
-    fn input_gate_plane(grad_cell: &[f32], input: &[f32], candidate: &[f32], target: &mut [f32]) {
+    fn input_gate_plane(grad_cell: &[f32], input: &[f32], candidate: &[f32], target: &mut [MaybeUninit<f32>]) {
         let n = target.len();
         let (grad_cell, input, candidate) = (&grad_cell[..n], &input[..n], &candidate[..n]);
         for p in 0..n {
             let s = logistic(input[p]);
-            target[p] = grad_cell[p] * tanh(candidate[p]) * s * (1.0 - s);
+            target[p].write(grad_cell[p] * tanh(candidate[p]) * s * (1.0 - s));
         }
     }
 }
 
 simd_loop! {
     /// `df = dc'·c·s_f·(1 − s_f)`.
-    fn forget_gate_plane(grad_cell: &[f32], forget: &[f32], previous: &[f32], target: &mut [f32]) {
+    fn forget_gate_plane(grad_cell: &[f32], forget: &[f32], previous: &[f32], target: &mut [MaybeUninit<f32>]) {
         let n = target.len();
         let (grad_cell, forget, previous) = (&grad_cell[..n], &forget[..n], &previous[..n]);
         for p in 0..n {
             let s = logistic(forget[p]);
-            target[p] = grad_cell[p] * previous[p] * s * (1.0 - s);
+            target[p].write(grad_cell[p] * previous[p] * s * (1.0 - s));
         }
     }
 }
 
 simd_loop! {
     /// `dg = dc'·s_i·(1 − t_g²)`.
-    fn candidate_plane(grad_cell: &[f32], input: &[f32], candidate: &[f32], target: &mut [f32]) {
+    fn candidate_plane(grad_cell: &[f32], input: &[f32], candidate: &[f32], target: &mut [MaybeUninit<f32>]) {
         let n = target.len();
         let (grad_cell, input, candidate) = (&grad_cell[..n], &input[..n], &candidate[..n]);
         for p in 0..n {
             let t = tanh(candidate[p]);
-            target[p] = grad_cell[p] * logistic(input[p]) * (1.0 - t * t);
+            target[p].write(grad_cell[p] * logistic(input[p]) * (1.0 - t * t));
+        }
+    }
+}
+
+simd_loop! {
+    /// `target = source`, or zeros without it.
+    fn copy_plane(source: Option<&[f32]>, target: &mut [MaybeUninit<f32>]) {
+        match source {
+            Some(source) => {
+                for (t, &v) in target.iter_mut().zip(source) {
+                    t.write(v);
+                }
+            }
+            None => target.iter_mut().for_each(|t| {
+                t.write(0.0);
+            }),
         }
     }
 }
 
 simd_loop! {
     /// `dc = dc'·s_f`.
-    fn previous_cell_plane(grad_cell: &[f32], forget: &[f32], target: &mut [f32]) {
+    fn previous_cell_plane(grad_cell: &[f32], forget: &[f32], target: &mut [MaybeUninit<f32>]) {
         let n = target.len();
         let (grad_cell, forget) = (&grad_cell[..n], &forget[..n]);
         for p in 0..n {
-            target[p] = grad_cell[p] * logistic(forget[p]);
+            target[p].write(grad_cell[p] * logistic(forget[p]));
         }
     }
 }

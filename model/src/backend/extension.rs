@@ -75,6 +75,15 @@ pub trait BrnBackend: Backend {
         reference::relu_mask::<Self>(grad, outputs)
     }
 
+    /// `cat(parts, 1)`: the autodiff backend's concatenation of a convolution's input parts.
+    /// burn's `cat` by default; on flex a copy on every core (flex's copies on one thread).
+    ///
+    /// # Shapes
+    /// - `parts`: `[N, C_i, H, W]` each → `[N, Σ C_i, H, W]`
+    fn cat_channels(parts: Vec<FloatTensor<Self>>) -> FloatTensor<Self> {
+        Self::float_cat(parts, 1)
+    }
+
     /// Channels `start..start + channels` of `x` as a tensor of their own: the autodiff
     /// backend's concatenation hands each part its gradient so. burn's slice (a view) by
     /// default; a contiguous copy on flex, whose add of a view is a strided loop on one thread.

@@ -61,7 +61,7 @@ fn record<B: BrnBackend, C: CheckpointStrategy, const N: usize>(
 ) -> FloatTensor<Autodiff<B, C>> {
     let channels = parts.each_ref().map(|part| part.primitive.shape()[1]);
     let nodes = parts.each_ref().map(|part| part.node.clone());
-    let output = B::float_cat(parts.map(|part| part.primitive).into(), 1);
+    let output = B::cat_channels(parts.map(|part| part.primitive).into());
     match <Concatenation as Backward<B, N>>::prepare::<C>(Concatenation, nodes)
         .compute_bound()
         .stateful()

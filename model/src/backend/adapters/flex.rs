@@ -12,7 +12,7 @@
 
 use std::borrow::Cow;
 
-use burn::tensor::ops::{ConvOptions, FloatTensor, ModuleOps};
+use burn::tensor::ops::{ConvOptions, FloatTensor, FloatTensorOps, ModuleOps};
 use burn::tensor::{DType, TensorData, TensorMetadata};
 use burn_flex::{Flex, FlexTensor};
 
@@ -65,6 +65,32 @@ impl BrnBackend for Flex {
         };
         let part = elementwise::channels_of(&floats(&x), [batch, c, h * w], start, channels);
         tensor(part, [batch, channels, h, w])
+    }
+
+    fn cat_channels(parts: Vec<FloatTensor<Self>>) -> FloatTensor<Self> {
+        // `[N, H, W]` of every part, f32 and four-dimensional each; burn's `cat` otherwise.
+        let common = |part: &FloatTensor<Self>| {
+            let dims = part.shape();
+            (part.dtype() == DType::F32 && dims.num_dims() == 4)
+                .then(|| [dims[0], dims[2], dims[3]])
+        };
+        let Some([batch, h, w]) = parts.first().and_then(common) else {
+            return Self::float_cat(parts, 1);
+        };
+        if parts.iter().any(|part| common(part) != Some([batch, h, w])) {
+            return Self::float_cat(parts, 1);
+        }
+        let values: Vec<_> = parts.iter().map(floats).collect();
+        let sources: Vec<(&[f32], usize)> = values
+            .iter()
+            .zip(&parts)
+            .map(|(v, part)| (&v[..], part.shape()[1]))
+            .collect();
+        let total = sources.iter().map(|(_, c)| c).sum();
+        tensor(
+            elementwise::cat_channels(&sources, batch, h * w),
+            [batch, total, h, w],
+        )
     }
 
     fn lstm_gates(
@@ -370,6 +396,20 @@ mod tests {
                 reference::fused::<Flex>(inputs(), weight(), bias(), options.clone(), after());
             let data = |t| tensor::<Flex, 4>(t).into_data();
             data(fused).assert_approx_eq::<f32>(&data(separate), Tolerance::rel_abs(1e-5, 1e-5));
+        }
+    }
+
+    /// flex's parallel concatenation gives burn's `cat` along the channels, value for value, for
+    /// two and three parts.
+    #[test]
+    fn cat_channels_is_burns_cat() {
+        let device = Default::default();
+        let part = |c| Tensor::<Flex, 4>::random([2, c, 5, 7], Distribution::Default, &device);
+        for parts in [vec![part(3), part(4)], vec![part(1), part(5), part(2)]] {
+            let float = |t: &Tensor<Flex, 4>| t.clone().into_primitive().tensor();
+            let ours = Flex::cat_channels(parts.iter().map(float).collect());
+            let burns = Tensor::cat(parts, 1);
+            assert_eq!(tensor::<Flex, 4>(ours).to_data(), burns.to_data());
         }
     }
 
