@@ -189,10 +189,15 @@ impl Tile<'_, u32> {
     }
 }
 
-/// Whether the weight gradient of a convolution with `c_out` output channels takes the dot
-/// products: whole vectors of 16 output channels.
+/// Whether [`weight_products`] takes `c_out` output channels: whole vectors of 16
+/// ([`weight_channels`] rounds a convolution's count up to one it takes).
 pub(super) fn applies_to_weight_gradient(c_out: usize) -> bool {
     c_out.is_multiple_of(LANES)
+}
+
+/// The output channels [`weight_products`] computes for `c_out`: whole vectors of 16.
+pub(super) fn weight_channels(c_out: usize) -> usize {
+    c_out.next_multiple_of(LANES)
 }
 
 /// Input channels in a weight-gradient tile.

@@ -159,11 +159,16 @@ fn weight_gradient_on(
 /// The kernel gradient from `[tap][c][o]` (per tap a `C_out x C_in` matrix stored column by
 /// column) to `[o][c][tap]`.
 fn transpose_taps(sums: Vec<f32>, shape: Shape) -> Vec<f32> {
+    transpose_columns(sums, shape.channels_out, shape)
+}
+
+/// [`transpose_taps`] from columns of `rows ≥ C_out` values, the rows past `C_out` left out.
+fn transpose_columns(sums: Vec<f32>, rows: usize, shape: Shape) -> Vec<f32> {
     let (c_in, c_out, taps) = (shape.channels_in, shape.channels_out, shape.taps());
-    let mut gradient = vec![0f32; sums.len()];
-    for (tap, block) in sums.chunks_exact(c_out * c_in).enumerate() {
-        for (c, column) in block.chunks_exact(c_out).enumerate() {
-            for (o, &value) in column.iter().enumerate() {
+    let mut gradient = vec![0f32; c_out * c_in * taps];
+    for (tap, block) in sums.chunks_exact(rows * c_in).enumerate() {
+        for (c, column) in block.chunks_exact(rows).enumerate() {
+            for (o, &value) in column[..c_out].iter().enumerate() {
                 gradient[(o * c_in + c) * taps + tap] = value;
             }
         }
@@ -207,14 +212,22 @@ impl PairProducts {
     fn of(products: Products, shape: Shape) -> Option<Self> {
         let (c_out, c_in) = (shape.channels_out, shape.channels_in);
         match products {
-            Products::Avx512Bf16 if super::avx512_bf16::applies_to_weight_gradient(c_out) => {
-                Some(Self::Dot)
-            }
+            Products::Avx512Bf16 => Some(Self::Dot),
             #[cfg(target_os = "linux")]
             Products::Amx if super::amx::applies_to_weight_gradient(c_out, c_in) => {
                 Some(Self::Tiles)
             }
             _ => None,
+        }
+    }
+
+    /// The output channels these products compute for `c_out`: the dot products take whole
+    /// vectors of 16 (the rows past `c_out` get a zero output gradient, and are dropped).
+    fn channels(self, c_out: usize) -> usize {
+        match self {
+            Self::Dot => super::avx512_bf16::weight_channels(c_out),
+            #[cfg(target_os = "linux")]
+            Self::Tiles => c_out,
         }
     }
 }
@@ -234,23 +247,30 @@ fn bf16_weight_gradient(
     let [padded_h, padded_w] = shape.padded_size();
     let (out_plane, plane) = (out_h * out_w, padded_h * padded_w);
     let (c_in, c_out) = (shape.channels_in, shape.channels_out);
+    // The output channels the products compute (C_out, or more with zero gradients).
+    let rows_out = products.channels(c_out);
     let padded = bf16::pad_bf16(x, shape);
     let shifts = shape.shifts();
-    // Per tap a C_out x C_in matrix stored column by column: sum[tap][c][o].
-    let size = shape.taps() * c_out * c_in;
+    // Per tap a rows_out x C_in matrix stored column by column: sum[tap][c][o].
+    let size = shape.taps() * rows_out * c_in;
     let bands = Bands::of(shape);
+    let zeros = vec![0f32; out_w];
     let accumulate = |mut sum: Vec<f32>, task: usize| {
         let (image, rows) = bands.band(task);
         let len = wide_len(rows.len(), padded_w).next_multiple_of(bf16::WEIGHT_PIXELS);
         PAIR_SCRATCH.with(|scratch| {
             let (dy_pairs, wide) = &mut *scratch.borrow_mut();
-            dy_pairs.resize(dy_pairs.len().max(c_out * len / 2), 0);
-            let dy = |o: usize, i: usize| {
-                &output_grad[(image * c_out + o) * out_plane + (rows.start + i) * out_w..][..out_w]
+            dy_pairs.resize(dy_pairs.len().max(rows_out * len / 2), 0);
+            let dy = |o: usize, i: usize| match o < c_out {
+                true => {
+                    let first = (image * c_out + o) * out_plane + (rows.start + i) * out_w;
+                    &output_grad[first..][..out_w]
+                }
+                false => &zeros[..],
             };
-            bf16::pack_output_grad(dy_pairs, wide, len, [c_out, rows.len(), padded_w], dy);
+            bf16::pack_output_grad(dy_pairs, wide, len, [rows_out, rows.len(), padded_w], dy);
             let input = padded[image * c_in * plane + rows.start * padded_w..].as_ptr();
-            let (sum, channels) = (&mut sum, [c_out, c_in]);
+            let (sum, channels) = (&mut sum, [rows_out, c_in]);
             // SAFETY: `PairProducts::of` took the shape for these products, chosen only where
             // the CPU has them (`Products::best_mixed`); `len` is a multiple of WEIGHT_PIXELS;
             // `pad_bf16`'s tail covers the reads past the band's wide output (as `pad`'s
@@ -269,7 +289,8 @@ fn bf16_weight_gradient(
         });
         sum
     };
-    transpose_taps(sum_bands(bands.count(shape.batch), size, accumulate), shape)
+    let sums = sum_bands(bands.count(shape.batch), size, accumulate);
+    transpose_columns(sums, rows_out, shape)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -476,6 +497,9 @@ mod tests {
             shape(2, 48, [70, 30], 16),
             shape(2, 6, [13, 21], 32),
             shape(1, 7, [10, 9], 48),
+            // Output channels short of a vector (the model's last layer) and past one.
+            shape(2, 32, [12, 15], 3),
+            shape(1, 5, [9, 11], 20),
         ]
         .into_iter()
         .enumerate()
