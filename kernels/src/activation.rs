@@ -58,10 +58,10 @@ pub fn tanh(x: f32) -> f32 {
 /// choice). The copies give the same bits: no copy contracts a product and a sum into one
 /// rounding or reorders a sum (Rust does neither unasked).
 macro_rules! simd_loop {
-    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$doc])*
         #[allow(clippy::too_many_arguments)]
-        fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) {
             #[inline(always)]
             #[allow(clippy::too_many_arguments)]
             fn body($($arg: $ty),*) $body

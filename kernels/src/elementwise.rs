@@ -150,7 +150,7 @@ pub fn cat_channels(parts: &[(&[f32], usize)], batch: usize, plane: usize) -> Ve
 
 simd_loop! {
     /// `target[i] = source[i]`.
-    fn copy_values(source: &[f32], target: &mut [MaybeUninit<f32>]) {
+    pub(super) fn copy_values(source: &[f32], target: &mut [MaybeUninit<f32>]) {
         for (t, &v) in target.iter_mut().zip(source) {
             t.write(v);
         }

@@ -218,19 +218,11 @@ simd_loop! {
     }
 }
 
-simd_loop! {
-    /// `target = source`, or zeros without it.
-    fn copy_plane(source: Option<&[f32]>, target: &mut [MaybeUninit<f32>]) {
-        match source {
-            Some(source) => {
-                for (t, &v) in target.iter_mut().zip(source) {
-                    t.write(v);
-                }
-            }
-            None => target.iter_mut().for_each(|t| {
-                t.write(0.0);
-            }),
-        }
+/// `target = source`, or zeros without it.
+fn copy_plane(source: Option<&[f32]>, target: &mut [MaybeUninit<f32>]) {
+    match source {
+        Some(source) => super::elementwise::copy_values(source, target),
+        None => target.fill(MaybeUninit::new(0.0)),
     }
 }
 
