@@ -7,7 +7,8 @@
 use std::mem::MaybeUninit;
 
 use super::activation::simd_loop;
-use super::layout::{padded_planes, source_planes, Shape, ROW_MULTIPLE};
+use super::elementwise::{running_sums, sum_of, Through, SUMS};
+use super::layout::{padded_planes, padded_planes_with, source_planes, Shape, ROW_MULTIPLE};
 
 /// `x` rounded to the nearest bfloat16 (ties to even), as the low 16 bits. (NaN may become
 /// infinity; training has failed by then anyway.)
@@ -46,6 +47,92 @@ pub(super) fn pad_pairs(x: &[&[f32]], shape: Shape, pairs: usize) -> Vec<u32> {
     })
 }
 
+/// A convolution's output gradient through the ReLUs after it, `[N, C, H, W]` with `C =
+/// shape.channels_in` (the input of the input gradient's convolution, `shape` its transposed
+/// shape), padded as [`pad_pairs`] pads an input, the mask applied on the way (no pass of its
+/// own); and each channel's sum over the batch, the bias gradient (each plane in
+/// [`SUMS`] f64 running sums row after row ([`running_sums`]), then the images in order: an
+/// order fixed by the shape).
+pub(super) fn pad_pairs_through(grad: Through, shape: Shape, pairs: usize) -> (Vec<u32>, Vec<f32>) {
+    debug_assert!(2 * pairs >= shape.channels_in);
+    let (c, [height, width]) = (shape.channels_in, shape.size);
+    assert_eq!(
+        grad.len(),
+        shape.batch * c * height * width,
+        "gradient of another shape"
+    );
+    let first =
+        |image: usize, channel: usize, y: usize| ((image * c + channel) * height + y) * width;
+    let tail = shape.kernel[1] + ROW_MULTIPLE;
+    let fill =
+        |p: usize, y: usize, target: &mut [MaybeUninit<u32>], sums: &mut [[f64; SUMS]; 2]| {
+            let (image, pair) = (p / pairs, p % pairs);
+            if 2 * pair >= c {
+                return target.iter_mut().for_each(|t| {
+                    t.write(0);
+                });
+            }
+            with_rows(2 * width, |rows| {
+                let (low, high) = rows.split_at_mut(width);
+                grad.values(first(image, 2 * pair, y), as_uninit(low));
+                running_sums(low, &mut sums[0]);
+                let high = if 2 * pair + 1 < c {
+                    grad.values(first(image, 2 * pair + 1, y), as_uninit(high));
+                    running_sums(high, &mut sums[1]);
+                    Some(&*high)
+                } else {
+                    None
+                };
+                pair_row(low, high, target);
+            })
+        };
+    let (padded, sums) = padded_planes_with(shape.batch * pairs, shape, tail, 0, fill);
+    let bias = (0..c)
+        .map(|channel| {
+            let sum = |image: usize| sum_of(&sums[image * pairs + channel / 2][channel % 2]);
+            (0..shape.batch).map(sum).sum::<f64>() as f32
+        })
+        .collect();
+    (padded, bias)
+}
+
+simd_loop! {
+    /// `target[i]` = the low (`high` false) or high half of `words[i]`: one channel of a row of
+    /// bfloat16 channel pairs.
+    pub(super) fn half_row(words: &[u32], high: bool, target: &mut [MaybeUninit<u16>]) {
+        let n = target.len();
+        let words = &words[..n];
+        let shift = if high { 16 } else { 0 };
+        for i in 0..n {
+            target[i].write((words[i] >> shift) as u16);
+        }
+    }
+}
+
+std::thread_local! {
+    /// Each thread's rows of a masked gradient on their way to bfloat16.
+    static ROWS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `f` on this thread's row buffer of `len` values (holding anything); `f` must not call it
+/// again.
+fn with_rows<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    ROWS.with(|rows| {
+        let mut rows = rows.borrow_mut();
+        if rows.len() < len {
+            rows.resize(len, 0.0);
+        }
+        f(&mut rows[..len])
+    })
+}
+
+/// Floats as slots to write floats into.
+fn as_uninit(values: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout; what is written through it is an `f32`,
+    // so the values stay initialised.
+    unsafe { &mut *(values as *mut [f32] as *mut [MaybeUninit<f32>]) }
+}
+
 simd_loop! {
     /// `target[i] = bf16(low[i]) | bf16(high[i]) << 16` (the high half zero without `high`).
     fn pair_row(low: &[f32], high: Option<&[f32]>, target: &mut [MaybeUninit<u32>]) {
@@ -69,7 +156,7 @@ simd_loop! {
 
 simd_loop! {
     /// `target[i] = bf16(values[i])`.
-    fn bf16_row(values: &[f32], target: &mut [MaybeUninit<u16>]) {
+    pub(super) fn bf16_row(values: &[f32], target: &mut [MaybeUninit<u16>]) {
         let n = target.len();
         let values = &values[..n];
         for i in 0..n {
@@ -95,16 +182,16 @@ pub(super) fn pad_bf16(x: &[f32], shape: Shape) -> Vec<u16> {
 
 /// One band's output gradient as the weight gradients' products read it: per pair of wide pixels
 /// `(2k, 2k + 1)` (`2k < len`, a multiple of 32), per output channel, one word of the two in
-/// bfloat16 (pixel `2k` low): `pairs[k][o]`. `row(o, i)` gives band row `i`'s `W_out` values
-/// of channel `o` (`i < rows`), each row `W_p` wide in the wide layout, zeros past `W_out`
-/// and past the rows. `wide` is scratch (`c_out·len/2` words, as `c_out·len` halves).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn pack_output_grad<'a>(
+/// bfloat16 (pixel `2k` low): `pairs[k][o]`. `row(o, i, target)` writes band row `i`'s `W_out`
+/// values of channel `o` (`i < rows`) in bfloat16, each row `W_p` wide in the wide layout,
+/// zeros past `W_out` and past the rows. `wide` is scratch (`c_out·len/2` words, as `c_out·len`
+/// halves).
+pub(super) fn pack_output_grad(
     pairs: &mut [u32],
     wide: &mut Vec<MaybeUninit<u32>>,
     len: usize,
-    [c_out, rows, padded_w]: [usize; 3],
-    row: impl Fn(usize, usize) -> &'a [f32],
+    [c_out, rows, out_w, padded_w]: [usize; 4],
+    row: impl Fn(usize, usize, &mut [MaybeUninit<u16>]),
 ) {
     wide.resize(c_out * len / 2, MaybeUninit::new(0));
     // SAFETY: the words' memory as twice as many halves (aligned for both).
@@ -114,9 +201,8 @@ pub(super) fn pack_output_grad<'a>(
     for (o, channel) in halves.chunks_exact_mut(len).enumerate() {
         let (band, rest) = channel.split_at_mut(rows * padded_w);
         for (i, target) in band.chunks_exact_mut(padded_w).enumerate() {
-            let values = row(o, i);
-            let (inside, garbage) = target.split_at_mut(values.len());
-            bf16_row(values, inside);
+            let (inside, garbage) = target.split_at_mut(out_w);
+            row(o, i, inside);
             garbage.iter_mut().for_each(|v| {
                 v.write(0);
             });

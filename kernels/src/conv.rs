@@ -18,6 +18,9 @@
 //! residual add ([`After`]) are applied to each band while it is in cache. Bands run in
 //! parallel and each output value is one band's, so the result does not depend on the threads.
 
+#[cfg(target_arch = "x86_64")]
+use std::borrow::Cow;
+
 use super::elementwise::relu;
 use super::gemm::gemm_products;
 use super::layout::{pack, pad, wide_len, with_scratch, Bands, Output, Shape};
@@ -56,7 +59,42 @@ fn conv2d_on(
     let taps = taps_of(shape, |o, c, tap| {
         weight[(o * shape.channels_in + c) * shape.taps() + tap]
     });
-    convolve(products, x, &taps, bias, shape, after)
+    convolve(products, Input::Floats(x), &taps, bias, shape, after)
+}
+
+/// The input of [`convolve`]: floats (one tensor, or several read as concatenated), or the
+/// bfloat16 channel pairs that the bfloat16 products read, already padded
+/// ([`super::bf16::pad_pairs`]'s layout, for the products' own pair count), as the backward
+/// pass makes them from a gradient through ReLUs ([`super::bf16::pad_pairs_through`]).
+pub(super) enum Input<'a> {
+    /// `[N, C_i, H, W]` each, `Σ C_i = C_in`.
+    Floats(&'a [&'a [f32]]),
+    /// For the bfloat16 products only (AVX512-BF16 dot products, AMX tiles).
+    #[cfg(target_arch = "x86_64")]
+    Pairs(&'a [u32]),
+}
+
+impl<'a> Input<'a> {
+    /// The floats.
+    ///
+    /// # Panics
+    /// If the input is pairs, which only the bfloat16 products read (a caller's bug).
+    fn floats(&self) -> &'a [&'a [f32]] {
+        match self {
+            Input::Floats(x) => x,
+            #[cfg(target_arch = "x86_64")]
+            Input::Pairs(_) => panic!("padded bfloat16 pairs given to f32 products"),
+        }
+    }
+
+    /// The padded pairs, made by `pad` from the floats where the input is floats.
+    #[cfg(target_arch = "x86_64")]
+    fn pairs(self, pad: impl FnOnce(&[&[f32]]) -> Vec<u32>) -> Cow<'a, [u32]> {
+        match self {
+            Input::Floats(x) => Cow::Owned(pad(x)),
+            Input::Pairs(pairs) => Cow::Borrowed(pairs),
+        }
+    }
 }
 
 /// The kernel as one `[C_out, C_in]` matrix per tap, `[K_h·K_w][C_out][C_in]`, from
@@ -75,7 +113,7 @@ pub(super) fn taps_of(shape: Shape, value: impl Fn(usize, usize, usize) -> f32) 
 /// [`conv2d`] with the kernel given as [`taps_of`] lays it out.
 pub(super) fn convolve(
     products: Products,
-    x: &[&[f32]],
+    x: Input,
     taps: &[f32],
     bias: Option<&[f32]>,
     shape: Shape,
@@ -98,12 +136,12 @@ pub(super) fn convolve(
     ))]
     let packed: Vec<f32>;
     #[cfg(target_arch = "x86_64")]
-    let pairs: (Vec<u32>, Vec<u32>);
+    let pairs: (Vec<u32>, Cow<[u32]>);
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    let tiles: (Vec<u16>, Vec<f32>, Vec<u32>);
+    let tiles: (Vec<u16>, Vec<f32>, Cow<[u32]>);
     let kernel = match products {
         Products::Gemm => {
-            padded = pad(x, shape);
+            padded = pad(x.floats(), shape);
             Kernel::Taps {
                 taps,
                 padded: &padded,
@@ -112,7 +150,7 @@ pub(super) fn convolve(
         #[cfg(target_arch = "x86_64")]
         Products::Avx512 => {
             (padded, packed) = (
-                pad(x, shape),
+                pad(x.floats(), shape),
                 pack(taps, shape.taps(), [c_out, c_in], super::avx512::CHANNELS),
             );
             // `Products::Avx512` is chosen only where the CPU has AVX-512F.
@@ -121,7 +159,7 @@ pub(super) fn convolve(
         #[cfg(target_arch = "x86_64")]
         Products::Avx2 => {
             (padded, packed) = (
-                pad(x, shape),
+                pad(x.floats(), shape),
                 pack(taps, shape.taps(), [c_out, c_in], super::narrow::CHANNELS),
             );
             // `Products::Avx2` is chosen only where the CPU has AVX2 and FMA.
@@ -130,7 +168,7 @@ pub(super) fn convolve(
         #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
         Products::Quads => {
             (padded, packed) = (
-                pad(x, shape),
+                pad(x.floats(), shape),
                 pack(taps, shape.taps(), [c_out, c_in], super::narrow::CHANNELS),
             );
             let quads = super::narrow::products::<super::lanes::Quad>;
@@ -141,7 +179,7 @@ pub(super) fn convolve(
             use super::avx512_bf16 as dot;
             pairs = (
                 dot::pack(taps, shape.taps(), c_out, c_in),
-                super::bf16::pad_pairs(x, shape, dot::pairs(c_in)),
+                x.pairs(|x| super::bf16::pad_pairs(x, shape, dot::pairs(c_in))),
             );
             Kernel::Pairs {
                 packed: &pairs.0,
@@ -155,7 +193,7 @@ pub(super) fn convolve(
             tiles = (
                 amx::pack(taps, shape.taps(), c_out, c_in),
                 amx::bias_tiles(bias, c_out),
-                super::bf16::pad_pairs(x, shape, amx::pairs(c_in)),
+                x.pairs(|x| super::bf16::pad_pairs(x, shape, amx::pairs(c_in))),
             );
             Kernel::Tiles {
                 packed: &tiles.0,

@@ -10,8 +10,11 @@
 //! are taken in an order fixed by the shape alone, so the results are the same bits at any
 //! thread count.
 
-use super::activation::simd_loop;
-use super::conv::{convolve, taps_of};
+#[cfg(target_arch = "x86_64")]
+use std::mem::MaybeUninit;
+
+use super::conv::{convolve, taps_of, Input};
+use super::elementwise::plane_sum;
 use super::gemm::product;
 use super::layout::{pad, wide_len, with_scratch, Bands, Shape};
 use super::parallel;
@@ -35,29 +38,21 @@ pub fn input_gradient(
     shape: Shape,
     precision: Precision,
 ) -> Vec<f32> {
+    let output_grad = Input::Floats(&[output_grad]);
     input_gradient_on(Products::best(precision), output_grad, weight, shape)
 }
 
-/// [`input_gradient`] by the given products.
-fn input_gradient_on(
+/// [`input_gradient`] by the given products, of the output gradient as floats or already
+/// padded for them ([`Input`]).
+pub(super) fn input_gradient_on(
     products: Products,
-    output_grad: &[f32],
+    output_grad: Input,
     weight: &[f32],
     shape: Shape,
 ) -> Vec<f32> {
     let [kernel_h, kernel_w] = shape.kernel;
-    let (c_in, c_out) = (shape.channels_in, shape.channels_out);
-    let transposed = Shape {
-        batch: shape.batch,
-        channels_in: c_out,
-        size: shape.out_size(),
-        channels_out: c_in,
-        kernel: shape.kernel,
-        padding: [
-            kernel_h - 1 - shape.padding[0],
-            kernel_w - 1 - shape.padding[1],
-        ],
-    };
+    let c_in = shape.channels_in;
+    let transposed = transposed(shape);
     // taps'[a·K_w + b][c][o] = W'[c, o, a, b]
     let taps = taps_of(transposed, |c, o, tap| {
         let (a, b) = (tap / kernel_w, tap % kernel_w);
@@ -66,12 +61,29 @@ fn input_gradient_on(
     });
     convolve(
         products,
-        &[output_grad],
+        output_grad,
         &taps,
         None,
         transposed,
         After::Nothing,
     )
+}
+
+/// The input gradient's convolution: of the output gradient (`C_out` channels, the output's
+/// size) into `C_in` channels, with the padding that undoes the forward's (`K − 1 − p`).
+pub(super) fn transposed(shape: Shape) -> Shape {
+    let [kernel_h, kernel_w] = shape.kernel;
+    Shape {
+        batch: shape.batch,
+        channels_in: shape.channels_out,
+        size: shape.out_size(),
+        channels_out: shape.channels_in,
+        kernel: shape.kernel,
+        padding: [
+            kernel_h - 1 - shape.padding[0],
+            kernel_w - 1 - shape.padding[1],
+        ],
+    }
 }
 
 /// The gradient of the weight, `dW[o, c, a, b] = Σ_bands Σ_q dY_wide[o, q] · X_p[c, shift_ab +
@@ -103,7 +115,7 @@ fn weight_gradient_on(
 ) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
     if let Some(pairs) = PairProducts::of(products, shape) {
-        return bf16_weight_gradient(pairs, x, output_grad, shape);
+        return bf16_weight_gradient(pairs, x, OutputGrad::Floats(output_grad), shape);
     }
     let [out_h, out_w] = shape.out_size();
     let [padded_h, padded_w] = shape.padded_size();
@@ -198,7 +210,7 @@ fn sum_bands(
 /// The weight gradient's products with bfloat16 operands.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
-enum PairProducts {
+pub(super) enum PairProducts {
     /// [`super::avx512_bf16::weight_products`].
     Dot,
     /// [`super::amx::weight_products`].
@@ -209,7 +221,7 @@ enum PairProducts {
 #[cfg(target_arch = "x86_64")]
 impl PairProducts {
     /// The bfloat16 weight-gradient products of `products`, if they take `shape`.
-    fn of(products: Products, shape: Shape) -> Option<Self> {
+    pub(super) fn of(products: Products, shape: Shape) -> Option<Self> {
         let (c_out, c_in) = (shape.channels_out, shape.channels_in);
         match products {
             Products::Avx512Bf16 => Some(Self::Dot),
@@ -236,10 +248,10 @@ impl PairProducts {
 /// unit): the input and each band's output gradient in bfloat16, the sums f32, in the same
 /// fixed order of bands.
 #[cfg(target_arch = "x86_64")]
-fn bf16_weight_gradient(
+pub(super) fn bf16_weight_gradient(
     products: PairProducts,
     x: &[f32],
-    output_grad: &[f32],
+    output_grad: OutputGrad,
     shape: Shape,
 ) -> Vec<f32> {
     use super::bf16;
@@ -254,21 +266,27 @@ fn bf16_weight_gradient(
     // Per tap a rows_out x C_in matrix stored column by column: sum[tap][c][o].
     let size = shape.taps() * rows_out * c_in;
     let bands = Bands::of(shape);
-    let zeros = vec![0f32; out_w];
     let accumulate = |mut sum: Vec<f32>, task: usize| {
         let (image, rows) = bands.band(task);
         let len = wide_len(rows.len(), padded_w).next_multiple_of(bf16::WEIGHT_PIXELS);
         PAIR_SCRATCH.with(|scratch| {
             let (dy_pairs, wide) = &mut *scratch.borrow_mut();
             dy_pairs.resize(dy_pairs.len().max(rows_out * len / 2), 0);
-            let dy = |o: usize, i: usize| match o < c_out {
-                true => {
+            let dy = |o: usize, i: usize, target: &mut [MaybeUninit<u16>]| match output_grad {
+                _ if o >= c_out => target.fill(MaybeUninit::new(0)),
+                OutputGrad::Floats(grad) => {
                     let first = (image * c_out + o) * out_plane + (rows.start + i) * out_w;
-                    &output_grad[first..][..out_w]
+                    bf16::bf16_row(&grad[first..][..out_w], target)
                 }
-                false => &zeros[..],
+                OutputGrad::Pairs { words, pairs } => {
+                    let [pad_h, pad_w] = shape.padding;
+                    let y = rows.start + i + pad_h;
+                    let first = (image * pairs + o / 2) * plane + y * padded_w + pad_w;
+                    bf16::half_row(&words[first..][..out_w], o % 2 == 1, target)
+                }
             };
-            bf16::pack_output_grad(dy_pairs, wide, len, [rows_out, rows.len(), padded_w], dy);
+            let sizes = [rows_out, rows.len(), out_w, padded_w];
+            bf16::pack_output_grad(dy_pairs, wide, len, sizes, dy);
             let input = padded[image * c_in * plane + rows.start * padded_w..].as_ptr();
             let (sum, channels) = (&mut sum, [rows_out, c_in]);
             // SAFETY: `PairProducts::of` took the shape for these products, chosen only where
@@ -293,11 +311,24 @@ fn bf16_weight_gradient(
     transpose_columns(sums, rows_out, shape)
 }
 
+/// The output gradient as [`bf16_weight_gradient`] reads it.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub(super) enum OutputGrad<'a> {
+    /// `[N, C_out, H_out, W_out]` floats, rounded band by band.
+    Floats(&'a [f32]),
+    /// Already in bfloat16, as the input gradient's convolution reads it:
+    /// [`super::bf16::pad_pairs`]'s layout for [`transposed`]`(shape)` with `pairs` channel
+    /// pairs per image. Only for a convolution whose padding keeps the size (`2·p = K − 1`):
+    /// then that padded plane is the forward's, each output row at its padded place.
+    Pairs { words: &'a [u32], pairs: usize },
+}
+
 #[cfg(target_arch = "x86_64")]
 std::thread_local! {
     /// Each thread's buffers for [`bf16_weight_gradient`]'s bands: the output gradient in
     /// bfloat16 pairs, and in its wide layout on the way.
-    static PAIR_SCRATCH: std::cell::RefCell<(Vec<u32>, Vec<std::mem::MaybeUninit<u32>>)> =
+    static PAIR_SCRATCH: std::cell::RefCell<(Vec<u32>, Vec<MaybeUninit<u32>>)> =
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
@@ -324,34 +355,6 @@ pub fn bias_gradient(
         total as f32
     };
     parallel::map_indices(channels, channel)
-}
-
-/// Running sums of a plane in [`plane_sum`]: enough independent f64 sums to fill the vector
-/// units (a single running sum waits on each addition's latency: 5 % of a training step).
-const SUMS: usize = 32;
-
-simd_loop! {
-    /// `total += Σ values` in f64, in an order fixed by the length: [`SUMS`] running sums (sum
-    /// `j` takes values `j`, `j + SUMS`, …), added to each other in order, then the last
-    /// values one by one.
-    fn plane_sum(values: &[f32], total: &mut f64) {
-        let mut sums = [0f64; SUMS];
-        let chunks = values.chunks_exact(SUMS);
-        let tail = chunks.remainder();
-        for chunk in chunks {
-            for (sum, &v) in sums.iter_mut().zip(chunk) {
-                *sum += v as f64;
-            }
-        }
-        let mut plane = 0f64;
-        for sum in sums {
-            plane += sum;
-        }
-        for &v in tail {
-            plane += v as f64;
-        }
-        *total += plane;
-    }
 }
 
 /// How many bands' weight gradients one task sums before the tasks' sums are added.
@@ -462,7 +465,10 @@ mod tests {
             let [dx, dw] = by_definition(shape, &x, &weight, &grad);
             assert!(input_gradient_applies(shape));
             for products in Products::all() {
-                let input = worst(&input_gradient_on(products, &grad, &weight, shape), &dx);
+                let input = worst(
+                    &input_gradient_on(products, Input::Floats(&[&grad]), &weight, shape),
+                    &dx,
+                );
                 let weights = worst(&weight_gradient_on(products, &x, &grad, shape), &dw);
                 assert!(
                     input < 1e-4 && weights < 1e-3,
@@ -515,7 +521,10 @@ mod tests {
             };
             for &products in &kinds {
                 if products.for_shape(transposed) == products {
-                    let input = worst(&input_gradient_on(products, &grad, &weight, shape), &dx);
+                    let input = worst(
+                        &input_gradient_on(products, Input::Floats(&[&grad]), &weight, shape),
+                        &dx,
+                    );
                     // Sums of up to 9·128 products of values in [-1, 1).
                     assert!(input < 1e-4, "{products:?} {shape:?}: dX {input}");
                 }

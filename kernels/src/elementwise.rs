@@ -57,14 +57,58 @@ simd_loop! {
 /// only `o <= 0` cuts, so a NaN output lets the gradient pass). One pass: each value is
 /// written once, from the gradient and the outputs at its place.
 pub fn relu_mask(grad: &[f32], outputs: &[&[f32]]) -> Vec<f32> {
-    for output in outputs {
-        assert_eq!(output.len(), grad.len(), "relu_mask of different lengths");
+    Through::new(grad, outputs).masked()
+}
+
+/// A gradient through ReLUs before the mask is applied: [`relu_mask`]`(grad, outputs)`, read
+/// piece by piece where it is needed, so that the passes that read a gradient anyway (a
+/// convolution's backward pass: [`super::conv_backward`]) mask it on the way instead of after
+/// a pass of its own.
+#[derive(Clone, Copy)]
+pub struct Through<'a> {
+    grad: &'a [f32],
+    outputs: &'a [&'a [f32]],
+}
+
+impl<'a> Through<'a> {
+    /// `grad` through the ReLUs whose outputs were `outputs` (none: `grad` itself).
+    ///
+    /// # Panics
+    /// If an output's length is not the gradient's (a caller's bug).
+    pub fn new(grad: &'a [f32], outputs: &'a [&'a [f32]]) -> Self {
+        for output in outputs {
+            assert_eq!(output.len(), grad.len(), "relu_mask of different lengths");
+        }
+        Self { grad, outputs }
     }
-    chunked(grad.len(), |first, target| {
+
+    /// The number of values.
+    pub fn len(&self) -> usize {
+        self.grad.len()
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.grad.is_empty()
+    }
+
+    /// The gradient itself where no ReLU follows (nothing to mask).
+    pub fn unmasked(&self) -> Option<&'a [f32]> {
+        self.outputs.is_empty().then_some(self.grad)
+    }
+
+    /// The masked gradient, in one pass on every core ([`relu_mask`]).
+    pub fn masked(&self) -> Vec<f32> {
+        chunked(self.len(), |first, target| self.values(first, target))
+    }
+
+    /// Values `first..first + target.len()` of the masked gradient into `target`.
+    pub fn values(&self, first: usize, target: &mut [MaybeUninit<f32>]) {
         let n = target.len();
-        let grad = &grad[first..][..n];
-        let at = |k: usize| &outputs[k][first..][..n];
-        match outputs.len() {
+        let grad = &self.grad[first..][..n];
+        let at = |k: usize| &self.outputs[k][first..][..n];
+        match self.outputs.len() {
+            0 => copy_values(grad, target),
             1 => mask_values(grad, at(0), None, target),
             2 => mask_values(grad, at(0), Some(at(1)), target),
             count => {
@@ -73,7 +117,7 @@ pub fn relu_mask(grad: &[f32], outputs: &[&[f32]]) -> Vec<f32> {
                 }
             }
         }
-    })
+    }
 }
 
 /// `g`, or 0 where `cut`.
@@ -155,6 +199,40 @@ simd_loop! {
             t.write(v);
         }
     }
+}
+
+/// Running sums of a plane in [`plane_sum`]: enough independent f64 sums to fill the vector
+/// units (a single running sum waits on each addition's latency: 5 % of a training step).
+pub(super) const SUMS: usize = 32;
+
+/// `total += Σ values` in f64, in an order fixed by the length: [`SUMS`] running sums
+/// ([`running_sums`]), then added to each other in order ([`sum_of`]).
+pub(super) fn plane_sum(values: &[f32], total: &mut f64) {
+    let mut sums = [0f64; SUMS];
+    running_sums(values, &mut sums);
+    *total += sum_of(&sums);
+}
+
+simd_loop! {
+    /// `sums[j] += values[j] + values[j + SUMS] + …`, in f64: [`SUMS`] independent running sums
+    /// (a plane's, row after row, or [`plane_sum`]'s), value `i` in sum `i % SUMS`.
+    pub(super) fn running_sums(values: &[f32], sums: &mut [f64; SUMS]) {
+        let chunks = values.chunks_exact(SUMS);
+        let tail = chunks.remainder();
+        for chunk in chunks {
+            for (sum, &v) in sums.iter_mut().zip(chunk) {
+                *sum += v as f64;
+            }
+        }
+        for (sum, &v) in sums.iter_mut().zip(tail) {
+            *sum += v as f64;
+        }
+    }
+}
+
+/// [`running_sums`] added to each other, in order.
+pub(super) fn sum_of(sums: &[f64; SUMS]) -> f64 {
+    sums.iter().sum()
 }
 
 #[cfg(test)]

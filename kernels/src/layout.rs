@@ -196,6 +196,22 @@ pub(super) fn padded_planes<T: Copy + Send + Sync>(
     zero: T,
     row: impl Fn(usize, usize, &mut [MaybeUninit<T>]) + Sync + Send,
 ) -> Vec<T> {
+    padded_planes_with(planes, shape, tail, zero, |p, y, middle, _: &mut ()| {
+        row(p, y, middle)
+    })
+    .0
+}
+
+/// [`padded_planes`] with a state per plane that its rows update in order (`row(p, y, middle,
+/// state)`, rows top to bottom, from `S::default()`): e.g. each plane's sum, taken in the
+/// same pass. Returns the planes and the states, plane by plane.
+pub(super) fn padded_planes_with<T: Copy + Send + Sync, S: Default + Send>(
+    planes: usize,
+    shape: Shape,
+    tail: usize,
+    zero: T,
+    row: impl Fn(usize, usize, &mut [MaybeUninit<T>], &mut S) + Sync + Send,
+) -> (Vec<T>, Vec<S>) {
     let [height, width] = shape.size;
     let [padded_h, padded_w] = shape.padded_size();
     let [pad_h, pad_w] = shape.padding;
@@ -203,6 +219,7 @@ pub(super) fn padded_planes<T: Copy + Send + Sync>(
     let len = planes * padded_plane + tail;
     let mut padded: Vec<T> = Vec::with_capacity(len);
     let fill = |p: usize, target: &mut [MaybeUninit<T>]| {
+        let mut state = S::default();
         for (y, target) in target.chunks_exact_mut(padded_w).enumerate() {
             let inside = y >= pad_h && y - pad_h < height;
             let (left, rest) = target.split_at_mut(pad_w);
@@ -211,25 +228,28 @@ pub(super) fn padded_planes<T: Copy + Send + Sync>(
                 v.write(zero);
             });
             if inside {
-                row(p, y - pad_h, middle);
+                row(p, y - pad_h, middle, &mut state);
             } else {
                 middle.iter_mut().for_each(|v| {
                     v.write(zero);
                 });
             }
         }
+        state
     };
     let spare = &mut padded.spare_capacity_mut()[..len];
     let (planes_part, tail) = spare.split_at_mut(planes * padded_plane);
     tail.iter_mut().for_each(|v| {
         v.write(zero);
     });
-    parallel::for_each_chunk(planes_part, padded_plane, fill);
+    let mut states = parallel::map_chunks(planes_part, padded_plane, fill);
+    // Planes of no values have no rows: their states stay the default.
+    states.resize_with(planes, S::default);
     // SAFETY: every one of the `len` values was written above (each padded plane row by row:
     // left zeros, the input row (`row` writes all of it) or zeros, right zeros; then the
     // tail).
     unsafe { padded.set_len(len) };
-    padded
+    (padded, states)
 }
 
 std::thread_local! {

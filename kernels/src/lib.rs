@@ -34,6 +34,7 @@ mod avx512_bf16;
 #[cfg(target_arch = "x86_64")]
 mod bf16;
 pub mod conv;
+pub mod conv_backward;
 pub mod conv_gradient;
 pub mod elementwise;
 mod gemm;

@@ -54,6 +54,33 @@ pub fn for_each_chunk<T: Send>(
         .for_each(|(i, chunk)| f(i, chunk));
 }
 
+/// `[f(0, chunk 0), f(1, chunk 1), …]` for the `len`-long chunks of `values` (the last one may
+/// be shorter), in this order whatever order they are computed in; nothing when `len` is 0.
+pub fn map_chunks<T: Send, R: Send>(
+    values: &mut [T],
+    len: usize,
+    f: impl Fn(usize, &mut [T]) -> R + Sync + Send,
+) -> Vec<R> {
+    if len == 0 {
+        return Vec::new();
+    }
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        values
+            .par_chunks_mut(len)
+            .enumerate()
+            .map(|(i, chunk)| f(i, chunk))
+            .collect()
+    }
+    #[cfg(not(feature = "parallel"))]
+    values
+        .chunks_mut(len)
+        .enumerate()
+        .map(|(i, chunk)| f(i, chunk))
+        .collect()
+}
+
 /// `f(i, chunk i of a, chunk i of b)` for the `len`-long chunks of `a` and `b`; nothing when
 /// `len` is 0.
 pub fn for_each_chunk_pair<T: Send>(
@@ -152,6 +179,31 @@ mod tests {
             });
             assert_eq!(a, expected);
             assert_eq!(b, expected.iter().map(|v| v * 2).collect::<Vec<_>>());
+        }
+    }
+
+    /// `map_chunks` gives each chunk's result in the chunks' order and lets each chunk be
+    /// written (against the chunks taken one by one).
+    #[test]
+    fn mapped_chunks_keep_their_order() {
+        for (len, chunk) in [(0, 0), (0, 3), (12, 4), (13, 4), (5, 16)] {
+            let mut values: Vec<usize> = (0..len).collect();
+            let sums = map_chunks(&mut values, chunk, |i, part| {
+                part.iter_mut().for_each(|v| *v += 100 * i);
+                part.iter().sum::<usize>()
+            });
+            let expected: Vec<usize> = match chunk {
+                0 => Vec::new(),
+                _ => (0..len)
+                    .collect::<Vec<_>>()
+                    .chunks(chunk)
+                    .enumerate()
+                    .map(|(i, part)| part.iter().map(|v| v + 100 * i).sum())
+                    .collect(),
+            };
+            assert_eq!(sums, expected, "{len} values in chunks of {chunk}");
+            let written: usize = values.iter().sum();
+            assert_eq!(written, expected.iter().sum::<usize>());
         }
     }
 }

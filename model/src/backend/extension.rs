@@ -7,7 +7,8 @@
 //! - **hooks of the autodiff nodes** (`adapters::autodiff`, `adapters::autodiff_lstm`), which
 //!   only those nodes call: the forward pieces a recorded node keeps apart
 //!   ([`BrnBackend::relu_add`]) and the backward steps (ReLU masks, the LSTM's two steps, the
-//!   convolution's three gradients).
+//!   convolution's three gradients, and [`BrnBackend::conv2d_backward`], which runs those
+//!   by default).
 //!
 //! Every method defaults to its [`reference`] version (burn's tensor operations), so a backend
 //! without kernels needs an empty `impl`; the adapters override what their kernels cover and
@@ -16,7 +17,7 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 
-use super::{reference, After};
+use super::{reference, After, Gradients, Wanted};
 
 /// A burn backend that runs the BRN family: burn's operations plus the ones below.
 pub trait BrnBackend: Backend {
@@ -125,6 +126,27 @@ pub trait BrnBackend: Backend {
         reference::lstm::cell_backward_primitive::<Self>(grad_cell, grad_output, gates, previous)
     }
 
+    /// A convolution's gradients (those `wanted`) from the gradient of its output through the
+    /// ReLUs whose outputs were `masks` (none, one, or a ResBlock's two): by default
+    /// [`BrnBackend::relu_mask`], then [`BrnBackend::conv2d_input_gradient`],
+    /// [`BrnBackend::conv2d_weight_gradient`] and [`BrnBackend::conv2d_bias_gradient`]; flex
+    /// with bfloat16 products applies the mask in the passes that round the gradient.
+    ///
+    /// # Shapes
+    /// - `x`: `[N, C_in, H, W]`, `weight`: `[C_out, C_in, K_h, K_w]`, `output_grad` and each
+    ///   of `masks`: `[N, C_out, H_out, W_out]`
+    /// - [`Gradients`]: `[N, C_in, H, W]`, `[C_out, C_in, K_h, K_w]`, `[C_out]`
+    fn conv2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        masks: Vec<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+        wanted: Wanted,
+    ) -> Gradients<FloatTensor<Self>> {
+        conv2d_backward_by_steps::<Self>(x, weight, output_grad, masks, options, wanted)
+    }
+
     /// The gradient of a convolution's input: burn's by default (a transposed convolution).
     ///
     /// # Shapes
@@ -163,5 +185,30 @@ pub trait BrnBackend: Backend {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         Self::conv2d_weight_backward(x, weight, output_grad, options)
+    }
+}
+
+/// [`BrnBackend::conv2d_backward`] step by step: the mask, then each gradient asked for by
+/// its own hook (the default, and a backend's fallback for what its kernels do not take).
+pub fn conv2d_backward_by_steps<B: BrnBackend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    masks: Vec<FloatTensor<B>>,
+    options: ConvOptions<2>,
+    wanted: Wanted,
+) -> Gradients<FloatTensor<B>> {
+    let grad = match masks.is_empty() {
+        true => output_grad,
+        false => B::relu_mask(output_grad, masks),
+    };
+    Gradients {
+        bias: wanted.bias.then(|| B::conv2d_bias_gradient(grad.clone())),
+        input: wanted.input.then(|| {
+            B::conv2d_input_gradient(x.clone(), weight.clone(), grad.clone(), options.clone())
+        }),
+        weight: wanted
+            .weight
+            .then(|| B::conv2d_weight_gradient(x, weight, grad, options)),
     }
 }

@@ -21,7 +21,10 @@ pub mod reference;
 pub use adapters::banded;
 #[cfg(feature = "flex")]
 pub use adapters::precision::{in_full_precision, products_in_use, set_mixed_precision};
-pub use extension::BrnBackend;
+pub use extension::{conv2d_backward_by_steps, BrnBackend};
+/// A convolution's gradients asked of [`BrnBackend::conv2d_backward`] and given by it (as
+/// tensors in the trait, as `Vec<f32>` in the kernels).
+pub use kernels::conv_backward::{Gradients, Wanted};
 /// What follows a convolution in every layer: with the shortcut as a tensor in the trait, as a
 /// slice in the kernels.
 pub use kernels::After;

@@ -14,7 +14,7 @@ use burn::backend::autodiff::NodeId;
 use burn::backend::Autodiff;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 
-use crate::backend::{After, BrnBackend};
+use crate::backend::{After, BrnBackend, Wanted};
 
 /// `after(conv(x, weight) + bias)` as an autodiff node with parents `[x, weight(, bias)(,
 /// shortcut)]`.
@@ -22,10 +22,9 @@ use crate::backend::{After, BrnBackend};
 struct Convolution;
 
 /// What the backward pass needs: the input's and the weight's checkpoints, the options, the
-/// outputs of the ReLUs between the convolution and the node's output (the gradient passes
-/// where all are positive: none, `[relu(y)]`, or `[output, relu(y)]`), the output where a
-/// shortcut was added (the shortcut's gradient passes where it is positive), and whether
-/// `parents[2]` is the bias.
+/// output of the convolution's own ReLU (the gradient passes where it is positive: none or
+/// `[relu(y)]`), the output where a shortcut was added (the gradient of the shortcut, and of
+/// the convolution, passes where it is positive too), and whether `parents[2]` is the bias.
 type State<B> = (
     NodeId,
     NodeId,
@@ -45,34 +44,42 @@ impl<B: BrnBackend, const N: usize> Backward<B, N> for Convolution {
         checkpointer: &mut Checkpointer,
     ) {
         let output_grad = grads.consume::<B>(&ops.node);
-        let (x, weight, options, masks, added, has_bias) = ops.state;
+        let (x, weight, options, mut masks, added, has_bias) = ops.state;
         let shortcut_at = 2 + usize::from(has_bias);
-        if let (Some(output), Some(Some(node))) = (added, ops.parents.get(shortcut_at)) {
-            grads.register::<B>(node.id, B::relu_mask(output_grad.clone(), vec![output]));
+        // Where a shortcut was added, its gradient passes where the output is positive; the
+        // convolution's where relu(y) is too: the shortcut's through that one ReLU more.
+        let mut output_grad = output_grad;
+        if let Some(output) = added {
+            match ops.parents.get(shortcut_at) {
+                Some(Some(node)) => {
+                    output_grad = B::relu_mask(output_grad, vec![output]);
+                    grads.register::<B>(node.id, output_grad.clone());
+                }
+                _ => masks.push(output),
+            }
         }
-        // Through the ReLUs: zero where one cut.
-        let output_grad = if masks.is_empty() {
-            output_grad
-        } else {
-            B::relu_mask(output_grad, masks)
-        };
         let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
         let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight);
-        if let (true, Some(Some(node))) = (has_bias, ops.parents.get(2)) {
-            grads.register::<B>(node.id, B::conv2d_bias_gradient(output_grad.clone()));
-        }
-        if let Some(node) = &ops.parents[0] {
-            let grad = B::conv2d_input_gradient(
-                x.clone(),
-                weight.clone(),
-                output_grad.clone(),
-                options.clone(),
-            );
-            grads.register::<B>(node.id, grad);
-        }
-        if let Some(node) = &ops.parents[1] {
-            let grad = B::conv2d_weight_gradient(x, weight, output_grad, options);
-            grads.register::<B>(node.id, grad);
+        let bias = ops
+            .parents
+            .get(2)
+            .filter(|_| has_bias)
+            .and_then(Option::as_ref);
+        let wanted = Wanted {
+            input: ops.parents[0].is_some(),
+            weight: ops.parents[1].is_some(),
+            bias: bias.is_some(),
+        };
+        let gradients = B::conv2d_backward(x, weight, output_grad, masks, options, wanted);
+        let nodes = [&ops.parents[0], &ops.parents[1]];
+        let pairs = [
+            (nodes[0].as_ref(), gradients.input),
+            (nodes[1].as_ref(), gradients.weight),
+        ];
+        for (node, gradient) in pairs.into_iter().chain([(bias, gradients.bias)]) {
+            if let (Some(node), Some(gradient)) = (node, gradient) {
+                grads.register::<B>(node.id, gradient);
+            }
         }
     }
 }
@@ -142,7 +149,7 @@ impl<B: BrnBackend, C: CheckpointStrategy> BrnBackend for Autodiff<B, C> {
                 After::ReluAdd(shortcut) => {
                     let y = B::conv2d_fused(x, weight, bias, options, After::Relu);
                     let output = B::relu_add(y.clone(), shortcut);
-                    (output.clone(), vec![output.clone(), y], Some(output))
+                    (output.clone(), vec![y], Some(output))
                 }
             }
         };

@@ -17,9 +17,11 @@ use burn::tensor::{DType, TensorData, TensorMetadata};
 use burn_flex::{Flex, FlexTensor};
 
 use super::precision::precision;
-use crate::backend::{is_plain, reference, After, BrnBackend};
+use crate::backend::{
+    conv2d_backward_by_steps, is_plain, reference, After, BrnBackend, Gradients, Wanted,
+};
 use kernels::layout::Shape;
-use kernels::{conv, conv_gradient, elementwise};
+use kernels::{conv, conv_backward, conv_gradient, elementwise};
 
 impl BrnBackend for Flex {
     fn conv2d_fused(
@@ -161,6 +163,51 @@ impl BrnBackend for Flex {
             tensor(grad_gates, [batch, 4 * channels, height, width]),
             grad_previous.map(|grad| tensor(grad, shape)),
         )
+    }
+
+    fn conv2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        masks: Vec<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+        wanted: Wanted,
+    ) -> Gradients<FloatTensor<Self>> {
+        let shape = shape(&x, &weight, None, &options).filter(|&shape| {
+            let [out_h, out_w] = shape.out_size();
+            let dims = [shape.batch, shape.channels_out, out_h, out_w];
+            conv_gradient::input_gradient_applies(shape)
+                && output_grad.shape().dims::<4>() == dims
+                && same_f32s(&output_grad, &masks.iter().collect::<Vec<_>>())
+        });
+        let Some(shape) = shape else {
+            return conv2d_backward_by_steps::<Self>(
+                x,
+                weight,
+                output_grad,
+                masks,
+                options,
+                wanted,
+            );
+        };
+        let masks: Vec<_> = masks.iter().map(floats).collect();
+        let masks: Vec<&[f32]> = masks.iter().map(|m| &**m).collect();
+        let grad = floats(&output_grad);
+        let through = elementwise::Through::new(&grad, &masks);
+        let (x, weight) = (floats(&x), floats(&weight));
+        let gradients = conv_backward::backward(&x, &weight, through, shape, precision(), wanted);
+        let [height, width] = shape.size;
+        let [kernel_h, kernel_w] = shape.kernel;
+        let (c_in, c_out) = (shape.channels_in, shape.channels_out);
+        Gradients {
+            input: gradients
+                .input
+                .map(|g| tensor(g, [shape.batch, c_in, height, width])),
+            weight: gradients
+                .weight
+                .map(|g| tensor(g, [c_out, c_in, kernel_h, kernel_w])),
+            bias: gradients.bias.map(|g| tensor_of(g, &[c_out])),
+        }
     }
 
     fn conv2d_input_gradient(
