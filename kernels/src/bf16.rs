@@ -182,16 +182,15 @@ pub(super) fn pad_bf16(x: &[f32], shape: Shape) -> Vec<u16> {
 
 /// One band's output gradient as the weight gradients' products read it: per pair of wide pixels
 /// `(2k, 2k + 1)` (`2k < len`, a multiple of 32), per output channel, one word of the two in
-/// bfloat16 (pixel `2k` low): `pairs[k][o]`. `row(o, i, target)` writes band row `i`'s `W_out`
-/// values of channel `o` (`i < rows`) in bfloat16, each row `W_p` wide in the wide layout,
-/// zeros past `W_out` and past the rows. `wide` is scratch (`c_out·len/2` words, as `c_out·len`
-/// halves).
+/// bfloat16 (pixel `2k` low): `pairs[k][o]`. `band(o, target)` writes channel `o`'s band in
+/// bfloat16, in the wide layout (`rows` rows `W_p` apart, zeros past `W_out`); zeros past the
+/// rows. `wide` is scratch (`c_out·len/2` words, as `c_out·len` halves).
 pub(super) fn pack_output_grad(
     pairs: &mut [u32],
     wide: &mut Vec<MaybeUninit<u32>>,
     len: usize,
-    [c_out, rows, out_w, padded_w]: [usize; 4],
-    row: impl Fn(usize, usize, &mut [MaybeUninit<u16>]),
+    [c_out, rows, padded_w]: [usize; 3],
+    band: impl Fn(usize, &mut [MaybeUninit<u16>]),
 ) {
     wide.resize(c_out * len / 2, MaybeUninit::new(0));
     // SAFETY: the words' memory as twice as many halves (aligned for both).
@@ -199,20 +198,14 @@ pub(super) fn pack_output_grad(
         std::slice::from_raw_parts_mut(wide.as_mut_ptr() as *mut MaybeUninit<u16>, c_out * len)
     };
     for (o, channel) in halves.chunks_exact_mut(len).enumerate() {
-        let (band, rest) = channel.split_at_mut(rows * padded_w);
-        for (i, target) in band.chunks_exact_mut(padded_w).enumerate() {
-            let (inside, garbage) = target.split_at_mut(out_w);
-            row(o, i, inside);
-            garbage.iter_mut().for_each(|v| {
-                v.write(0);
-            });
-        }
+        let (rows, rest) = channel.split_at_mut(rows * padded_w);
+        band(o, rows);
         rest.iter_mut().for_each(|v| {
             v.write(0);
         });
     }
-    // SAFETY: every half of `wide` was written above (each channel's band rows, their
-    // garbage columns and the rest to `len`); two halves read as a word (x86 is
+    // SAFETY: every half of `wide` was written above (each channel's band by `band`, the rest
+    // to `len`); two halves read as a word (x86 is
     // little-endian: the even pixel is the low half).
     let words: &[u32] =
         unsafe { std::slice::from_raw_parts(wide.as_ptr() as *const u32, c_out * len / 2) };

@@ -195,7 +195,7 @@ mod tests {
     /// shapes and odd channel counts (a lone last channel in its pair), and for each subset of
     /// gradients asked: the input and kernel gradients are the same bits as the mask followed
     /// by the gradients alone, the bias gradient within f64 rounding of its sum. Masks with
-    /// zeros, negatives and a NaN (which passes, as in `relu_mask`).
+    /// zeros, negatives and a NaN (which passes, as in `relu_mask`). 3x3, 5x5 and 1x3 kernels.
     #[test]
     fn one_call_gives_the_gradients_of_the_masked_gradient() {
         let shape = |batch, channels_in, size, channels_out| {
@@ -207,6 +207,10 @@ mod tests {
             shape(2, 6, [13, 21], 32),
             shape(2, 7, [10, 9], 5),
             shape(1, 32, [12, 15], 3),
+            // Other kernels whose padding keeps the size (the bands read from the padded
+            // pairs at other offsets).
+            Shape::of([2, 8, 6], [9, 10], [5, 5], [2, 2]),
+            Shape::of([1, 6, 4], [7, 12], [1, 3], [0, 1]),
         ]
         .into_iter()
         .enumerate()
@@ -218,7 +222,10 @@ mod tests {
                 shape.batch * shape.channels_in * shape.size[0] * shape.size[1],
                 seed,
             );
-            let weight = values(shape.channels_out * shape.channels_in * 9, seed + 1);
+            let weight = values(
+                shape.channels_out * shape.channels_in * shape.taps(),
+                seed + 1,
+            );
             let grad = values(out_len, seed + 2);
             let mut first = values(out_len, seed + 3);
             first[3] = f32::NAN;

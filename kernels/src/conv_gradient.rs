@@ -272,20 +272,27 @@ pub(super) fn bf16_weight_gradient(
         PAIR_SCRATCH.with(|scratch| {
             let (dy_pairs, wide) = &mut *scratch.borrow_mut();
             dy_pairs.resize(dy_pairs.len().max(rows_out * len / 2), 0);
-            let dy = |o: usize, i: usize, target: &mut [MaybeUninit<u16>]| match output_grad {
+            // Channel o's band in the wide layout, rows W_p apart, zeros past W_out.
+            let dy = |o: usize, target: &mut [MaybeUninit<u16>]| match output_grad {
                 _ if o >= c_out => target.fill(MaybeUninit::new(0)),
                 OutputGrad::Floats(grad) => {
-                    let first = (image * c_out + o) * out_plane + (rows.start + i) * out_w;
-                    bf16::bf16_row(&grad[first..][..out_w], target)
+                    for (i, target) in target.chunks_exact_mut(padded_w).enumerate() {
+                        let first = (image * c_out + o) * out_plane + (rows.start + i) * out_w;
+                        let (inside, garbage) = target.split_at_mut(out_w);
+                        bf16::bf16_row(&grad[first..][..out_w], inside);
+                        garbage.fill(MaybeUninit::new(0));
+                    }
                 }
+                // The band's rows lie in the padded plane W_p apart from column p_w on, the
+                // padding's zeros where the wide layout has its garbage: one run.
                 OutputGrad::Pairs { words, pairs } => {
                     let [pad_h, pad_w] = shape.padding;
-                    let y = rows.start + i + pad_h;
-                    let first = (image * pairs + o / 2) * plane + y * padded_w + pad_w;
-                    bf16::half_row(&words[first..][..out_w], o % 2 == 1, target)
+                    let first =
+                        (image * pairs + o / 2) * plane + (rows.start + pad_h) * padded_w + pad_w;
+                    bf16::half_row(&words[first..][..target.len()], o % 2 == 1, target)
                 }
             };
-            let sizes = [rows_out, rows.len(), out_w, padded_w];
+            let sizes = [rows_out, rows.len(), padded_w];
             bf16::pack_output_grad(dy_pairs, wide, len, sizes, dy);
             let input = padded[image * c_in * plane + rows.start * padded_w..].as_ptr();
             let (sum, channels) = (&mut sum, [rows_out, c_in]);
