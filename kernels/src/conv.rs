@@ -18,7 +18,6 @@
 //! residual add ([`After`]) are applied to each band while it is in cache. Bands run in
 //! parallel and each output value is one band's, so the result does not depend on the threads.
 
-#[cfg(target_arch = "x86_64")]
 use std::borrow::Cow;
 
 use super::elementwise::relu;
@@ -62,37 +61,45 @@ fn conv2d_on(
     convolve(products, Input::Floats(x), &taps, bias, shape, after)
 }
 
-/// The input of [`convolve`]: floats (one tensor, or several read as concatenated), or the
-/// bfloat16 channel pairs that the bfloat16 products read, already padded
-/// ([`super::bf16::pad_pairs`]'s layout, for the products' own pair count), as the backward
-/// pass makes them from a gradient through ReLUs ([`super::bf16::pad_pairs_through`]).
+/// The input of [`convolve`]: floats (one tensor, or several read as concatenated), or
+/// already padded as the products read it, as the backward pass makes it from a gradient
+/// through ReLUs ([`super::conv_backward`]): f32 ([`pad`]'s layout) for the f32 products, the
+/// bfloat16 channel pairs ([`super::bf16::pad_pairs`]'s layout, for the products' own pair
+/// count) for the bfloat16 ones.
 pub(super) enum Input<'a> {
     /// `[N, C_i, H, W]` each, `Σ C_i = C_in`.
     Floats(&'a [&'a [f32]]),
+    /// For the f32 products only.
+    Padded(&'a [f32]),
     /// For the bfloat16 products only (AVX512-BF16 dot products, AMX tiles).
     #[cfg(target_arch = "x86_64")]
     Pairs(&'a [u32]),
 }
 
 impl<'a> Input<'a> {
-    /// The floats.
+    /// The input padded in f32, by [`pad`] where it is floats.
     ///
     /// # Panics
-    /// If the input is pairs, which only the bfloat16 products read (a caller's bug).
-    fn floats(&self) -> &'a [&'a [f32]] {
+    /// If the input is bfloat16 pairs, which only the bfloat16 products read (a caller's bug).
+    fn padded(self, shape: Shape) -> Cow<'a, [f32]> {
         match self {
-            Input::Floats(x) => x,
+            Input::Floats(x) => Cow::Owned(pad(x, shape)),
+            Input::Padded(padded) => Cow::Borrowed(padded),
             #[cfg(target_arch = "x86_64")]
             Input::Pairs(_) => panic!("padded bfloat16 pairs given to f32 products"),
         }
     }
 
     /// The padded pairs, made by `pad` from the floats where the input is floats.
+    ///
+    /// # Panics
+    /// If the input is padded f32, which only the f32 products read (a caller's bug).
     #[cfg(target_arch = "x86_64")]
     fn pairs(self, pad: impl FnOnce(&[&[f32]]) -> Vec<u32>) -> Cow<'a, [u32]> {
         match self {
             Input::Floats(x) => Cow::Owned(pad(x)),
             Input::Pairs(pairs) => Cow::Borrowed(pairs),
+            Input::Padded(_) => panic!("padded f32 given to bfloat16 products"),
         }
     }
 }
@@ -129,7 +136,7 @@ pub(super) fn convolve(
         any(test, all(target_arch = "wasm32", target_feature = "simd128"))
     ))]
     let (c_in, c_out, shifts) = (shape.channels_in, shape.channels_out, shape.shifts());
-    let padded: Vec<f32>;
+    let padded: Cow<[f32]>;
     #[cfg(any(
         target_arch = "x86_64",
         any(test, all(target_arch = "wasm32", target_feature = "simd128"))
@@ -141,7 +148,7 @@ pub(super) fn convolve(
     let tiles: (Vec<u16>, Vec<f32>, Cow<[u32]>);
     let kernel = match products {
         Products::Gemm => {
-            padded = pad(x.floats(), shape);
+            padded = x.padded(shape);
             Kernel::Taps {
                 taps,
                 padded: &padded,
@@ -150,7 +157,7 @@ pub(super) fn convolve(
         #[cfg(target_arch = "x86_64")]
         Products::Avx512 => {
             (padded, packed) = (
-                pad(x.floats(), shape),
+                x.padded(shape),
                 pack(taps, shape.taps(), [c_out, c_in], super::avx512::CHANNELS),
             );
             // `Products::Avx512` is chosen only where the CPU has AVX-512F.
@@ -159,7 +166,7 @@ pub(super) fn convolve(
         #[cfg(target_arch = "x86_64")]
         Products::Avx2 => {
             (padded, packed) = (
-                pad(x.floats(), shape),
+                x.padded(shape),
                 pack(taps, shape.taps(), [c_out, c_in], super::narrow::CHANNELS),
             );
             // `Products::Avx2` is chosen only where the CPU has AVX2 and FMA.
@@ -168,7 +175,7 @@ pub(super) fn convolve(
         #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
         Products::Quads => {
             (padded, packed) = (
-                pad(x.floats(), shape),
+                x.padded(shape),
                 pack(taps, shape.taps(), [c_out, c_in], super::narrow::CHANNELS),
             );
             let quads = super::narrow::products::<super::lanes::Quad>;

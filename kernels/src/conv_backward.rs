@@ -2,22 +2,28 @@
 //! that followed it ([`Through`]: the mask not yet applied), as a training step's backward
 //! pass asks for them.
 //!
-//! Where bfloat16 products compute both gradients (mixed precision on a CPU with AVX512_BF16
-//! or AMX) of a convolution whose padding keeps the size (every BRN convolution), the output
-//! gradient is read once: one pass masks it, rounds it to the input gradient's padded bfloat16
-//! channel pairs and sums the bias gradient ([`super::bf16::pad_pairs_through`]), and the
-//! weight gradient reads its bands from those pairs (half the bytes of the floats, and no mask
-//! to read again). The mask pass, the bias pass and the weight gradient's reading of the
-//! floats are gone. Elsewhere: the mask ([`super::elementwise::relu_mask`]), then
-//! [`input_gradient`], [`weight_gradient`] and [`bias_gradient`].
+//! For a convolution whose padding keeps the size (every BRN convolution) the output gradient
+//! is read once: one pass masks it, pads it as the input gradient's convolution reads it (f32,
+//! or bfloat16 channel pairs for the bfloat16 products of mixed precision) and sums the bias
+//! gradient ([`super::layout::pad_through`], [`super::bf16::pad_pairs_through`]); the weight
+//! gradient then reads its bands from that padded copy (the padding's zeros fall where its wide
+//! layout wants zeros). Gone: the mask pass, the bias pass, and the weight gradient's own
+//! reading (and rounding) of the floats. Elsewhere (other paddings, no input gradient asked,
+//! products that differ between the two gradients): the mask
+//! ([`super::elementwise::relu_mask`]), then [`super::conv_gradient::input_gradient`],
+//! [`super::conv_gradient::weight_gradient`] and [`bias_gradient`].
 //!
 //! Contract: as [`super::conv_gradient`]; the same values as the mask followed by the three
 //! gradients (the bias gradient summed in another fixed order, each plane row by row).
 
-use super::conv_gradient::{bias_gradient, input_gradient, weight_gradient};
+use std::borrow::Cow;
+
+use super::conv::Input;
+use super::conv_gradient::{bias_gradient, f32_weight_gradient, input_gradient_on};
+use super::conv_gradient::{transposed, weight_gradient_on, OutputGrad};
 use super::elementwise::Through;
-use super::layout::Shape;
-use super::products::Precision;
+use super::layout::{pad_through, Shape};
+use super::products::{Precision, Products};
 
 /// Which of the three gradients the caller needs (a convolution whose input is the network's
 /// input needs no input gradient; one without bias no bias gradient).
@@ -61,6 +67,25 @@ pub fn backward(
     precision: Precision,
     wanted: Wanted,
 ) -> Gradients {
+    backward_on(
+        Products::best(precision),
+        x,
+        weight,
+        output_grad,
+        shape,
+        wanted,
+    )
+}
+
+/// [`backward`] by the given products.
+fn backward_on(
+    products: Products,
+    x: &[f32],
+    weight: &[f32],
+    output_grad: Through,
+    shape: Shape,
+    wanted: Wanted,
+) -> Gradients {
     let [out_h, out_w] = shape.out_size();
     let out_plane = out_h * out_w;
     assert_eq!(
@@ -68,77 +93,92 @@ pub fn backward(
         shape.batch * shape.channels_out * out_plane,
         "output gradient of another shape"
     );
-    #[cfg(target_arch = "x86_64")]
-    if let Some(gradients) = in_bfloat16_passes(x, weight, output_grad, shape, precision, wanted) {
+    if let Some(gradients) = in_one_pass(products, x, weight, output_grad, shape, wanted) {
         return gradients;
     }
     let masked = match output_grad.unmasked() {
-        Some(grad) => std::borrow::Cow::Borrowed(grad),
-        None => std::borrow::Cow::Owned(output_grad.masked()),
+        Some(grad) => Cow::Borrowed(grad),
+        None => Cow::Owned(output_grad.masked()),
     };
     let (batch, c_out) = (shape.batch, shape.channels_out);
+    let input = Input::Floats(&[&masked]);
     Gradients {
         input: wanted
             .input
-            .then(|| input_gradient(&masked, weight, shape, precision)),
+            .then(|| input_gradient_on(products, input, weight, shape)),
         weight: wanted
             .weight
-            .then(|| weight_gradient(x, &masked, shape, precision)),
+            .then(|| weight_gradient_on(products, x, &masked, shape)),
         bias: wanted
             .bias
             .then(|| bias_gradient(&masked, batch, c_out, out_plane)),
     }
 }
 
-/// [`backward`] with the mask applied in the passes that round the output gradient to
-/// bfloat16, where this CPU's bfloat16 products take both gradients of `shape` at
-/// `precision` and the input gradient is wanted (its pass sums the bias gradient too); else
+/// [`backward_on`] with the output gradient read once (see the module's documentation), where
+/// the padding keeps the size, the input gradient is wanted (its pass sums the bias gradient
+/// too) and both gradients read the same kind of operand (f32, or bfloat16 pairs); else
 /// `None`.
-#[cfg(target_arch = "x86_64")]
-fn in_bfloat16_passes(
+fn in_one_pass(
+    products: Products,
     x: &[f32],
     weight: &[f32],
     output_grad: Through,
     shape: Shape,
-    precision: Precision,
     wanted: Wanted,
 ) -> Option<Gradients> {
-    use super::conv::Input;
-    use super::conv_gradient::{bf16_weight_gradient, input_gradient_on, transposed};
-    use super::conv_gradient::{OutputGrad, PairProducts};
-    use super::products::Products;
-
-    // The weight gradient reads the padded pairs in place where the padding keeps the size.
     let keeps_size = (0..2).all(|k| 2 * shape.padding[k] + 1 == shape.kernel[k]);
     if !wanted.input || !keeps_size {
         return None;
     }
-    let products = Products::best(precision);
     let transposed = transposed(shape);
-    let pairs = match products.for_shape(transposed) {
-        Products::Avx512Bf16 => super::avx512_bf16::pairs(shape.channels_out),
-        #[cfg(target_os = "linux")]
-        Products::Amx => super::amx::pairs(shape.channels_out),
-        _ => return None,
-    };
-    let weight_products = match wanted.weight {
-        true => Some(PairProducts::of(products, shape)?),
-        false => None,
-    };
-    let (padded, bias) = super::bf16::pad_pairs_through(output_grad, transposed, pairs);
-    let words = OutputGrad::Pairs {
-        words: &padded,
-        pairs,
-    };
-    let weight_gradient = weight_products.map(|p| bf16_weight_gradient(p, x, words, shape));
+    #[cfg(target_arch = "x86_64")]
+    {
+        use super::conv_gradient::{bf16_weight_gradient, PairProducts};
+        let pairs = match products.for_shape(transposed) {
+            Products::Avx512Bf16 => Some(super::avx512_bf16::pairs(shape.channels_out)),
+            #[cfg(target_os = "linux")]
+            Products::Amx => Some(super::amx::pairs(shape.channels_out)),
+            _ => None,
+        };
+        let weight_products = PairProducts::of(products, shape);
+        if let Some(pairs) = pairs {
+            // The input gradient reads bfloat16 pairs: so must the weight gradient.
+            let weight_products = match wanted.weight {
+                true => Some(weight_products?),
+                false => None,
+            };
+            let (padded, bias) = super::bf16::pad_pairs_through(output_grad, transposed, pairs);
+            let words = OutputGrad::Pairs {
+                words: &padded,
+                pairs,
+            };
+            return Some(Gradients {
+                weight: weight_products.map(|p| bf16_weight_gradient(p, x, words, shape)),
+                input: Some(input_gradient_on(
+                    products,
+                    Input::Pairs(&padded),
+                    weight,
+                    shape,
+                )),
+                bias: wanted.bias.then_some(bias),
+            });
+        }
+        // The input gradient reads f32: so must the weight gradient.
+        if wanted.weight && weight_products.is_some() {
+            return None;
+        }
+    }
+    let (padded, bias) = pad_through(output_grad, transposed);
+    let output = OutputGrad::Padded(&padded);
     Some(Gradients {
+        weight: wanted.weight.then(|| f32_weight_gradient(x, output, shape)),
         input: Some(input_gradient_on(
             products,
-            Input::Pairs(&padded),
+            Input::Padded(&padded),
             weight,
             shape,
         )),
-        weight: weight_gradient,
         bias: wanted.bias.then_some(bias),
     })
 }
@@ -149,12 +189,19 @@ mod tests {
     use crate::elementwise::relu_mask;
     use crate::values;
 
-    /// Where the CPU has bfloat16 products, mixed precision takes the bfloat16 passes for the
-    /// model's 32 → 32 convolution (so that the test below checks them, not the composed path
-    /// twice).
-    #[cfg(target_arch = "x86_64")]
+    /// Every kind of products this CPU runs, f32 and bfloat16 (the products module's tests
+    /// check that none is missed).
+    fn every_kind() -> Vec<Products> {
+        let mut kinds = Products::all();
+        kinds.extend(Products::all_mixed());
+        kinds
+    }
+
+    /// Every kind takes the one pass for the model's 32 → 32 convolution (so that the test
+    /// below checks it, not the step-by-step path twice), and none for a padding that does not
+    /// keep the size or without the input gradient.
     #[test]
-    fn mixed_precision_takes_the_bfloat16_passes_where_the_cpu_has_them() {
+    fn the_one_pass_is_taken_where_it_applies() {
         let shape = Shape::of([1, 32, 32], [8, 8], [3, 3], [1, 1]);
         let (x, weight, grad) = (values(2048, 1), values(9216, 2), values(2048, 3));
         let all = Wanted {
@@ -163,39 +210,30 @@ mod tests {
             bias: true,
         };
         let through = Through::new(&grad, &[]);
-        let taken =
-            in_bfloat16_passes(&x, &weight, through, shape, Precision::Mixed, all).is_some();
-        let has = !crate::products::Products::all_mixed().is_empty();
-        assert_eq!(taken, has, "bfloat16 products on this CPU: {has}");
-        let f32s = in_bfloat16_passes(&x, &weight, through, shape, Precision::F32, all);
-        assert!(f32s.is_none(), "f32 products take no bfloat16 pass");
+        for products in every_kind() {
+            let taken = in_one_pass(products, &x, &weight, through, shape, all).is_some();
+            assert!(taken, "{products:?}");
+            let no_input = Wanted {
+                input: false,
+                ..all
+            };
+            let skipped = in_one_pass(products, &x, &weight, through, shape, no_input);
+            assert!(skipped.is_none(), "{products:?} without the input gradient");
+            let valid = Shape::of([1, 32, 32], [8, 8], [3, 3], [0, 0]);
+            let grad = values(32 * 36, 4);
+            let through = Through::new(&grad, &[]);
+            let other = in_one_pass(products, &x, &weight, through, valid, all);
+            assert!(other.is_none(), "{products:?} with another padding");
+        }
     }
 
-    /// The mask, then each gradient alone (each checked against its definition in
-    /// [`super::super::conv_gradient`]'s tests): the reference the one call must equal.
-    fn one_by_one(
-        x: &[f32],
-        weight: &[f32],
-        grad: &[f32],
-        outputs: &[&[f32]],
-        shape: Shape,
-        precision: Precision,
-    ) -> [Vec<f32>; 3] {
-        let masked = relu_mask(grad, outputs);
-        let [out_h, out_w] = shape.out_size();
-        [
-            input_gradient(&masked, weight, shape, precision),
-            weight_gradient(x, &masked, shape, precision),
-            bias_gradient(&masked, shape.batch, shape.channels_out, out_h * out_w),
-        ]
-    }
-
-    /// At both precisions (mixed takes the bfloat16 passes on a CPU with AVX512_BF16 or AMX,
-    /// the composed path elsewhere), for no mask, one and two (a ResBlock's), for the model's
-    /// shapes and odd channel counts (a lone last channel in its pair), and for each subset of
-    /// gradients asked: the input and kernel gradients are the same bits as the mask followed
-    /// by the gradients alone, the bias gradient within f64 rounding of its sum. Masks with
-    /// zeros, negatives and a NaN (which passes, as in `relu_mask`). 3x3, 5x5 and 1x3 kernels.
+    /// For every kind of products this CPU runs, no mask, one and two (a ResBlock's), the
+    /// model's shapes, odd channel counts (a lone last channel in its pair), 5x5 and 1x3
+    /// kernels, a padding that does not keep the size (the step-by-step path), and each
+    /// subset of gradients asked: the input and kernel gradients are the same bits as the mask
+    /// followed by each gradient alone (each checked against its definition in
+    /// [`super::super::conv_gradient`]'s tests), the bias gradient within f64 rounding of its
+    /// sum. Masks with zeros, negatives and a NaN (which passes, as in `relu_mask`).
     #[test]
     fn one_call_gives_the_gradients_of_the_masked_gradient() {
         let shape = |batch, channels_in, size, channels_out| {
@@ -207,10 +245,9 @@ mod tests {
             shape(2, 6, [13, 21], 32),
             shape(2, 7, [10, 9], 5),
             shape(1, 32, [12, 15], 3),
-            // Other kernels whose padding keeps the size (the bands read from the padded
-            // pairs at other offsets).
             Shape::of([2, 8, 6], [9, 10], [5, 5], [2, 2]),
             Shape::of([1, 6, 4], [7, 12], [1, 3], [0, 1]),
+            Shape::of([1, 5, 6], [9, 10], [3, 3], [0, 0]),
         ]
         .into_iter()
         .enumerate()
@@ -233,9 +270,13 @@ mod tests {
             let second = values(out_len, seed + 4);
             let mask_sets: [&[&[f32]]; 3] = [&[], &[&first], &[&first, &second]];
             for outputs in mask_sets {
-                for precision in [Precision::F32, Precision::Mixed] {
-                    let [input, kernel, bias] =
-                        one_by_one(&x, &weight, &grad, outputs, shape, precision);
+                let masked = relu_mask(&grad, outputs);
+                for products in every_kind() {
+                    let input =
+                        input_gradient_on(products, Input::Floats(&[&masked]), &weight, shape);
+                    let kernel = weight_gradient_on(products, &x, &masked, shape);
+                    let bias =
+                        bias_gradient(&masked, shape.batch, shape.channels_out, out_h * out_w);
                     for wanted in [
                         Wanted {
                             input: true,
@@ -259,9 +300,9 @@ mod tests {
                         },
                     ] {
                         let through = Through::new(&grad, outputs);
-                        let got = backward(&x, &weight, through, shape, precision, wanted);
+                        let got = backward_on(products, &x, &weight, through, shape, wanted);
                         let case = format!(
-                            "{shape:?}, {} masks, {precision:?}, {wanted:?}",
+                            "{shape:?}, {} masks, {products:?}, {wanted:?}",
                             outputs.len()
                         );
                         assert_eq!(got.input.is_some(), wanted.input, "{case}");
@@ -274,8 +315,8 @@ mod tests {
                             assert!(got == kernel, "{case}: kernel gradient");
                         }
                         if let Some(got) = got.bias {
+                            let scale = grad.iter().map(|v| v.abs()).sum::<f32>();
                             for (o, (a, b)) in got.iter().zip(&bias).enumerate() {
-                                let scale = grad.iter().map(|v| v.abs()).sum::<f32>();
                                 assert!(
                                     (a - b).abs() <= 1e-6 * scale,
                                     "{case}: bias gradient {o}: {a} vs {b}"

@@ -107,16 +107,26 @@ pub fn weight_gradient(
 /// [`weight_gradient`] by the given products (the bfloat16 ones where they take the shape,
 /// else gemm: its long sums over pixels run well, an AVX-512 f32 version measured no faster).
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
-fn weight_gradient_on(
+pub(super) fn weight_gradient_on(
     products: Products,
     x: &[f32],
     output_grad: &[f32],
     shape: Shape,
 ) -> Vec<f32> {
+    let output_grad = OutputGrad::Floats(output_grad);
     #[cfg(target_arch = "x86_64")]
     if let Some(pairs) = PairProducts::of(products, shape) {
-        return bf16_weight_gradient(pairs, x, OutputGrad::Floats(output_grad), shape);
+        return bf16_weight_gradient(pairs, x, output_grad, shape);
     }
+    f32_weight_gradient(x, output_grad, shape)
+}
+
+/// [`weight_gradient`] on gemm's f32 products, of the output gradient as floats or padded
+/// ([`OutputGrad::Padded`]).
+///
+/// # Panics
+/// If the output gradient is bfloat16 pairs (a caller's bug).
+pub(super) fn f32_weight_gradient(x: &[f32], output_grad: OutputGrad, shape: Shape) -> Vec<f32> {
     let [out_h, out_w] = shape.out_size();
     let [padded_h, padded_w] = shape.padded_size();
     let (out_plane, plane) = (out_h * out_w, padded_h * padded_w);
@@ -133,19 +143,38 @@ fn weight_gradient_on(
             // grad[q][o] = dY[image, o, rows.start + q / W_p, q % W_p], zero past W_out and
             // past the band's rows.
             grad[rows.len() * padded_w * c_out..].fill(0.0);
-            for (i, y) in rows.clone().enumerate() {
-                for x in 0..padded_w {
-                    let q = i * padded_w + x;
-                    let target = &mut grad[q * c_out..][..c_out];
-                    if x < out_w {
-                        let first = image * c_out * out_plane + y * out_w + x;
-                        for (o, t) in target.iter_mut().enumerate() {
-                            *t = output_grad[first + o * out_plane];
+            match output_grad {
+                OutputGrad::Floats(output_grad) => {
+                    for (i, y) in rows.clone().enumerate() {
+                        for x in 0..padded_w {
+                            let q = i * padded_w + x;
+                            let target = &mut grad[q * c_out..][..c_out];
+                            if x < out_w {
+                                let first = image * c_out * out_plane + y * out_w + x;
+                                for (o, t) in target.iter_mut().enumerate() {
+                                    *t = output_grad[first + o * out_plane];
+                                }
+                            } else {
+                                target.fill(0.0);
+                            }
                         }
-                    } else {
-                        target.fill(0.0);
                     }
                 }
+                // The band's rows lie in the padded plane W_p apart from column p_w on, the
+                // padding's zeros where the wide layout has its garbage: one run per channel.
+                OutputGrad::Padded(padded) => {
+                    let [pad_h, pad_w] = shape.padding;
+                    let run = rows.len() * padded_w;
+                    for o in 0..c_out {
+                        let first =
+                            (image * c_out + o) * plane + (rows.start + pad_h) * padded_w + pad_w;
+                        for (q, &v) in padded[first..][..run].iter().enumerate() {
+                            grad[q * c_out + o] = v;
+                        }
+                    }
+                }
+                #[cfg(target_arch = "x86_64")]
+                OutputGrad::Pairs { .. } => panic!("bfloat16 pairs given to the f32 products"),
             }
             let input = &padded[image * c_in * plane + rows.start * padded_w..];
             for (tap, &shift) in shifts.iter().enumerate() {
@@ -285,6 +314,7 @@ pub(super) fn bf16_weight_gradient(
                 }
                 // The band's rows lie in the padded plane W_p apart from column p_w on, the
                 // padding's zeros where the wide layout has its garbage: one run.
+                OutputGrad::Padded(_) => panic!("padded f32 given to the bfloat16 products"),
                 OutputGrad::Pairs { words, pairs } => {
                     let [pad_h, pad_w] = shape.padding;
                     let first =
@@ -318,16 +348,20 @@ pub(super) fn bf16_weight_gradient(
     transpose_columns(sums, rows_out, shape)
 }
 
-/// The output gradient as [`bf16_weight_gradient`] reads it.
-#[cfg(target_arch = "x86_64")]
+/// The output gradient as the weight gradient reads it ([`f32_weight_gradient`],
+/// [`bf16_weight_gradient`]). The padded forms are the input gradient's operand, for a
+/// convolution whose padding keeps the size (`2·p = K − 1`): then the padded plane of
+/// [`transposed`]`(shape)` is the forward's, each output row at its padded place, and a band's
+/// rows are one run in it whose padding zeros fall where the wide layout has its garbage.
 #[derive(Clone, Copy)]
 pub(super) enum OutputGrad<'a> {
-    /// `[N, C_out, H_out, W_out]` floats, rounded band by band.
+    /// `[N, C_out, H_out, W_out]` floats.
     Floats(&'a [f32]),
-    /// Already in bfloat16, as the input gradient's convolution reads it:
-    /// [`super::bf16::pad_pairs`]'s layout for [`transposed`]`(shape)` with `pairs` channel
-    /// pairs per image. Only for a convolution whose padding keeps the size (`2·p = K − 1`):
-    /// then that padded plane is the forward's, each output row at its padded place.
+    /// Padded in f32 ([`super::layout::pad`]'s layout), for the f32 products.
+    Padded(&'a [f32]),
+    /// Padded in bfloat16 channel pairs ([`super::bf16::pad_pairs`]'s layout, `pairs` per
+    /// image), for the bfloat16 products.
+    #[cfg(target_arch = "x86_64")]
     Pairs { words: &'a [u32], pairs: usize },
 }
 

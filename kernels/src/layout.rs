@@ -5,6 +5,7 @@
 
 use std::mem::MaybeUninit;
 
+use super::elementwise::{running_sums, sum_of, Through, SUMS};
 use super::parallel;
 
 /// About how many output pixels one band covers (whole rows): its wide output, `C_out x
@@ -169,6 +170,36 @@ pub(super) fn pad(x: &[&[f32]], shape: Shape) -> Vec<f32> {
             v.write(s);
         }
     })
+}
+
+/// A convolution's output gradient through the ReLUs after it, `[N, C, H, W]` with `C =
+/// shape.channels_in` (the input of the input gradient's convolution, `shape` its transposed
+/// shape), padded as [`pad`] pads an input, the mask applied on the way (no pass of its own);
+/// and each channel's sum over the batch, the bias gradient (each plane in [`SUMS`] f64
+/// running sums row after row ([`running_sums`], each row read back while in cache), then the
+/// images in order: an order fixed by the shape).
+pub(super) fn pad_through(grad: Through, shape: Shape) -> (Vec<f32>, Vec<f32>) {
+    let (c, [height, width]) = (shape.channels_in, shape.size);
+    assert_eq!(
+        grad.len(),
+        shape.batch * c * height * width,
+        "gradient of another shape"
+    );
+    let tail = shape.kernel[1] + ROW_MULTIPLE;
+    let row = |p: usize, y: usize, target: &mut [MaybeUninit<f32>], sums: &mut [f64; SUMS]| {
+        grad.values((p * height + y) * width, target);
+        // SAFETY: `values` has just written every value of `target`.
+        let written = unsafe { &*(target as *const [MaybeUninit<f32>] as *const [f32]) };
+        running_sums(written, sums);
+    };
+    let (padded, sums) = padded_planes_with(shape.batch * c, shape, tail, 0.0, row);
+    let bias = (0..c)
+        .map(|channel| {
+            let sum = |image: usize| sum_of(&sums[image * c + channel]);
+            (0..shape.batch).map(sum).sum::<f64>() as f32
+        })
+        .collect();
+    (padded, bias)
 }
 
 /// The input planes of `x` (`[N, C_i, H, W]` each) image by image, channel `c` counted across
