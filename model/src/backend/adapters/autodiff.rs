@@ -1,10 +1,11 @@
 //! The autodiff backend's BRN convolution as one node: forward, the inner backend's fused
 //! convolution ([`BrnBackend::conv2d_fused`]: the bias, and the ReLU that follows in the
 //! model, in the same pass), then a ResBlock's residual add and ReLU
-//! ([`BrnBackend::relu_add`]); backward, the ReLUs' masks ([`BrnBackend::relu_mask`]), then
-//! [`BrnBackend::conv2d_input_gradient`], [`BrnBackend::conv2d_weight_gradient`] and
-//! [`BrnBackend::conv2d_bias_gradient`]. A concatenation before the convolution stays burn's
-//! recorded operation.
+//! ([`BrnBackend::relu_add`]); backward, the shortcut's gradient through its ReLU
+//! ([`BrnBackend::relu_mask`]), then the convolution's three gradients from the gradient
+//! through the ReLUs, the mask not yet applied ([`BrnBackend::conv2d_backward`], which flex
+//! computes with one read of the gradient). A concatenation before the convolution is
+//! `autodiff_cat`'s node.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;

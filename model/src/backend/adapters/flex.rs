@@ -1,5 +1,6 @@
 //! flex's [`BrnBackend`]: the convolution and both its gradients on [`conv`] (the forward
-//! fused with the concatenation before it and the ReLU and residual add after it), the LSTM's
+//! fused with the concatenation before it and the ReLU and residual add after it; the backward
+//! pass's three gradients with one read of the output gradient, [`conv_backward`]), the LSTM's
 //! gate arithmetic and its two backward steps on [`kernels::lstm`], the ReLU masks and the
 //! residual add on [`elementwise`] (burn's banded weight gradient was no faster than its own on
 //! the CPU: README, "Speed on a GPU").
