@@ -44,12 +44,11 @@ impl<B: BrnBackend, const N: usize> Backward<B, N> for Convolution {
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let output_grad = grads.consume::<B>(&ops.node);
+        let mut output_grad = grads.consume::<B>(&ops.node);
         let (x, weight, options, mut masks, added, has_bias) = ops.state;
         let shortcut_at = 2 + usize::from(has_bias);
         // Where a shortcut was added, its gradient passes where the output is positive; the
         // convolution's where relu(y) is too: the shortcut's through that one ReLU more.
-        let mut output_grad = output_grad;
         if let Some(output) = added {
             match ops.parents.get(shortcut_at) {
                 Some(Some(node)) => {
@@ -194,7 +193,8 @@ mod tests {
     /// Through the autodiff backend, `conv2d` and its fused forms give the output and the
     /// gradients (input parts, weight, bias, shortcut) that burn's own `Conv2d::forward`,
     /// `cat`, `relu` and `+` give (the reference), for the model's 3x3 convolution at a size
-    /// where the CPU kernels cut each image into several bands.
+    /// where the CPU kernels cut each image into several bands; with a shortcut that needs a
+    /// gradient and one that does not.
     #[test]
     fn the_brn_convolution_has_burns_output_and_gradients() {
         use burn::tensor::activation::relu;
@@ -210,7 +210,11 @@ mod tests {
         let whole = || Tensor::cat(vec![x.clone(), y.clone()], 1);
         // Each output is made just before its backward pass (a graph per pass).
         type Form<'a> = Box<dyn Fn() -> Tensor<Ad, 4> + 'a>;
-        let forms: [(&str, Form, Form); 4] = [
+        // A shortcut that needs no gradient (its mask joins the convolution's own; burn's
+        // `detach` keeps a tensor's need of a gradient, so a fresh tensor).
+        let constant =
+            Tensor::<Ad, 4>::random([2, 4, 40, 30], Distribution::Normal(0., 1.), &device);
+        let forms: [(&str, Form, Form); 5] = [
             (
                 "conv2d",
                 Box::new(|| conv2d(&conv, whole())),
@@ -225,6 +229,11 @@ mod tests {
                 "conv2d_relu_add",
                 Box::new(|| conv2d_relu_add(&conv, whole(), shortcut.clone())),
                 Box::new(|| relu(relu(conv.forward(whole())) + shortcut.clone())),
+            ),
+            (
+                "conv2d_relu_add, a shortcut without gradient",
+                Box::new(|| conv2d_relu_add(&conv, whole(), constant.clone())),
+                Box::new(|| relu(relu(conv.forward(whole())) + constant.clone())),
             ),
             (
                 "conv2d_cat",
