@@ -22,7 +22,7 @@ use std::borrow::Cow;
 
 use super::elementwise::relu;
 use super::gemm::gemm_products;
-use super::layout::{pack, pad, wide_len, with_scratch, Bands, Output, Shape};
+use super::layout::{pack, wide_len, with_scratch, Bands, Input, Output, Shape};
 use super::parallel;
 use super::products::{Precision, Products};
 use crate::After;
@@ -59,49 +59,6 @@ fn conv2d_on(
         weight[(o * shape.channels_in + c) * shape.taps() + tap]
     });
     convolve(products, Input::Floats(x), &taps, bias, shape, after)
-}
-
-/// The input of [`convolve`]: floats (one tensor, or several read as concatenated), or
-/// already padded as the products read it, as the backward pass makes it from a gradient
-/// through ReLUs ([`super::conv_backward`]): f32 ([`pad`]'s layout) for the f32 products, the
-/// bfloat16 channel pairs ([`super::bf16::pad_pairs`]'s layout, for the products' own pair
-/// count) for the bfloat16 ones.
-pub(super) enum Input<'a> {
-    /// `[N, C_i, H, W]` each, `Σ C_i = C_in`.
-    Floats(&'a [&'a [f32]]),
-    /// For the f32 products only.
-    Padded(&'a [f32]),
-    /// For the bfloat16 products only (AVX512-BF16 dot products, AMX tiles).
-    #[cfg(target_arch = "x86_64")]
-    Pairs(&'a [u32]),
-}
-
-impl<'a> Input<'a> {
-    /// The input padded in f32, by [`pad`] where it is floats.
-    ///
-    /// # Panics
-    /// If the input is bfloat16 pairs, which only the bfloat16 products read (a caller's bug).
-    fn padded(self, shape: Shape) -> Cow<'a, [f32]> {
-        match self {
-            Input::Floats(x) => Cow::Owned(pad(x, shape)),
-            Input::Padded(padded) => Cow::Borrowed(padded),
-            #[cfg(target_arch = "x86_64")]
-            Input::Pairs(_) => panic!("padded bfloat16 pairs given to f32 products"),
-        }
-    }
-
-    /// The padded pairs, made by `pad` from the floats where the input is floats.
-    ///
-    /// # Panics
-    /// If the input is padded f32, which only the f32 products read (a caller's bug).
-    #[cfg(target_arch = "x86_64")]
-    fn pairs(self, pad: impl FnOnce(&[&[f32]]) -> Vec<u32>) -> Cow<'a, [u32]> {
-        match self {
-            Input::Floats(x) => Cow::Owned(pad(x)),
-            Input::Pairs(pairs) => Cow::Borrowed(pairs),
-            Input::Padded(_) => panic!("padded f32 given to bfloat16 products"),
-        }
-    }
 }
 
 /// The kernel as one `[C_out, C_in]` matrix per tap, `[K_h·K_w][C_out][C_in]`, from

@@ -18,10 +18,10 @@
 
 use std::borrow::Cow;
 
-use super::conv::Input;
 use super::conv_gradient::{bias_gradient, f32_weight_gradient, input_gradient_on};
 use super::conv_gradient::{transposed, weight_gradient_on, OutputGrad};
 use super::elementwise::Through;
+use super::layout::Input;
 use super::layout::{pad_through, Shape};
 use super::products::{Precision, Products};
 

@@ -13,9 +13,10 @@
 #[cfg(target_arch = "x86_64")]
 use std::mem::MaybeUninit;
 
-use super::conv::{convolve, taps_of, Input};
+use super::conv::{convolve, taps_of};
 use super::elementwise::plane_sum;
 use super::gemm::product;
+use super::layout::Input;
 use super::layout::{pad, wide_len, with_scratch, Bands, Shape};
 use super::parallel;
 use super::products::{Precision, Products};

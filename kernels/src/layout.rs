@@ -3,6 +3,7 @@
 //! in place at each tap's shift, the "wide" output rows (`W_p` long, garbage past `W_out`),
 //! and the bands of output rows that run in parallel (see [`super::conv`] for the trick).
 
+use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
 use super::elementwise::{running_sums, sum_of, Through, SUMS};
@@ -200,6 +201,49 @@ pub(super) fn pad_through(grad: Through, shape: Shape) -> (Vec<f32>, Vec<f32>) {
         })
         .collect();
     (padded, bias)
+}
+
+/// The input of [`super::conv`]'s products: floats (one tensor, or several read as concatenated), or
+/// already padded as the products read it, as the backward pass makes it from a gradient
+/// through ReLUs ([`super::conv_backward`]): f32 ([`pad`]'s layout) for the f32 products, the
+/// bfloat16 channel pairs ([`super::bf16::pad_pairs`]'s layout, for the products' own pair
+/// count) for the bfloat16 ones.
+pub(super) enum Input<'a> {
+    /// `[N, C_i, H, W]` each, `Σ C_i = C_in`.
+    Floats(&'a [&'a [f32]]),
+    /// For the f32 products only.
+    Padded(&'a [f32]),
+    /// For the bfloat16 products only (AVX512-BF16 dot products, AMX tiles).
+    #[cfg(target_arch = "x86_64")]
+    Pairs(&'a [u32]),
+}
+
+impl<'a> Input<'a> {
+    /// The input padded in f32, by [`pad`] where it is floats.
+    ///
+    /// # Panics
+    /// If the input is bfloat16 pairs, which only the bfloat16 products read (a caller's bug).
+    pub(super) fn padded(self, shape: Shape) -> Cow<'a, [f32]> {
+        match self {
+            Input::Floats(x) => Cow::Owned(pad(x, shape)),
+            Input::Padded(padded) => Cow::Borrowed(padded),
+            #[cfg(target_arch = "x86_64")]
+            Input::Pairs(_) => panic!("padded bfloat16 pairs given to f32 products"),
+        }
+    }
+
+    /// The padded pairs, made by `pad` from the floats where the input is floats.
+    ///
+    /// # Panics
+    /// If the input is padded f32, which only the f32 products read (a caller's bug).
+    #[cfg(target_arch = "x86_64")]
+    pub(super) fn pairs(self, pad: impl FnOnce(&[&[f32]]) -> Vec<u32>) -> Cow<'a, [u32]> {
+        match self {
+            Input::Floats(x) => Cow::Owned(pad(x)),
+            Input::Pairs(pairs) => Cow::Borrowed(pairs),
+            Input::Padded(_) => panic!("padded f32 given to bfloat16 products"),
+        }
+    }
 }
 
 /// The input planes of `x` (`[N, C_i, H, W]` each) image by image, channel `c` counted across
