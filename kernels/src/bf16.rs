@@ -205,8 +205,8 @@ pub(super) fn pack_output_grad(
         });
     }
     // SAFETY: every half of `wide` was written above (each channel's band by `band`, the rest
-    // to `len`); two halves read as a word (x86 is
-    // little-endian: the even pixel is the low half).
+    // to `len`); two halves read as a word (x86 is little-endian: the even pixel is the low
+    // half).
     let words: &[u32] =
         unsafe { std::slice::from_raw_parts(wide.as_ptr() as *const u32, c_out * len / 2) };
     transpose(words, len / 2, c_out, pairs);

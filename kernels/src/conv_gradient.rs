@@ -161,14 +161,11 @@ pub(super) fn f32_weight_gradient(x: &[f32], output_grad: OutputGrad, shape: Sha
                         }
                     }
                 }
-                // The band's rows lie in the padded plane W_p apart from column p_w on, the
-                // padding's zeros where the wide layout has its garbage: one run per channel.
+                // The band is one run per channel of the padded copy (see `OutputGrad`).
                 OutputGrad::Padded(padded) => {
-                    let [pad_h, pad_w] = shape.padding;
                     let run = rows.len() * padded_w;
                     for o in 0..c_out {
-                        let first =
-                            (image * c_out + o) * plane + (rows.start + pad_h) * padded_w + pad_w;
+                        let first = band_start(shape, image * c_out + o, rows.start);
                         for (q, &v) in padded[first..][..run].iter().enumerate() {
                             grad[q * c_out + o] = v;
                         }
@@ -313,13 +310,10 @@ pub(super) fn bf16_weight_gradient(
                         garbage.fill(MaybeUninit::new(0));
                     }
                 }
-                // The band's rows lie in the padded plane W_p apart from column p_w on, the
-                // padding's zeros where the wide layout has its garbage: one run.
                 OutputGrad::Padded(_) => panic!("padded f32 given to the bfloat16 products"),
+                // The band is one run of the padded pairs (see `OutputGrad`).
                 OutputGrad::Pairs { words, pairs } => {
-                    let [pad_h, pad_w] = shape.padding;
-                    let first =
-                        (image * pairs + o / 2) * plane + (rows.start + pad_h) * padded_w + pad_w;
+                    let first = band_start(shape, image * pairs + o / 2, rows.start);
                     bf16::half_row(&words[first..][..target.len()], o % 2 == 1, target)
                 }
             };
@@ -364,6 +358,14 @@ pub(super) enum OutputGrad<'a> {
     /// image), for the bfloat16 products.
     #[cfg(target_arch = "x86_64")]
     Pairs { words: &'a [u32], pairs: usize },
+}
+
+/// Where a band's rows from output row `row` on start in padded plane `plane` of
+/// [`OutputGrad`]'s padded forms: that row's first value, `p_h` rows and `p_w` columns in.
+fn band_start(shape: Shape, plane: usize, row: usize) -> usize {
+    let [padded_h, padded_w] = shape.padded_size();
+    let [pad_h, pad_w] = shape.padding;
+    plane * padded_h * padded_w + (row + pad_h) * padded_w + pad_w
 }
 
 #[cfg(target_arch = "x86_64")]

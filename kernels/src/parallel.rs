@@ -36,22 +36,8 @@ pub fn for_each_chunk<T: Send>(
     len: usize,
     f: impl Fn(usize, &mut [T]) + Sync + Send,
 ) {
-    if len == 0 {
-        return;
-    }
-    #[cfg(feature = "parallel")]
-    {
-        use rayon::prelude::*;
-        values
-            .par_chunks_mut(len)
-            .enumerate()
-            .for_each(|(i, chunk)| f(i, chunk));
-    }
-    #[cfg(not(feature = "parallel"))]
-    values
-        .chunks_mut(len)
-        .enumerate()
-        .for_each(|(i, chunk)| f(i, chunk));
+    // The results are `()`: the vector allocates nothing.
+    map_chunks(values, len, f);
 }
 
 /// `[f(0, chunk 0), f(1, chunk 1), …]` for the `len`-long chunks of `values` (the last one may
