@@ -6,9 +6,12 @@
 // side and T) beside one CPU worker's, with their ratio. The CPU fallback runs once per count of
 // Web Workers in BENCH_WORKERS, on the wasm build the browser takes (relaxed SIMD where it
 // validates it) and, with BENCH_PLAIN=1, on the plain-SIMD build too. Prints a table.
+// With BENCH_PHOTO=WxH (e.g. 4000x3000, a 12 MP phone photo; rain-001.png mirrored to that size),
+// a whole photo instead: one derain per run from a cold page (a photo's first), with what the
+// page expected beforehand, the tiles each helper ran and the native command's time for it.
 //   node bench.mjs   with BRN_DIST, BRN_BIN, BRN_SHARED; BENCH_SIDE (default 256), BENCH_STAGES
 //   (default 8), BENCH_WORKERS (CPU worker counts, default 1,2), BENCH_BACKENDS (default
-//   webgpu,cpu), BENCH_PLAIN (1: the CPU rows again with ?simd=plain)
+//   webgpu,cpu), BENCH_PLAIN (1: the CPU rows again with ?simd=plain), BENCH_PHOTO
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -25,10 +28,30 @@ const backends = (process.env.BENCH_BACKENDS || 'webgpu,cpu').split(',');
 const stages = Number(process.env.BENCH_STAGES || 8);
 const source = path.join(shared, 'data/rain100l/rainy/rain-001.png');
 
+const whole = process.env.BENCH_PHOTO ? process.env.BENCH_PHOTO.split('x').map(Number) : null;
+if (whole && !(whole.length === 2 && whole.every((n) => Number.isInteger(n) && n > 0))) {
+  throw new Error(`BENCH_PHOTO: expected WIDTHxHEIGHT (e.g. 4000x3000), got ${process.env.BENCH_PHOTO}`);
+}
+
+/** `image` mirrored back and forth to `width` x `height` (speed does not depend on content). */
+function mirrored(image, width, height) {
+  const rgba = new Uint8Array(width * height * 4);
+  const fold = (i, n) => { const k = i % (2 * n); return k < n ? k : 2 * n - 1 - k; };
+  for (let y = 0; y < height; y += 1) {
+    for (let x = 0; x < width; x += 1) {
+      const from = (fold(y, image.height) * image.width + fold(x, image.width)) * 4;
+      rgba.set(image.rgba.subarray(from, from + 4), (y * width + x) * 4);
+    }
+  }
+  return { width, height, rgba };
+}
+
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'brn-bench-'));
 const photo = path.join(tmp, 'photo.png');
-fs.writeFileSync(photo, encodePng(crop(decodePng(fs.readFileSync(source)), 0, 0, side, side)));
-const mp = (side * side) / 1e6;
+const decoded = decodePng(fs.readFileSync(source));
+fs.writeFileSync(photo, encodePng(whole
+  ? mirrored(decoded, whole[0], whole[1]) : crop(decoded, 0, 0, side, side)));
+const mp = whole ? (whole[0] * whole[1]) / 1e6 : (side * side) / 1e6;
 
 const server = await serve(dist);
 const rows = [];
@@ -43,9 +66,17 @@ for (const { webgpu, workers, plain } of runs) {
   const t0 = Date.now();
   const page = await open(browser.context, `${server.origin}/?workers=${workers}${plain ? '&simd=plain' : ''}`);
   await page.selectOption('#stages', String(stages));
-  const first = await derain(page, photo);
+  const expected = await page.textContent('#status');
+  const first = await derain(page, photo, 3_600_000, { png: !whole });
   if (first.error) throw new Error(first.error);
   const cold = (Date.now() - t0) / 1000;
+  if (whole) {
+    const { tilesByHelper } = await page.evaluate(() => window.brnPage);
+    const tiles = await page.textContent('#progress-text');
+    rows.push({ workers, photo: first.seconds, expected, tiles, tilesByHelper });
+    await browser.close();
+    continue;
+  }
   const warm = await derain(page, photo);
   const backend = await page.evaluate(() => window.brnPage.backend);
   if (process.env.BENCH_SCREENSHOTS) {
@@ -63,6 +94,26 @@ for (const { webgpu, workers, plain } of runs) {
   await browser.close();
 }
 await server.close();
+
+if (whole) {
+  // The photo's derain: the page's own time (from the photo given to its result), each run
+  // from a cold page, so that it includes what a person's first photo costs.
+  const engine = BROWSER === 'firefox' ? 'Firefox' : 'Chromium';
+  console.log(`BRN T=${stages}, a ${whole[0]}x${whole[1]} photo (${mp.toFixed(1)} MP), headless ${engine}, CPU path`);
+  for (const r of rows) {
+    console.log(`${r.workers} worker${r.workers > 1 ? 's' : ''}: ${r.photo.toFixed(0)} s (${(r.photo / mp).toFixed(1)} s per MP); `
+      + `the page expected: "${r.expected.trim()}"; last progress: "${r.tiles.trim()}"; tiles per helper: [${r.tilesByHelper}]`);
+  }
+  if (brn) {
+    const args = ['derain', photo, '-o', path.join(tmp, 'out'), '--stages', String(stages)];
+    if (process.env.BRN_WEB_WEIGHTS) args.push('--weights', process.env.BRN_WEB_WEIGHTS);
+    const t0 = Date.now();
+    native(brn, args);
+    console.log(`native brn derain (all threads, process incl. start-up): ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  }
+  fs.rmSync(tmp, { recursive: true, force: true });
+  process.exit(0);
+}
 
 let nativeSeconds = null;
 if (brn) {

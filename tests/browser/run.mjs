@@ -402,7 +402,20 @@ json.dump([[i.filename, z.read(i).hex()] for i in z.infolist()], sys.stdout)`, z
       const status = await p.textContent('#status');
       console.log(`     status: ${status}`);
       assert.equal(await p.evaluate(() => window.brnPage.workers), workers, status);
+      const own = Number(await p.inputValue('#stages')); // the weights' T, chosen at first
+      assert.notEqual(own, WORKER_STAGES, 'the test needs weights whose own T is not WORKER_STAGES');
       await p.selectOption('#stages', String(WORKER_STAGES));
+      // The page's time per megapixel follows the T chosen: checked against the status line
+      // before the choice, within the display's rounding.
+      const after = await p.textContent('#status');
+      const perMp = (text) => {
+        const m = text.match(/expect about (?:(\d+) min )?([\d.]+) (s|ms) per megapixel/);
+        assert.ok(m, `no time per megapixel in: ${text}`);
+        return Number(m[1] || 0) * 60 + Number(m[2]) / (m[3] === 'ms' ? 1000 : 1);
+      };
+      assert.match(after, new RegExp(`per megapixel at T = ${WORKER_STAGES}\\b`), after);
+      const ratio = perMp(after) / perMp(status);
+      assert.ok(Math.abs(ratio - WORKER_STAGES / own) < 0.02, `${after} against ${status}`);
       if (cancelFirst) {
         await p.setInputFiles('#file', mosaicPng);
         await p.waitForFunction(() => /tile [1-9]/.test(document.getElementById('progress-text').textContent), null, { timeout: 300_000 });

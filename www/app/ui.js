@@ -25,8 +25,12 @@ export function engineText(engine, weights) {
   const what = engine.backend === 'webgpu'
     ? `Using WebGPU on ${engine.adapter}`
     : `Using the CPU${engine.reason ? ` (${engine.reason})` : ''}${engine.workers > 1 ? ` on ${engine.workers} workers` : ''}`;
+  // The estimate is at the weights' T; a photo runs at the T chosen on the page.
+  const chosen = Number($('stages').value) || (weights && weights.stages);
+  const at = weights && chosen !== weights.stages ? ` at T = ${chosen}` : '';
   const speed = engine.backend === 'cpu' && state.cpuSecondsPerMp
-    ? `, expect about ${fmtSeconds(state.cpuSecondsPerMp)} per megapixel` : '';
+    ? `, expect about ${fmtSeconds(state.cpuSecondsPerMp * (weights ? chosen / weights.stages : 1))} per megapixel${at}`
+    : '';
   const w = weights ? ` · weights: ${weights.label}, ${weights.architecture}` : '';
   return `${what}${speed}${w}.`;
 }

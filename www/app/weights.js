@@ -4,7 +4,7 @@
 import { send } from './bridge.js';
 import * as protocol from './protocol.js';
 import { $, busy, currentPhase, setPhase, state } from './state.js';
-import { showMessage } from './ui.js';
+import { engineText, setStatus, showMessage } from './ui.js';
 
 function fillStages(max, chosen) {
   const select = $('stages');
@@ -45,6 +45,13 @@ export function initWeights() {
   $('weights-file').addEventListener('change', (e) => {
     if (e.target.files[0]) loadWeightsFile(e.target.files[0]);
     e.target.value = '';
+  });
+  // The status line's time per megapixel follows the T chosen.
+  $('stages').addEventListener('change', () => {
+    const phase = currentPhase();
+    if (state.engine && state.weights && (phase === 'ready' || phase === 'working')) {
+      setStatus(engineText(state.engine, state.weights));
+    }
   });
   $('weights-default').addEventListener('click', () => {
     if (busy()) return;
