@@ -95,35 +95,34 @@ for (const { webgpu, workers, plain } of runs) {
 }
 await server.close();
 
+const engine = BROWSER === 'firefox' ? 'Firefox' : 'Chromium';
+
+/** Seconds of one `brn derain` of the photo (the process, start-up included). */
+function nativeDerain() {
+  const args = ['derain', photo, '-o', path.join(tmp, 'out'), '--stages', String(stages)];
+  if (process.env.BRN_WEB_WEIGHTS) args.push('--weights', process.env.BRN_WEB_WEIGHTS);
+  const t0 = Date.now();
+  native(brn, args);
+  return (Date.now() - t0) / 1000;
+}
+
 if (whole) {
   // The photo's derain: the page's own time (from the photo given to its result), each run
   // from a cold page, so that it includes what a person's first photo costs.
-  const engine = BROWSER === 'firefox' ? 'Firefox' : 'Chromium';
   console.log(`BRN T=${stages}, a ${whole[0]}x${whole[1]} photo (${mp.toFixed(1)} MP), headless ${engine}, CPU path`);
   for (const r of rows) {
     console.log(`${r.workers} worker${r.workers > 1 ? 's' : ''}: ${r.photo.toFixed(0)} s (${(r.photo / mp).toFixed(1)} s per MP); `
       + `the page expected: "${r.expected.trim()}"; last progress: "${r.tiles.trim()}"; tiles per helper: [${r.tilesByHelper}]`);
   }
-  if (brn) {
-    const args = ['derain', photo, '-o', path.join(tmp, 'out'), '--stages', String(stages)];
-    if (process.env.BRN_WEB_WEIGHTS) args.push('--weights', process.env.BRN_WEB_WEIGHTS);
-    const t0 = Date.now();
-    native(brn, args);
-    console.log(`native brn derain (all threads, process incl. start-up): ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-  }
+  if (brn) console.log(`native brn derain (all threads, process incl. start-up): ${nativeDerain().toFixed(0)} s`);
   fs.rmSync(tmp, { recursive: true, force: true });
   process.exit(0);
 }
 
 let nativeSeconds = null;
 if (brn) {
-  const weights = process.env.BRN_WEB_WEIGHTS;
-  const args = ['derain', photo, '-o', path.join(tmp, 'out'), '--stages', String(stages)];
-  if (weights) args.push('--weights', weights);
-  native(brn, args); // warm the file cache
-  const t0 = Date.now();
-  native(brn, args);
-  nativeSeconds = (Date.now() - t0) / 1000;
+  nativeDerain(); // warm the file cache
+  nativeSeconds = nativeDerain();
 }
 
 // One native thread's forward at the same side and T (whole image, median of 3 warm runs).
@@ -134,7 +133,6 @@ if (brn) {
   threadPerMp = JSON.parse(out).median_s / mp;
 }
 
-const engine = BROWSER === 'firefox' ? 'Firefox' : 'Chromium';
 console.log(`BRN T=${stages}, ${side}x${side} crop of rain-001.png (${mp.toFixed(3)} MP)`);
 console.log('| backend | first result, cold (s) | warm, s per MP |');
 console.log('| --- | --- | --- |');
