@@ -99,6 +99,8 @@ pub(super) fn convolve(
         any(test, all(target_arch = "wasm32", target_feature = "simd128"))
     ))]
     let packed: Vec<f32>;
+    #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
+    let planes: Option<Vec<&[f32]>>;
     #[cfg(target_arch = "x86_64")]
     let pairs: (Vec<u32>, Cow<[u32]>);
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -118,7 +120,7 @@ pub(super) fn convolve(
                 pack(taps, shape.taps(), [c_out, c_in], super::avx512::CHANNELS),
             );
             // `Products::Avx512` is chosen only where the CPU has AVX-512F.
-            Kernel::packed(&packed, &padded, &shifts, super::avx512::products)
+            Kernel::packed(&packed, &padded, None, &shifts, super::avx512::products)
         }
         #[cfg(target_arch = "x86_64")]
         Products::Avx2 => {
@@ -127,16 +129,27 @@ pub(super) fn convolve(
                 pack(taps, shape.taps(), [c_out, c_in], super::narrow::CHANNELS),
             );
             // `Products::Avx2` is chosen only where the CPU has AVX2 and FMA.
-            Kernel::packed(&packed, &padded, &shifts, super::narrow::products_avx2)
+            Kernel::packed(
+                &packed,
+                &padded,
+                None,
+                &shifts,
+                super::narrow::products_avx2,
+            )
         }
         #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
         Products::Quads => {
-            (padded, packed) = (
-                x.padded(shape),
-                pack(taps, shape.taps(), [c_out, c_in], super::narrow::CHANNELS),
-            );
+            // The page's products: each band pads its own window of a float input (a whole
+            // padded copy of a large input is out of every cache by the time the bands read
+            // it: in V8, 512x512 took 15 % longer per pixel than 214x214, `narrow::STRIP`).
+            planes = x.planes(shape);
+            padded = match planes {
+                Some(_) => Cow::Borrowed(&[]),
+                None => x.padded(shape),
+            };
+            packed = pack(taps, shape.taps(), [c_out, c_in], super::narrow::CHANNELS);
             let quads = super::narrow::products::<super::lanes::Quad>;
-            Kernel::packed(&packed, &padded, &shifts, quads)
+            Kernel::packed(&packed, &padded, planes.as_deref(), &shifts, quads)
         }
         #[cfg(target_arch = "x86_64")]
         Products::Avx512Bf16 => {
@@ -173,11 +186,16 @@ pub(super) fn convolve(
     let out = Output(output.as_mut_ptr());
     let run = |task: usize| {
         let (image, rows) = bands.band(task);
-        let wide = shape.channels_out * wide_len(rows.len(), shape.padded_size()[1]);
-        with_scratch(wide, |wide| {
+        let wide_len = wide_len(rows.len(), shape.padded_size()[1]);
+        let wide = shape.channels_out * wide_len;
+        let window = kernel
+            .window(shape, wide_len)
+            .map_or(0, |reach| shape.channels_in * reach);
+        with_scratch(wide + window, |scratch| {
+            let (wide, window) = scratch.split_at_mut(wide);
             // SAFETY: `band` writes these rows of every output channel of `image` only, and
             // the tasks cover disjoint (image, rows) pairs; `output` outlives them.
-            unsafe { band(kernel, bias, shape, image, rows, out, after, wide) }
+            unsafe { band(kernel, bias, shape, image, rows, out, after, wide, window) }
         });
     };
     parallel::for_each_index(bands.count(shape.batch), run);
@@ -201,6 +219,9 @@ enum Kernel<'a> {
     Packed {
         packed: &'a [f32],
         padded: &'a [f32],
+        /// The input's planes where each band pads its own window of them ([`super::layout::pad_window`];
+        /// `padded` is then empty).
+        planes: Option<&'a [&'a [f32]]>,
         shifts: &'a [usize],
         products: PackedProducts,
     },
@@ -239,14 +260,35 @@ impl<'a> Kernel<'a> {
     fn packed(
         packed: &'a [f32],
         padded: &'a [f32],
+        planes: Option<&'a [&'a [f32]]>,
         shifts: &'a [usize],
         products: PackedProducts,
     ) -> Self {
         Kernel::Packed {
             packed,
             padded,
+            planes,
             shifts,
             products,
+        }
+    }
+}
+
+impl Kernel<'_> {
+    /// Where each band pads its own window of the input: the values per input plane that a
+    /// band of `wide_len` wide values reads (its reach past its first padded row).
+    fn window(&self, _shape: Shape, wide_len: usize) -> Option<usize> {
+        match self {
+            #[cfg(any(
+                target_arch = "x86_64",
+                any(test, all(target_arch = "wasm32", target_feature = "simd128"))
+            ))]
+            Kernel::Packed {
+                planes: Some(_),
+                shifts,
+                ..
+            } => Some(wide_len + shifts.last().copied().unwrap_or(0)),
+            _ => None,
         }
     }
 }
@@ -267,6 +309,7 @@ unsafe fn band(
     out: Output,
     after: After<&[f32]>,
     wide: &mut [f32],
+    window: &mut [f32],
 ) {
     let [out_h, out_w] = shape.out_size();
     let [padded_h, padded_w] = shape.padded_size();
@@ -289,18 +332,30 @@ unsafe fn band(
         Kernel::Packed {
             packed,
             padded,
+            planes,
             shifts,
             products,
         } => {
+            // The band's own padded window (`convolve` sized `window` for it), or the whole
+            // padded input from the band's first row.
+            let (input, plane) = match planes {
+                Some(planes) => {
+                    let reach = window.len() / c_in.max(1);
+                    let planes = &planes[image * c_in..][..c_in];
+                    super::layout::pad_window(planes, shape, rows.start, reach, window);
+                    (window.as_ptr(), reach)
+                }
+                None => (padded[first(c_in)..].as_ptr(), plane),
+            };
             // SAFETY: `Kernel::packed`'s promise (the CPU has what `products` needs); the
-            // reads end where the gemm products' do (see `gemm_products`); `wide` holds
-            // C_out·wide_len values, wide_len a multiple of ROW_MULTIPLE (two vectors of 8 or
-            // one of 16).
+            // reads end where the gemm products' do (see `gemm_products`; a window reaches
+            // `wide_len` past its last shift in each plane); `wide` holds C_out·wide_len
+            // values, wide_len a multiple of ROW_MULTIPLE (two vectors of 8 or one of 16).
             unsafe {
                 products(
                     wide.as_mut_ptr(),
                     wide_len,
-                    padded[first(c_in)..].as_ptr(),
+                    input,
                     plane,
                     shifts,
                     packed,
@@ -384,199 +439,4 @@ unsafe fn band(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::values;
-
-    /// The convolution by its definition, in f64.
-    fn by_definition(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: Shape) -> Vec<f32> {
-        let [h, w] = s.size;
-        let [oh, ow] = s.out_size();
-        let [kh, kw] = s.kernel;
-        let mut out = vec![0f32; s.batch * s.channels_out * oh * ow];
-        for n in 0..s.batch {
-            for o in 0..s.channels_out {
-                for y in 0..oh {
-                    for z in 0..ow {
-                        let mut sum = bias.map_or(0.0, |b| b[o] as f64);
-                        for c in 0..s.channels_in {
-                            for a in 0..kh {
-                                for b in 0..kw {
-                                    let (yy, zz) = (y + a, z + b);
-                                    if yy < s.padding[0] || zz < s.padding[1] {
-                                        continue;
-                                    }
-                                    let (yy, zz) = (yy - s.padding[0], zz - s.padding[1]);
-                                    if yy >= h || zz >= w {
-                                        continue;
-                                    }
-                                    sum += weight[((o * s.channels_in + c) * kh + a) * kw + b]
-                                        as f64
-                                        * x[((n * s.channels_in + c) * h + yy) * w + zz] as f64;
-                                }
-                            }
-                        }
-                        out[((n * s.channels_out + o) * oh + y) * ow + z] = sum as f32;
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// Each kind of bfloat16 products this CPU has (AMX, AVX512-BF16; the products module's
-    /// tests check that none is missed) against the definition (f64 loops) of the convolution
-    /// of the input and kernel rounded to bfloat16 (the bias is not): two groups of 16 output
-    /// channels and one alone, input channels in a whole chunk of 32 and a partial one, an odd
-    /// number of 16-pixel columns, several bands; the input in two parts; the BRN's LSTM shape
-    /// (96 → 128); and for the dot products, which take every shape, odd and small channel
-    /// counts (the input gradient of the first convolution: 32 → 6, and 3 → 5).
-    #[test]
-    fn the_bfloat16_products_are_the_convolution_of_rounded_operands() {
-        let kinds = Products::all_mixed();
-        if kinds.is_empty() {
-            eprintln!("no bfloat16 products on this CPU: not tested here");
-        }
-        let round = super::super::bf16::rounded;
-        let shape = |batch, channels_in, size, channels_out| {
-            Shape::of([batch, channels_in, channels_out], size, [3, 3], [1, 1])
-        };
-        for (i, shape) in [
-            shape(2, 40, [37, 29], 48),
-            shape(1, 32, [8, 13], 32),
-            shape(2, 96, [12, 12], 128),
-            shape(1, 32, [20, 17], 6),
-            shape(2, 3, [9, 40], 5),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let [h, w] = shape.size;
-            let x = values(shape.batch * shape.channels_in * h * w, 40 + i as u64);
-            let weight = values(
-                shape.channels_out * shape.channels_in * shape.taps(),
-                50 + i as u64,
-            );
-            let bias = values(shape.channels_out, 60 + i as u64);
-            let reference = by_definition(&round(&x), &round(&weight), Some(&bias), shape);
-            let exact = by_definition(&x, &weight, Some(&bias), shape);
-            let plane = h * w;
-            let split = (shape.channels_in / 2) * plane;
-            let (first, second): (Vec<f32>, Vec<f32>) = if shape.batch == 1 {
-                (x[..split].to_vec(), x[split..].to_vec())
-            } else {
-                (x.clone(), Vec::new())
-            };
-            let parts: Vec<&[f32]> = if shape.batch == 1 {
-                vec![&first, &second]
-            } else {
-                vec![&first]
-            };
-            for &products in &kinds {
-                if products.for_shape(shape) != products {
-                    continue; // a shape these products leave to the f32 ones
-                }
-                let ours = conv2d_on(
-                    products,
-                    &parts,
-                    &weight,
-                    Some(&bias),
-                    shape,
-                    After::Nothing,
-                );
-                let worst = ours
-                    .iter()
-                    .zip(&reference)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0f32, f32::max);
-                assert!(worst < 1e-4, "{products:?} {shape:?}: {worst}");
-                // And the rounding matters: the f32 convolution differs by more.
-                let apart = ours
-                    .iter()
-                    .zip(&exact)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0f32, f32::max);
-                assert!(apart > 1e-3, "{products:?} {shape:?}: {apart}");
-            }
-        }
-    }
-
-    /// Against the definition (f64 loops): several bands per image (the last one short),
-    /// images narrower than the kernel's reach, no padding, a non-square kernel, no bias; the
-    /// input whole and in two parts; each epilogue.
-    #[test]
-    fn the_banded_convolution_is_the_convolution() {
-        for (i, shape) in [
-            Shape::of([2, 3, 5], [40, 50], [3, 3], [1, 1]),
-            Shape::of([1, 2, 3], [7, 2], [3, 3], [1, 1]),
-            Shape::of([2, 4, 2], [9, 30], [3, 2], [0, 0]),
-            Shape::of([1, 6, 4], [300, 5], [3, 3], [2, 1]),
-            Shape::of([2, 13, 11], [10, 21], [3, 3], [1, 1]),
-            // More input channels than one run of a micro-kernel's tile sums (16).
-            Shape::of([1, 37, 9], [6, 11], [3, 3], [1, 1]),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let [h, w] = shape.size;
-            let x = values(shape.batch * shape.channels_in * h * w, i as u64);
-            let weight = values(
-                shape.channels_out * shape.channels_in * shape.kernel[0] * shape.kernel[1],
-                10 + i as u64,
-            );
-            let bias = values(shape.channels_out, 20 + i as u64);
-            let bias = (i != 2).then_some(bias.as_slice());
-            let reference = by_definition(&x, &weight, bias, shape);
-            let check = |ours: Vec<f32>, reference: Vec<f32>, what: &str| {
-                assert_eq!(ours.len(), reference.len());
-                let worst = ours
-                    .iter()
-                    .zip(&reference)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0f32, f32::max);
-                assert!(worst < 1e-4, "{shape:?} {what}: {worst}");
-            };
-            for products in Products::all() {
-                let check = |ours, reference, what: &str| {
-                    check(ours, reference, &format!("{products:?}, {what}"))
-                };
-                let conv2d =
-                    |x: &[&[f32]], after| conv2d_on(products, x, &weight, bias, shape, after);
-                let ours = conv2d(&[&x], After::Nothing);
-                check(ours, reference.clone(), "alone");
-
-                // The input in two parts split along the channels (as if concatenated), and the
-                // epilogues against the reference with ReLU and the shortcut applied after it.
-                let plane = h * w;
-                let part = |channels: std::ops::Range<usize>| -> Vec<f32> {
-                    (0..shape.batch)
-                        .flat_map(|n| {
-                            let image = &x[n * shape.channels_in * plane..];
-                            image[channels.start * plane..channels.end * plane].to_vec()
-                        })
-                        .collect()
-                };
-                let split = shape.channels_in / 2;
-                let (first, second) = (part(0..split), part(split..shape.channels_in));
-                let parts: [&[f32]; 2] = [&first, &second];
-                let relu = conv2d(&parts, After::Relu);
-                check(
-                    relu,
-                    reference.iter().map(|v| v.max(0.0)).collect(),
-                    "parts, relu",
-                );
-                let shortcut = values(reference.len(), 30 + i as u64);
-                let residual = conv2d(&parts, After::ReluAdd(&shortcut));
-                check(
-                    residual,
-                    reference
-                        .iter()
-                        .zip(&shortcut)
-                        .map(|(v, s)| (v.max(0.0) + s).max(0.0))
-                        .collect(),
-                    "parts, relu + shortcut",
-                );
-            }
-        }
-    }
-}
+mod tests;

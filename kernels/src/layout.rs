@@ -11,7 +11,12 @@ use super::parallel;
 
 /// About how many output pixels one band covers (whole rows): its wide output, `C_out x
 /// rows·W_p` floats, and the input rows it reads stay in a core's cache.
+#[cfg(not(target_arch = "wasm32"))]
 const PIXELS_PER_BAND: usize = 768;
+/// In WebAssembly (one thread per worker) each band pads its own window of the input
+/// ([`pad_window`]), `K_h − 1` rows more than its own: bands of several rows pad fewer twice.
+#[cfg(target_arch = "wasm32")]
+const PIXELS_PER_BAND: usize = 4096;
 
 /// A band's wide output is rounded up to a multiple of this many pixels (garbage too): gemm
 /// copies ("packs") a left-hand side whose rows are not a multiple of its SIMD width (16
@@ -173,6 +178,42 @@ pub(super) fn pad(x: &[&[f32]], shape: Shape) -> Vec<f32> {
     })
 }
 
+/// The window of one image's input that a band's products read, padded as [`pad`] pads the
+/// whole input but written into `window` (`C_in` planes of `reach` values, `reach` at least
+/// the band's rows plus `K_h − 1` padded rows): each plane from padded row `first_row` on,
+/// `planes` the image's input planes ([`source_planes`]). Values past the window's rows (the
+/// garbage outputs' reach) are zeros.
+#[cfg(any(
+    target_arch = "x86_64",
+    any(test, all(target_arch = "wasm32", target_feature = "simd128"))
+))]
+pub(super) fn pad_window(
+    planes: &[&[f32]],
+    shape: Shape,
+    first_row: usize,
+    reach: usize,
+    window: &mut [f32],
+) {
+    let [height, width] = shape.size;
+    let [pad_h, pad_w] = shape.padding;
+    let padded_w = shape.padded_size()[1];
+    for (source, target) in planes.iter().zip(window.chunks_exact_mut(reach)) {
+        for (i, row) in target.chunks_mut(padded_w).enumerate() {
+            let y = first_row + i;
+            let inside = (pad_h..pad_h + height).contains(&y);
+            let middle = pad_w..(pad_w + width).min(row.len());
+            if !inside || middle.is_empty() {
+                row.fill(0.0);
+                continue;
+            }
+            row[..middle.start].fill(0.0);
+            let values = &source[(y - pad_h) * width..][..middle.len()];
+            row[middle.clone()].copy_from_slice(values);
+            row[middle.end..].fill(0.0);
+        }
+    }
+}
+
 /// A convolution's output gradient through the ReLUs after it, `[N, C, H, W]` with `C =
 /// shape.channels_in` (the input of the input gradient's convolution, `shape` its transposed
 /// shape), padded as [`pad`] pads an input, the mask applied on the way (no pass of its own);
@@ -229,6 +270,16 @@ impl<'a> Input<'a> {
             Input::Padded(padded) => Cow::Borrowed(padded),
             #[cfg(target_arch = "x86_64")]
             Input::Pairs(_) => panic!("padded bfloat16 pairs given to f32 products"),
+        }
+    }
+
+    /// The input's planes ([`source_planes`]) where it is floats, which a band can pad itself
+    /// ([`pad_window`]).
+    #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
+    pub(super) fn planes(&self, shape: Shape) -> Option<Vec<&'a [f32]>> {
+        match self {
+            Input::Floats(x) => Some(source_planes(x, shape)),
+            _ => None,
         }
     }
 

@@ -65,8 +65,7 @@ pub(super) unsafe fn products<L: Lanes>(
     if let Some(bias) = bias {
         init[..c_out].copy_from_slice(bias);
     }
-    let mut q = 0;
-    while q < wide_len {
+    let run = |q: usize| {
         let mut c0 = 0;
         while c0 < c_in {
             let c1 = (c0 + CHANNEL_RUN).min(c_in);
@@ -87,8 +86,49 @@ pub(super) unsafe fn products<L: Lanes>(
             }
             c0 = c1;
         }
-        q += step;
+    };
+    // The wide output's steps (`q = k·step`, row `q / W_p`, column `q % W_p`) strip by strip
+    // of columns, each step once: the same sums as in order, each by the same tile.
+    let steps = wide_len / step;
+    match row_of(shifts) {
+        Some(row) if row > STRIP => {
+            let mut x0 = 0;
+            while x0 < row {
+                let x1 = (x0 + STRIP).min(row);
+                let mut r = 0;
+                while r * row < wide_len {
+                    let lo = (r * row + x0).div_ceil(step);
+                    let hi = (r * row + x1).div_ceil(step).min(steps);
+                    for k in lo..hi {
+                        run(k * step);
+                    }
+                    r += 1;
+                }
+                x0 = x1;
+            }
+        }
+        _ => {
+            for k in 0..steps {
+                run(k * step);
+            }
+        }
     }
+}
+
+/// Columns of a strip: [`products`] runs a band's tiles strip by strip, each strip's rows in
+/// turn, so that the input rows that the next output row reads again are still in cache (a
+/// row of 512 pixels in 96 channels is 200 KB). Measured together with the bands' own padded
+/// windows (`conv::band`) and 4096-pixel bands in WebAssembly: one 512x512 tile in V8 took
+/// 86.0 s per MP before, 69.8 after (medians of 8 runs); strips and big bands without the
+/// windows, 80.0 (no gain).
+const STRIP: usize = 128;
+
+/// The row stride of a kernel's shifts ([`super::layout::Shape::shifts`]: `a·W_p + b` for tap
+/// `(a, b)`): the first shift that is not its own index; `None` for a kernel of one row (or
+/// rows no wider than the kernel, which have no strips to make).
+fn row_of(shifts: &[usize]) -> Option<usize> {
+    let (_, &row) = shifts.iter().enumerate().find(|(i, &shift)| shift != *i)?;
+    Some(row)
 }
 
 /// [`products`] on AVX2's 8-float vectors, with fused multiply-adds.
@@ -152,5 +192,24 @@ impl Tile<'_, f32> {
                 unsafe { before.add(row[j]).store(out) };
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The row stride read from a padded plane's shifts (3x3 and 3x2 kernels in a plane 10
+    /// wide); a kernel of one row has none.
+    #[test]
+    fn the_row_stride_is_read_from_the_shifts() {
+        let shifts = |rows: usize, cols: usize, width: usize| -> Vec<usize> {
+            (0..rows)
+                .flat_map(|a| (0..cols).map(move |b| a * width + b))
+                .collect()
+        };
+        assert_eq!(row_of(&shifts(3, 3, 10)), Some(10));
+        assert_eq!(row_of(&shifts(3, 2, 10)), Some(10));
+        assert_eq!(row_of(&shifts(1, 3, 10)), None);
     }
 }
