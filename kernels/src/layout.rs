@@ -11,12 +11,7 @@ use super::parallel;
 
 /// About how many output pixels one band covers (whole rows): its wide output, `C_out x
 /// rows·W_p` floats, and the input rows it reads stay in a core's cache.
-#[cfg(not(target_arch = "wasm32"))]
 const PIXELS_PER_BAND: usize = 768;
-/// In WebAssembly (one thread per worker) each band pads its own window of the input
-/// ([`pad_window`]), `K_h − 1` rows more than its own: bands of several rows pad fewer twice.
-#[cfg(target_arch = "wasm32")]
-const PIXELS_PER_BAND: usize = 4096;
 
 /// A band's wide output is rounded up to a multiple of this many pixels (garbage too): gemm
 /// copies ("packs") a left-hand side whose rows are not a multiple of its SIMD width (16

@@ -117,10 +117,8 @@ pub(super) unsafe fn products<L: Lanes>(
 
 /// Columns of a strip: [`products`] runs a band's tiles strip by strip, each strip's rows in
 /// turn, so that the input rows that the next output row reads again are still in cache (a
-/// row of 512 pixels in 96 channels is 200 KB). Measured together with the bands' own padded
-/// windows (`conv::band`) and 4096-pixel bands in WebAssembly: one 512x512 tile in V8 took
-/// 86.0 s per MP before, 69.8 after (medians of 8 runs); strips and big bands without the
-/// windows, 80.0 (no gain).
+/// row of 512 pixels in 96 channels is 200 KB). Measured with the bands' own padded windows
+/// (`conv::band`), in the page (512x512, T = 4, one worker): README, issue 36.
 const STRIP: usize = 128;
 
 /// The row stride of a kernel's shifts ([`super::layout::Shape::shifts`]: `a·W_p + b` for tap
