@@ -189,7 +189,7 @@ pub(super) fn convolve(
         let wide_len = wide_len(rows.len(), shape.padded_size()[1]);
         let wide = shape.channels_out * wide_len;
         let window = kernel
-            .window(shape, wide_len)
+            .window(wide_len)
             .map_or(0, |reach| shape.channels_in * reach);
         with_scratch(wide + window, |scratch| {
             let (wide, window) = scratch.split_at_mut(wide);
@@ -277,7 +277,7 @@ impl<'a> Kernel<'a> {
 impl Kernel<'_> {
     /// Where each band pads its own window of the input: the values per input plane that a
     /// band of `wide_len` wide values reads (its reach past its first padded row).
-    fn window(&self, _shape: Shape, wide_len: usize) -> Option<usize> {
+    fn window(&self, wide_len: usize) -> Option<usize> {
         match self {
             #[cfg(any(
                 target_arch = "x86_64",
