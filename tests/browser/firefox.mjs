@@ -58,8 +58,26 @@ class Page {
 
   evaluate(fn, arg) { return this.page.evaluate(fn, arg); }
 
+  // Polled from here, one short evaluation at a time: puppeteer's own waitForFunction is one
+  // BiDi call that lasts until the condition holds, and any call longer than its protocol
+  // timeout (180 s) fails, so a photo that takes minutes to derain could not be waited for.
   async waitForFunction(fn, arg, options = {}) {
-    return this.page.waitForFunction(fn, { timeout: options.timeout ?? 30_000, polling: options.polling ?? 100 }, arg);
+    const timeout = options.timeout ?? 30_000;
+    const polling = options.polling ?? 100;
+    const t0 = Date.now();
+    for (;;) {
+      let value;
+      try {
+        value = await this.page.evaluate(fn, arg);
+      } catch (error) {
+        // A navigation (a reload, the offline worker taking over) ends the page's realm
+        // between two polls: poll the new one, as puppeteer's own wait does.
+        if (!/context|realm|navigat|destroyed|discarded/i.test(String(error?.message))) throw error;
+      }
+      if (value) return value;
+      if (Date.now() - t0 > timeout) throw new Error(`waitForFunction: not true after ${timeout / 1000} s`);
+      await sleep(polling);
+    }
   }
 
   textContent(selector) { return this.page.$eval(selector, (e) => e.textContent); }
