@@ -2,6 +2,14 @@
 use super::*;
 use crate::values;
 
+/// The largest absolute difference between two results of the same length.
+fn worst(ours: &[f32], reference: &[f32]) -> f32 {
+    ours.iter()
+        .zip(reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max)
+}
+
 /// The convolution by its definition, in f64.
 fn by_definition(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: Shape) -> Vec<f32> {
     let [h, w] = s.size;
@@ -97,26 +105,18 @@ fn the_bfloat16_products_are_the_convolution_of_rounded_operands() {
                 shape,
                 After::Nothing,
             );
-            let worst = ours
-                .iter()
-                .zip(&reference)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(worst < 1e-4, "{products:?} {shape:?}: {worst}");
+            let error = worst(&ours, &reference);
+            assert!(error < 1e-4, "{products:?} {shape:?}: {error}");
             // And the rounding matters: the f32 convolution differs by more.
-            let apart = ours
-                .iter()
-                .zip(&exact)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let apart = worst(&ours, &exact);
             assert!(apart > 1e-3, "{products:?} {shape:?}: {apart}");
         }
     }
 }
 
-/// Against the definition (f64 loops): several bands per image (the last one short),
-/// rows wider than a strip, images narrower than the kernel's reach, no padding, a non-square kernel, no bias; the
-/// input whole and in two parts; each epilogue.
+/// Against the definition (f64 loops): several bands per image (the last one short), rows
+/// wider than a strip, images narrower than the kernel's reach, no padding, a non-square
+/// kernel, no bias; the input whole and in two parts; each epilogue.
 #[test]
 fn the_banded_convolution_is_the_convolution() {
     for (i, shape) in [
@@ -144,12 +144,8 @@ fn the_banded_convolution_is_the_convolution() {
         let reference = by_definition(&x, &weight, bias, shape);
         let check = |ours: Vec<f32>, reference: Vec<f32>, what: &str| {
             assert_eq!(ours.len(), reference.len());
-            let worst = ours
-                .iter()
-                .zip(&reference)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(worst < 1e-4, "{shape:?} {what}: {worst}");
+            let error = worst(&ours, &reference);
+            assert!(error < 1e-4, "{shape:?} {what}: {error}");
         };
         for products in Products::all() {
             let check = |ours, reference, what: &str| {
