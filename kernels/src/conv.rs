@@ -120,7 +120,8 @@ pub(super) fn convolve(
                 pack(taps, shape.taps(), [c_out, c_in], super::avx512::CHANNELS),
             );
             // `Products::Avx512` is chosen only where the CPU has AVX-512F.
-            Kernel::packed(&packed, &padded, None, &shifts, super::avx512::products)
+            let input = Source::Padded(&padded);
+            Kernel::packed(&packed, input, &shifts, super::avx512::products)
         }
         #[cfg(target_arch = "x86_64")]
         Products::Avx2 => {
@@ -129,13 +130,8 @@ pub(super) fn convolve(
                 pack(taps, shape.taps(), [c_out, c_in], super::narrow::CHANNELS),
             );
             // `Products::Avx2` is chosen only where the CPU has AVX2 and FMA.
-            Kernel::packed(
-                &packed,
-                &padded,
-                None,
-                &shifts,
-                super::narrow::products_avx2,
-            )
+            let input = Source::Padded(&padded);
+            Kernel::packed(&packed, input, &shifts, super::narrow::products_avx2)
         }
         #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
         Products::Quads => {
@@ -143,13 +139,16 @@ pub(super) fn convolve(
             // padded copy of a large input is out of every cache by the time the bands read
             // it: in V8, 512x512 took 15 % longer per pixel than 214x214, `narrow::STRIP`).
             planes = x.planes(shape);
-            padded = match planes {
-                Some(_) => Cow::Borrowed(&[]),
-                None => x.padded(shape),
+            let input = match planes.as_deref() {
+                Some(planes) => Source::Planes(planes),
+                None => {
+                    padded = x.padded(shape);
+                    Source::Padded(&padded)
+                }
             };
             packed = pack(taps, shape.taps(), [c_out, c_in], super::narrow::CHANNELS);
             let quads = super::narrow::products::<super::lanes::Quad>;
-            Kernel::packed(&packed, &padded, planes.as_deref(), &shifts, quads)
+            Kernel::packed(&packed, input, &shifts, quads)
         }
         #[cfg(target_arch = "x86_64")]
         Products::Avx512Bf16 => {
@@ -209,8 +208,8 @@ pub(super) fn convolve(
 enum Kernel<'a> {
     /// [`taps_of`]'s layout and [`pad`]'s input, for gemm.
     Taps { taps: &'a [f32], padded: &'a [f32] },
-    /// [`pack`]'s layout (in the products' block), [`pad`]'s input and [`Shape::shifts`], for
-    /// f32 products with that contract: [`super::avx512::products`],
+    /// [`pack`]'s layout (in the products' block), the input and [`Shape::shifts`], for f32
+    /// products with that contract: [`super::avx512::products`],
     /// [`super::narrow::products_avx2`], or [`super::narrow::products`] on four-float vectors.
     #[cfg(any(
         target_arch = "x86_64",
@@ -218,10 +217,7 @@ enum Kernel<'a> {
     ))]
     Packed {
         packed: &'a [f32],
-        padded: &'a [f32],
-        /// The input's planes where each band pads its own window of them ([`super::layout::pad_window`];
-        /// `padded` is then empty).
-        planes: Option<&'a [&'a [f32]]>,
+        input: Source<'a>,
         shifts: &'a [usize],
         products: PackedProducts,
     },
@@ -243,6 +239,21 @@ enum Kernel<'a> {
     },
 }
 
+/// Where [`Kernel::Packed`]'s products read the input.
+#[cfg(any(
+    target_arch = "x86_64",
+    any(test, all(target_arch = "wasm32", target_feature = "simd128"))
+))]
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// [`pad`]'s whole padded input.
+    Padded(&'a [f32]),
+    /// The input's planes, of which each band pads its own window
+    /// ([`super::layout::pad_window`]).
+    #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
+    Planes(&'a [&'a [f32]]),
+}
+
 /// A band's f32 products over [`pack`]'s layout, with [`super::avx512::products`]'s contract.
 #[cfg(any(
     target_arch = "x86_64",
@@ -259,15 +270,13 @@ impl<'a> Kernel<'a> {
     /// [`Kernel::Packed`] for `products`, which the caller has checked this CPU runs.
     fn packed(
         packed: &'a [f32],
-        padded: &'a [f32],
-        planes: Option<&'a [&'a [f32]]>,
+        input: Source<'a>,
         shifts: &'a [usize],
         products: PackedProducts,
     ) -> Self {
         Kernel::Packed {
             packed,
-            padded,
-            planes,
+            input,
             shifts,
             products,
         }
@@ -277,19 +286,22 @@ impl<'a> Kernel<'a> {
 impl Kernel<'_> {
     /// Where each band pads its own window of the input: the values per input plane that a
     /// band of `wide_len` wide values reads (its reach past its first padded row).
+    #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
     fn window(&self, wide_len: usize) -> Option<usize> {
         match self {
-            #[cfg(any(
-                target_arch = "x86_64",
-                any(test, all(target_arch = "wasm32", target_feature = "simd128"))
-            ))]
             Kernel::Packed {
-                planes: Some(_),
+                input: Source::Planes(_),
                 shifts,
                 ..
             } => Some(wide_len + shifts.last().copied().unwrap_or(0)),
             _ => None,
         }
+    }
+
+    /// No band pads its own window here: only the page's products do.
+    #[cfg(not(any(test, all(target_arch = "wasm32", target_feature = "simd128"))))]
+    fn window(&self, _wide_len: usize) -> Option<usize> {
+        None
     }
 }
 
@@ -309,6 +321,11 @@ unsafe fn band(
     out: Output,
     after: After<&[f32]>,
     wide: &mut [f32],
+    // Empty where no band pads its own window (`Kernel::window`): all but the page's products.
+    #[cfg_attr(
+        not(any(test, all(target_arch = "wasm32", target_feature = "simd128"))),
+        allow(unused_variables)
+    )]
     window: &mut [f32],
 ) {
     let [out_h, out_w] = shape.out_size();
@@ -331,21 +348,21 @@ unsafe fn band(
         ))]
         Kernel::Packed {
             packed,
-            padded,
-            planes,
+            input,
             shifts,
             products,
         } => {
-            // The band's own padded window (`convolve` sized `window` for it), or the whole
-            // padded input from the band's first row.
-            let (input, plane) = match planes {
-                Some(planes) => {
+            // The whole padded input from the band's first row, or the band's own padded
+            // window (`convolve` sized `window` for it).
+            let (input, plane) = match input {
+                Source::Padded(padded) => (padded[first(c_in)..].as_ptr(), plane),
+                #[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
+                Source::Planes(planes) => {
                     let reach = window.len() / c_in.max(1);
                     let planes = &planes[image * c_in..][..c_in];
                     super::layout::pad_window(planes, shape, rows.start, reach, window);
                     (window.as_ptr(), reach)
                 }
-                None => (padded[first(c_in)..].as_ptr(), plane),
             };
             // SAFETY: `Kernel::packed`'s promise (the CPU has what `products` needs); the
             // reads end where the gemm products' do (see `gemm_products`; a window reaches

@@ -538,9 +538,7 @@ mod tests {
             );
         }
         let round = super::super::bf16::rounded;
-        let shape = |batch, channels_in, size, channels_out| {
-            Shape::of([batch, channels_in, channels_out], size, [3, 3], [1, 1])
-        };
+        let shape = Shape::same_3x3;
         for (i, shape) in [
             shape(2, 32, [11, 17], 32),
             shape(1, 96, [9, 8], 128),

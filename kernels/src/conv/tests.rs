@@ -59,9 +59,7 @@ fn the_bfloat16_products_are_the_convolution_of_rounded_operands() {
         eprintln!("no bfloat16 products on this CPU: not tested here");
     }
     let round = super::super::bf16::rounded;
-    let shape = |batch, channels_in, size, channels_out| {
-        Shape::of([batch, channels_in, channels_out], size, [3, 3], [1, 1])
-    };
+    let shape = Shape::same_3x3;
     for (i, shape) in [
         shape(2, 40, [37, 29], 48),
         shape(1, 32, [8, 13], 32),
