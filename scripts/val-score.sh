@@ -3,7 +3,8 @@
 # - Set5 and Set14 made rainy with each preset at fixed seeds (made once into runs/val/PRESET-SET),
 #   pooled per preset over the images of both sets: light, heavy, varied, depth, none (the clean
 #   photos as their own input: how far the weights move a rain-free photo; its input scores
-#   inf / 1), rendered-light, rendered-heavy (Garg and Nayar's streak layers);
+#   inf / 1), rendered-light, rendered-heavy (Garg and Nayar's streak layers), splash (streaks
+#   over a field of splashes on the ground);
 # - realgt: real rain with ground truth ($BRN_SHARED/data/realgt-dev, all scenes pooled);
 # - flat: plain fields of colour, with and without a faint grain, as their own input (made once
 #   into runs/val/flat): how far the weights move a textureless area (a wall, a sky).
@@ -23,7 +24,7 @@ else
   (cd "$root" && cargo build --release --locked -q -p brn)
   brn="$CARGO_TARGET_DIR/release/brn"
 fi
-presets=(light heavy varied depth none rendered-light rendered-heavy)
+presets=(light heavy varied depth none rendered-light rendered-heavy splash)
 sets=(set5 set14)
 score() { "$brn" eval --weights "$weights" --stages "$stages" --data "$1" --json; }
 reports=()

@@ -16,7 +16,7 @@ use crate::synth::{add_rain, RainConfig};
 /// One rain preset.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Preset {
-    /// Drawn by our streak model (`light`, `heavy`, `varied`, `depth`, and `none`).
+    /// Drawn by our streak model (`light`, `heavy`, `varied`, `depth`, `splash`, and `none`).
     Drawn(RainConfig),
     /// Rendered from the streak database (`rendered-light`, `rendered-heavy`).
     Rendered(RenderedConfig),
@@ -24,21 +24,23 @@ pub enum Preset {
 
 impl Preset {
     /// The presets that rain, in the order the documentation lists them (a contact sheet's rows).
-    pub const RAINS: [&'static str; 6] = [
+    pub const RAINS: [&'static str; 7] = [
         "light",
         "heavy",
         "varied",
         "depth",
+        "splash",
         "rendered-light",
         "rendered-heavy",
     ];
 
     /// Every name [`Preset::named`] knows: the presets that rain, then `none`.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "light",
         "heavy",
         "varied",
         "depth",
+        "splash",
         "rendered-light",
         "rendered-heavy",
         "none",
