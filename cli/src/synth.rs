@@ -551,7 +551,7 @@ mod tests {
             assert!(specks.iter().all(|&v| v >= -1e-6), "seed {seed}");
             top += specks[..16 * w].iter().sum::<f32>();
             bottom += specks[(h - 16) * w..h * w].iter().sum::<f32>();
-            assert!(rain.iter().any(|&v| v == 0.0), "seed {seed}: an even veil");
+            assert!(rain.contains(&0.0), "seed {seed}: an even veil");
         }
         assert!(
             bottom > 1.5 * top && bottom > 0.0,
