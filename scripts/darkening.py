@@ -6,7 +6,8 @@ but a network that takes a veil off anything bright and flat turns bright textur
 splashing road of a downpour) into dark blotches. Per photo it prints the mean change of luma
 (Y = 0.299 R + 0.587 G + 0.114 B, output minus input, in levels of 255) and the share of pixels
 more than 30 levels darker; then the mean of both over the photos; and, with --box, the same
-inside one rectangle of one photo (e.g. realrain's Image5 road: --box Image5 172 257 419 329).
+inside one rectangle of one photo, columns X0 to X1 and rows Y0 to Y1, the ends excluded (e.g.
+realrain's Image5 road: --box Image5 172 257 419 329).
 
 Usage: scripts/darkening.py INPUTS OUTPUTS [--box NAME X0 Y0 X1 Y1]
 INPUTS: the rainy photos (e.g. ../shared/data/realrain); OUTPUTS: `brn derain INPUTS -o OUTPUTS`
@@ -46,8 +47,8 @@ def main(argv):
             box = (argv[i + 1], *map(int, argv[i + 2 : i + 6]))
         except (IndexError, ValueError):
             box = ()
-        if len(box) != 5 or not (box[1] < box[3] and box[2] < box[4]):
-            sys.exit("error: --box takes a photo's name and X0 Y0 X1 Y1 (X0 < X1, Y0 < Y1)")
+        if len(box) != 5 or not (0 <= box[1] < box[3] and 0 <= box[2] < box[4]):
+            sys.exit("error: --box takes a photo's name and X0 Y0 X1 Y1 (0 <= X0 < X1, 0 <= Y0 < Y1)")
         argv = argv[:i] + argv[i + 6 :]
     if len(argv) != 2:
         sys.exit(__doc__.split("\n\n")[2])
@@ -73,6 +74,8 @@ def main(argv):
         print(f"{stem}\t{mean:.1f}\t{share:.1f}")
         if box and box[0] == stem:
             x0, y0, x1, y1 = box[1:]
+            if x1 > before.shape[1] or y1 > before.shape[0]:
+                sys.exit(f"error: --box runs past {name}'s {before.shape[1]}x{before.shape[0]} pixels")
             region = (slice(y0, y1), slice(x0, x1))
             mean, share = change(before[region], after[region])
             print(f"{stem} [{x0}:{x1}, {y0}:{y1}]\t{mean:.1f}\t{share:.1f}")

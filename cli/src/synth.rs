@@ -189,14 +189,10 @@ impl RainConfig {
             width: (0.35, 0.9),
             angle: (0.0, 0.0),
             jitter: 90.0,
-            layer_spread: 0.0,
             brightness: (0.15, 0.6),
             blur: (0.0, 0.0),
-            layers: (1, 1),
-            haze: (0.0, 0.0),
-            fog: (0.0, 0.0),
-            splash: (0.0, 0.0),
-            blend: Blend::Additive,
+            // One layer, added, no veil, fog or splashes of its own.
+            ..Self::light()
         }
     }
 
