@@ -407,7 +407,7 @@ const BANDS_PER_SUM: usize = 8;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::values;
+    use crate::{values, worst};
 
     /// The bias gradient against the definition (f64, one value after another): planes shorter
     /// than, a multiple of and past a multiple of the running sums, values of both signs and
@@ -483,15 +483,6 @@ mod tests {
             values(co * ci * shape.taps(), seed + 1),
             values(n * co * oh * ow, seed + 2),
         ]
-    }
-
-    /// The largest difference of `ours` from `reference`.
-    fn worst(ours: &[f32], reference: &[f64]) -> f64 {
-        assert_eq!(ours.len(), reference.len());
-        ours.iter()
-            .zip(reference)
-            .map(|(a, b)| (*a as f64 - b).abs())
-            .fold(0f64, f64::max)
     }
 
     /// Both gradients against [`by_definition`], by every f32 product path this CPU has.

@@ -92,6 +92,17 @@ impl<T> After<T> {
 }
 
 #[cfg(test)]
+/// The largest absolute difference of `ours` from `reference` (results of the same length),
+/// taken in f64: against a reference in f32 or in f64.
+pub(crate) fn worst<R: Copy + Into<f64>>(ours: &[f32], reference: &[R]) -> f64 {
+    assert_eq!(ours.len(), reference.len(), "results of different lengths");
+    ours.iter()
+        .zip(reference)
+        .map(|(&a, &b)| (a as f64 - b.into()).abs())
+        .fold(0f64, f64::max)
+}
+
+#[cfg(test)]
 /// Pseudo-random values in [-1, 1).
 pub(crate) fn values(count: usize, seed: u64) -> Vec<f32> {
     let mut state = seed

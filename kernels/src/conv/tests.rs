@@ -1,14 +1,6 @@
 //! The convolution's tests: each kind of products against the definition in f64.
 use super::*;
-use crate::values;
-
-/// The largest absolute difference between two results of the same length.
-fn worst(ours: &[f32], reference: &[f32]) -> f32 {
-    ours.iter()
-        .zip(reference)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max)
-}
+use crate::{values, worst};
 
 /// The convolution by its definition, in f64.
 fn by_definition(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: Shape) -> Vec<f32> {
