@@ -15,8 +15,7 @@
 //! - `depth`: depth-aware rain and fog (Hu et al. 2019) over a pseudo-depth of the photo (far
 //!   at the top, near at the bottom, a random horizon): near streaks long, wide, blurred and
 //!   sparse, far ones thin, dense and dim, each hidden behind scene points nearer than itself,
-//!   and fog that thickens with depth.
-//!
+//!   and fog that thickens with depth;
 //! - `splash`: rain falling onto the ground, as in a downpour: one to three layers of streaks
 //!   without a veil, over a field of splashes below a random ground line (dense, tiny, bright
 //!   specks in every direction, which a network must take off without darkening what lies
@@ -213,8 +212,8 @@ impl RainConfig {
         layers || self.haze.1 > 0.0 || self.fog.1 > 0.0 || self.splash.1 > 0.0
     }
 
-    /// A drawn preset by name (`light`, `heavy`, `varied`, `depth`, `splash` or `none`; the names of every
-    /// preset are [`crate::rain::Preset::NAMES`]).
+    /// A drawn preset by name (`light`, `heavy`, `varied`, `depth`, `splash` or `none`; the
+    /// names of every preset are [`crate::rain::Preset::NAMES`]).
     pub fn preset(name: &str) -> Option<Self> {
         match name {
             "none" => Some(Self::none()),
@@ -255,6 +254,28 @@ struct Layer<'a> {
     ground: f32,
 }
 
+impl Layer<'static> {
+    /// A layer as its config draws it (vertical, at the config's scale, density and
+    /// brightness, no depth), its streaks below row `ground`.
+    fn plain(ground: f32) -> Self {
+        Self {
+            angle: 0.0,
+            scale: 1.0,
+            density: 1.0,
+            brightness: 1.0,
+            depth: None,
+            ground,
+        }
+    }
+}
+
+/// Adds a layer onto the rain so far by screen blending: `r = 1 - (1 - r)(1 - v)`.
+fn screen(rain: &mut [f32], layer: Vec<f32>) {
+    for (r, v) in rain.iter_mut().zip(layer) {
+        *r = 1.0 - (1.0 - *r) * (1.0 - v);
+    }
+}
+
 /// Draw one layer of streaks into a `w` x `h` map.
 fn streak_layer(
     w: usize,
@@ -268,7 +289,8 @@ fn streak_layer(
     let density = uniform(rng, config.density) * layer.density;
     let scale = rng.random_range(0.7f32..1.3) * layer.scale;
     let blur = uniform(rng, config.blur) * layer.scale;
-    let ground = layer.ground.clamp(0.0, h as f32 - 1.0);
+    // Within the image (`clamp` would panic on an image of no rows).
+    let ground = layer.ground.min(h as f32 - 1.0).max(0.0);
     let count = (w as f32 * (h as f32 - ground) / 10_000.0 * density).round() as usize;
     for _ in 0..count {
         let theta = angle
@@ -376,24 +398,13 @@ pub fn add_rain(
             depth: scene.as_deref().map(|scene| (depth, scene)),
             ground: 0.0,
         };
-        for (r, v) in rain.iter_mut().zip(streak_layer(w, h, &layer, config, rng)) {
-            *r = 1.0 - (1.0 - *r) * (1.0 - v);
-        }
+        screen(&mut rain, streak_layer(w, h, &layer, config, rng));
     }
     // Drawn only where the preset splashes, so that the other presets keep their draws.
     if config.splash.1 > 0.0 {
-        let ground = Layer {
-            angle: 0.0,
-            scale: 1.0,
-            density: 1.0,
-            brightness: 1.0,
-            depth: None,
-            ground: rng.random_range(-0.3f32..0.6).max(0.0) * h as f32,
-        };
-        let specks = streak_layer(w, h, &ground, &RainConfig::specks(config.splash), rng);
-        for (r, v) in rain.iter_mut().zip(specks) {
-            *r = 1.0 - (1.0 - *r) * (1.0 - v);
-        }
+        let ground = Layer::plain(rng.random_range(-0.3f32..0.6).max(0.0) * h as f32);
+        let specks = RainConfig::specks(config.splash);
+        screen(&mut rain, streak_layer(w, h, &ground, &specks, rng));
     }
     let haze = uniform(rng, config.haze);
     let light = rng.random_range(0.75f32..0.95);
@@ -510,14 +521,7 @@ mod tests {
         // sigma of 0.9 reaches 6 rows up at most), and a tenth of the ground lit or more (400
         // specks of a few pixels each per 10,000 pixels).
         let (w, h) = (120, 120);
-        let ground = Layer {
-            angle: 0.0,
-            scale: 1.0,
-            density: 1.0,
-            brightness: 1.0,
-            depth: None,
-            ground: 60.0,
-        };
+        let ground = Layer::plain(60.0);
         let specks = RainConfig::specks((400.0, 400.0));
         for seed in 0..4 {
             let map = streak_layer(w, h, &ground, &specks, &mut rng_for(seed, 0));
@@ -563,15 +567,7 @@ mod tests {
             ..RainConfig::light()
         };
         let (w, h) = (120, 120);
-        let layer = Layer {
-            angle: 0.0,
-            scale: 1.0,
-            density: 1.0,
-            brightness: 1.0,
-            depth: None,
-            ground: 0.0,
-        };
-        let layer = streak_layer(w, h, &layer, &config, &mut rng_for(3, 0));
+        let layer = streak_layer(w, h, &Layer::plain(0.0), &config, &mut rng_for(3, 0));
         let (mut dx, mut dy) = (0.0, 0.0);
         for y in 1..h {
             for x in 1..w {
