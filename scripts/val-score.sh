@@ -7,7 +7,11 @@
 #   over a field of splashes on the ground);
 # - realgt: real rain with ground truth ($BRN_SHARED/data/realgt-dev, all scenes pooled);
 # - flat: plain fields of colour, with and without a faint grain, as their own input (made once
-#   into runs/val/flat): how far the weights move a textureless area (a wall, a sky).
+#   into runs/val/flat): how far the weights move a textureless area (a wall, a sky);
+# - heavy-dry, depth-dry: the heavy and depth presets at their seeds without the veil of
+#   accumulation and the fog (`brn synth --veil 0`; heavy's streaks are the same as heavy's,
+#   depth's are drawn without its depth map): streak removal alone, where heavy and depth also
+#   score taking a veil off.
 # Usage: scripts/val-score.sh WEIGHTS STAGES
 # Prints two tab-separated lines of PSNR and SSIM per column, in the order above: the weights'
 # scores, then the inputs' own (what deraining starts from).
@@ -29,14 +33,20 @@ sets=(set5 set14)
 score() { "$brn" eval --weights "$weights" --stages "$stages" --data "$1" --json; }
 reports=()
 groups=()
-for i in "${!presets[@]}"; do
+# One column of Set5 + Set14 made rainy: PRESET SEED NAME [synth flags].
+rainy_sets() {
+  local preset="$1" seed="$2" name="$3" set val
+  shift 3
   for set in "${sets[@]}"; do
-    val="$root/runs/val/${presets[$i]}-$set"
+    val="$root/runs/val/$name-$set"
     [ -d "$val/rainy" ] || "$brn" synth --clean "$shared/data/clean/$set" -o "$val" \
-      --preset "${presets[$i]}" --seed $((100 + i)) --streaks "$shared/data/streaks/garg-nayar" >&2
+      --preset "$preset" --seed "$seed" --streaks "$shared/data/streaks/garg-nayar" "$@" >&2
     reports+=("$(score "$val")")
   done
   groups+=("${#sets[@]}")
+}
+for i in "${!presets[@]}"; do
+  rainy_sets "${presets[$i]}" $((100 + i)) "${presets[$i]}"
 done
 reports+=("$(score "$shared/data/realgt-dev")")
 groups+=(1)
@@ -71,6 +81,9 @@ PY
 fi
 reports+=("$(score "$flat")")
 groups+=(1)
+# Heavy and depth without their veil and fog, at their seeds.
+rainy_sets heavy 101 heavy-dry --veil 0
+rainy_sets depth 103 depth-dry --veil 0
 python3 - "${groups[*]}" "${reports[@]}" <<'PY'
 import json, sys
 groups = [int(g) for g in sys.argv[1].split()]

@@ -638,6 +638,20 @@ fn photos_and_streaks(dir: &Path) -> (PathBuf, PathBuf) {
     (photos, streaks)
 }
 
+/// `brn synth` of the photos in `clean` into `out` with `preset` and further flags.
+fn synth(clean: &Path, out: &Path, preset: &str, flags: &[&str]) -> Output {
+    let args = [
+        "synth",
+        "--clean",
+        s(clean),
+        "-o",
+        s(out),
+        "--preset",
+        preset,
+    ];
+    brn(&[&args[..], flags].concat())
+}
+
 #[test]
 fn synth_renders_rain_from_streak_layers_repeatably_and_names_a_missing_folder() {
     // Against the photos themselves and a second run: rendered rain changes the photo, the
@@ -645,19 +659,12 @@ fn synth_renders_rain_from_streak_layers_repeatably_and_names_a_missing_folder()
     let dir = temp_dir("rendered");
     let (photos, streaks) = photos_and_streaks(&dir);
     let run = |out: &Path, seed: &str| {
-        brn(&[
-            "synth",
-            "--clean",
-            s(&photos),
-            "-o",
-            s(out),
-            "--preset",
+        synth(
+            &photos,
+            out,
             "rendered-heavy",
-            "--streaks",
-            s(&streaks),
-            "--seed",
-            seed,
-        ])
+            &["--streaks", s(&streaks), "--seed", seed],
+        )
     };
     let (a, b) = (dir.join("a"), dir.join("b"));
     assert!(run(&a, "3").status.success());
@@ -709,6 +716,45 @@ fn synth_renders_rain_from_streak_layers_repeatably_and_names_a_missing_folder()
     assert!(out.status.success());
     let (w, h) = image::image_dimensions(&sheet).unwrap();
     assert_eq!((w, h), (2 * (32 + 4) + 4, 3 * (32 + 4) + 4));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn synth_veil_zero_draws_the_presets_streaks_without_their_veil() {
+    // Against the clean photos: heavy rain with `--veil 0` only adds light (its streaks are
+    // screen-blended, which never darkens), while the same seed with its veil mixes in an
+    // atmospheric light and so differs; a strength outside 0..1 is refused by name.
+    let dir = temp_dir("veil");
+    let (photos, _) = photos_and_streaks(&dir);
+    let run =
+        |out: &Path, veil: &str| synth(&photos, out, "heavy", &["--seed", "5", "--veil", veil]);
+    let (dry, veiled) = (dir.join("dry"), dir.join("veiled"));
+    let out = run(&dry, "0");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("veil and fog x0"), "{}", stderr(&out));
+    assert!(run(&veiled, "1").status.success());
+    for name in ["p0_00000.png", "p1_00001.png"] {
+        let open = |dir: &Path, kind: &str| image::open(dir.join(kind).join(name)).unwrap();
+        let (clean, rainy) = (open(&dry, "clean").to_rgb8(), open(&dry, "rainy").to_rgb8());
+        assert_ne!(rainy, clean, "{name}: rain was added");
+        let darker = clean
+            .pixels()
+            .zip(rainy.pixels())
+            .flat_map(|(c, r)| (0..3).filter(move |&k| u16::from(r[k]) + 1 < u16::from(c[k])));
+        assert_eq!(darker.count(), 0, "{name}: the dry rain darkened a pixel");
+        assert_ne!(
+            open(&veiled, "rainy").to_rgb8(),
+            rainy,
+            "{name}: the veil changed nothing"
+        );
+    }
+    let out = run(&dir.join("bad"), "1.5");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("from 0 (no veil) to 1"),
+        "{}",
+        stderr(&out)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

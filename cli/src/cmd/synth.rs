@@ -45,6 +45,21 @@ pub struct SynthArgs {
     /// Random seed: the same seed makes the same pairs.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// How strong the presets' veil and fog are, as training's `"veil"`: a scale of their
+    /// ranges from 0 (none: the streaks alone, e.g. to score streak removal without a veil's)
+    /// to 1 (as the preset defines them).
+    #[arg(long, default_value_t = 1.0, value_parser = veil_strength)]
+    veil: f32,
+}
+
+/// `--veil`: a number from 0 to 1.
+fn veil_strength(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(strength) if (0.0..=1.0).contains(&strength) => Ok(strength),
+        _ => Err(format!(
+            "'{text}' is not a strength from 0 (no veil) to 1 (as defined)"
+        )),
+    }
 }
 
 /// Write rainy/clean pairs made from the clean photos.
@@ -58,7 +73,7 @@ pub fn run(args: SynthArgs) -> Result<ExitCode> {
         (Some(output), None) => output.clone(),
         (None, None) => bail!("give -o DIR for pairs, or --sheet FILE for a contact sheet"),
     };
-    let rain = RainMix::new(&[&args.preset], &args.streaks)?;
+    let rain = RainMix::new(&[&args.preset], &args.streaks)?.with_veil(args.veil, 1.0, true);
     let (rainy_dir, clean_dir) = (output.join("rainy"), output.join("clean"));
     for dir in [&rainy_dir, &clean_dir] {
         std::fs::create_dir_all(dir)
@@ -93,9 +108,14 @@ pub fn run(args: SynthArgs) -> Result<ExitCode> {
     }
     bar.finish_and_clear();
     eprintln!(
-        "wrote {} pair(s) ({} preset, seed {}) into {}",
+        "wrote {} pair(s) ({} preset{}, seed {}) into {}",
         count - failed,
         args.preset,
+        if args.veil < 1.0 {
+            format!(", veil and fog x{}", args.veil)
+        } else {
+            String::new()
+        },
         args.seed,
         output.display()
     );
@@ -118,7 +138,8 @@ fn write_sheet(args: &SynthArgs, photos: &[PathBuf], path: &std::path::Path) -> 
     } else {
         args.rows.clone()
     };
-    let rain = RainMix::new(&names, &args.streaks).with_context(|| {
+    let rain = RainMix::new(&names, &args.streaks).map(|mix| mix.with_veil(args.veil, 1.0, true));
+    let rain = rain.with_context(|| {
         let drawn: Vec<&str> = Preset::RAINS
             .into_iter()
             .filter(|name| Preset::named(name).is_some_and(|p| !p.is_rendered()))
