@@ -35,7 +35,7 @@ row="$name	$(basename "$config")${*:+ $*}	$budget	$step	$((step * batch))"
 row="$row	$(BRN_BIN="$brn" "$root/scripts/val-score.sh" "$latest/model.safetensors" "$stages" | sed -n 1p)"
 if [ ! -f "$runs/trials/results.tsv" ]; then
   header="name	config	time	steps	patches"
-  for preset in light heavy varied depth none rendered-light rendered-heavy splash realgt flat heavy-dry depth-dry; do header="$header	$preset PSNR	$preset SSIM"; done
+  for preset in light heavy varied depth none rendered-light rendered-heavy splash realgt flat heavy-dry depth-dry rendered-heavy-dry; do header="$header	$preset PSNR	$preset SSIM"; done
   echo "$header" > "$runs/trials/results.tsv"
 fi
 echo "$row" >> "$runs/trials/results.tsv"

@@ -8,10 +8,10 @@
 # - realgt: real rain with ground truth ($BRN_SHARED/data/realgt-dev, all scenes pooled);
 # - flat: plain fields of colour, with and without a faint grain, as their own input (made once
 #   into runs/val/flat): how far the weights move a textureless area (a wall, a sky);
-# - heavy-dry, depth-dry: the heavy and depth presets at their seeds without the veil of
-#   accumulation and the fog (`brn synth --veil 0`; heavy's streaks are the same as heavy's,
-#   depth's are drawn without its depth map): streak removal alone, where heavy and depth also
-#   score taking a veil off.
+# - heavy-dry, depth-dry, rendered-heavy-dry: those presets at their seeds without the veil of
+#   accumulation and the fog (`brn synth --veil 0`; heavy's and rendered-heavy's streaks are the
+#   same as with the veil, depth's are drawn without its depth map): streak removal alone, where
+#   the veiled columns also score taking a veil off.
 # Usage: scripts/val-score.sh WEIGHTS STAGES
 # Prints two tab-separated lines of PSNR and SSIM per column, in the order above: the weights'
 # scores, then the inputs' own (what deraining starts from).
@@ -81,9 +81,10 @@ PY
 fi
 reports+=("$(score "$flat")")
 groups+=(1)
-# Heavy and depth without their veil and fog, at their seeds.
+# Heavy, depth and rendered-heavy without their veil and fog, at their seeds.
 rainy_sets heavy 101 heavy-dry --veil 0
 rainy_sets depth 103 depth-dry --veil 0
+rainy_sets rendered-heavy 106 rendered-heavy-dry --veil 0
 python3 - "${groups[*]}" "${reports[@]}" <<'PY'
 import json, sys
 groups = [int(g) for g in sys.argv[1].split()]
