@@ -81,10 +81,12 @@ PY
 fi
 reports+=("$(score "$flat")")
 groups+=(1)
-# Heavy, depth and rendered-heavy without their veil and fog, at their seeds.
-rainy_sets heavy 101 heavy-dry --veil 0
-rainy_sets depth 103 depth-dry --veil 0
-rainy_sets rendered-heavy 106 rendered-heavy-dry --veil 0
+# Heavy, depth and rendered-heavy without their veil and fog, at their seeds above.
+for dry in heavy depth rendered-heavy; do
+  for i in "${!presets[@]}"; do
+    if [ "${presets[$i]}" = "$dry" ]; then rainy_sets "$dry" $((100 + i)) "$dry-dry" --veil 0; fi
+  done
+done
 python3 - "${groups[*]}" "${reports[@]}" <<'PY'
 import json, sys
 groups = [int(g) for g in sys.argv[1].split()]

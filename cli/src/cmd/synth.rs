@@ -52,6 +52,13 @@ pub struct SynthArgs {
     veil: f32,
 }
 
+impl SynthArgs {
+    /// The presets `names` as `--streaks` and `--veil` make them rain.
+    fn rain<S: AsRef<str>>(&self, names: &[S]) -> Result<RainMix> {
+        Ok(RainMix::new(names, &self.streaks)?.with_veil(self.veil, 1.0, true))
+    }
+}
+
 /// `--veil`: a number from 0 to 1.
 fn veil_strength(text: &str) -> Result<f32, String> {
     match text.parse::<f32>() {
@@ -73,7 +80,7 @@ pub fn run(args: SynthArgs) -> Result<ExitCode> {
         (Some(output), None) => output.clone(),
         (None, None) => bail!("give -o DIR for pairs, or --sheet FILE for a contact sheet"),
     };
-    let rain = RainMix::new(&[&args.preset], &args.streaks)?.with_veil(args.veil, 1.0, true);
+    let rain = args.rain(&[&args.preset])?;
     let (rainy_dir, clean_dir) = (output.join("rainy"), output.join("clean"));
     for dir in [&rainy_dir, &clean_dir] {
         std::fs::create_dir_all(dir)
@@ -138,8 +145,7 @@ fn write_sheet(args: &SynthArgs, photos: &[PathBuf], path: &std::path::Path) -> 
     } else {
         args.rows.clone()
     };
-    let rain = RainMix::new(&names, &args.streaks).map(|mix| mix.with_veil(args.veil, 1.0, true));
-    let rain = rain.with_context(|| {
+    let rain = args.rain(&names).with_context(|| {
         let drawn: Vec<&str> = Preset::RAINS
             .into_iter()
             .filter(|name| Preset::named(name).is_some_and(|p| !p.is_rendered()))
